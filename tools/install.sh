@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One-command, idempotent set-up: tools/venv with the pinned stack, mser in editable mode,
+# and espeak-ng + sox from apt when missing (needed by the synthetic demo corpus).
+#
+#   bash tools/install.sh                          # CPU torch 2.13.0 (default)
+#   MSER_TORCH="torch==2.5.1 --index-url <your CUDA wheel index>" bash tools/install.sh
+#   bash tools/install.sh --torch "torch==2.5.1" --python python3.11
+#
+# Re-running is cheap: nothing is reinstalled unless setup.py or the torch spec changed.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=$root/tools/venv
+torch_spec=${MSER_TORCH:-torch==2.13.0}
+python=${MSER_PYTHON:-python3}
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    --torch) torch_spec=$2; shift 2 ;;
+    --python) python=$2; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 1 ;;
+  esac
+done
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (install.sh) $*"; }
+
+install_apt_tools() {
+  local missing=()
+  command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+  command -v sox >/dev/null || missing+=(sox)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo=sudo; else sudo=none; fi
+  fi
+  if [ "$sudo" = none ] || ! command -v apt-get >/dev/null; then
+    log "WARNING: ${missing[*]} missing and cannot be installed here (no apt-get or no root)."
+    log "         Install them with your package manager; only the synthetic demo corpus needs them."
+    return 0
+  fi
+  log "Installing ${missing[*]} with apt-get"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+install_apt_tools
+
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
+  echo "install.sh: '$python' is missing or older than Python 3.9; pass --python /path/to/python3" >&2
+  exit 1
+fi
+
+stamp=$venv/.mser_install_stamp
+want="$(cat "$root/setup.py") | $torch_spec"
+if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  log "tools/venv is up to date ($torch_spec)"
+  exit 0
+fi
+
+[ -x "$venv/bin/python" ] || { log "Creating $venv"; "$python" -m venv "$venv"; }
+pip=("$venv/bin/python" -m pip install --no-compile --disable-pip-version-check -q)
+log "Installing $torch_spec"
+# shellcheck disable=SC2086  # the spec may carry pip options such as --index-url
+"${pip[@]}" $torch_spec
+log "Installing mser (editable) and its pinned dependencies"
+"${pip[@]}" -e "$root[test]"
+printf '%s' "$want" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
+log "Done: $("$venv/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "| transformers", transformers.__version__)')"

@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# Job wrapper (local backend): utils/run_local.sh [--gpu N] [--mem 8G] JOB=1:4 log/x.JOB.log cmd ... JOB ...
+exec python3 -m mser.bin.run_jobs local "$@"
