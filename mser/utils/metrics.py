@@ -1,0 +1,94 @@
+"""Emotion recognition metrics and a paired significance test.
+
+UA (unweighted accuracy) is the mean per-class recall over the classes that occur in the
+reference; WA (weighted accuracy) is the overall accuracy. Labels are integer class indices.
+"""
+import numpy as np
+
+
+def confusion_matrix(y_true, y_pred, num_classes):
+    """Counts with reference classes as rows and predictions as columns."""
+    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{len(y_true)} references but {len(y_pred)} predictions")
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def per_class_recall(y_true, y_pred, num_classes):
+    """Recall per class; NaN for a class absent from the reference."""
+    matrix = confusion_matrix(y_true, y_pred, num_classes)
+    support = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, np.diag(matrix) / support, np.nan)
+
+
+def unweighted_accuracy(y_true, y_pred, num_classes):
+    """Mean recall over the classes present in the reference (a class absent is not a zero)."""
+    recall = per_class_recall(y_true, y_pred, num_classes)
+    return float(np.nanmean(recall)) if np.any(~np.isnan(recall)) else float("nan")
+
+
+def weighted_accuracy(y_true, y_pred):
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return float(np.mean(y_true == y_pred)) if len(y_true) else float("nan")
+
+
+def macro_f1(y_true, y_pred, num_classes):
+    """Mean F1 over classes present in the reference or the predictions."""
+    matrix = confusion_matrix(y_true, y_pred, num_classes)
+    tp = np.diag(matrix).astype(float)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    denominator = support + predicted
+    present = denominator > 0
+    return float(np.mean(2 * tp[present] / denominator[present])) if present.any() else float("nan")
+
+
+def score(y_true, y_pred, class_names):
+    """All metrics of one set of predictions, as a JSON-friendly dict."""
+    n = len(class_names)
+    recall = per_class_recall(y_true, y_pred, n)
+    return {
+        "ua": unweighted_accuracy(y_true, y_pred, n),
+        "wa": weighted_accuracy(y_true, y_pred),
+        "macro_f1": macro_f1(y_true, y_pred, n),
+        "recall": {c: (None if np.isnan(r) else float(r)) for c, r in zip(class_names, recall)},
+        "confusion": confusion_matrix(y_true, y_pred, n).tolist(),
+        "num_utts": int(len(y_true)),
+    }
+
+
+def mcnemar_test(y_true, pred_a, pred_b):
+    """Exact two-sided McNemar test on paired correctness; returns (n_a_only, n_b_only, p)."""
+    from scipy.stats import binomtest
+
+    y_true, pred_a, pred_b = map(np.asarray, (y_true, pred_a, pred_b))
+    correct_a, correct_b = pred_a == y_true, pred_b == y_true
+    a_only, b_only = int(np.sum(correct_a & ~correct_b)), int(np.sum(~correct_a & correct_b))
+    if a_only + b_only == 0:
+        return a_only, b_only, 1.0
+    return a_only, b_only, float(binomtest(a_only, a_only + b_only, 0.5).pvalue)
+
+
+def paired_bootstrap_ua(y_true, pred_a, pred_b, num_classes, num_samples=1000, seed=0):
+    """Paired bootstrap over utterances of UA(a) - UA(b).
+
+    Returns (observed difference, 95% interval, two-sided p) where p is twice the share of
+    resamples on the other side of zero from the observed difference.
+    """
+    y_true, pred_a, pred_b = map(np.asarray, (y_true, pred_a, pred_b))
+    observed = (unweighted_accuracy(y_true, pred_a, num_classes)
+                - unweighted_accuracy(y_true, pred_b, num_classes))
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(num_samples)
+    for i in range(num_samples):
+        idx = rng.integers(0, len(y_true), len(y_true))
+        diffs[i] = (unweighted_accuracy(y_true[idx], pred_a[idx], num_classes)
+                    - unweighted_accuracy(y_true[idx], pred_b[idx], num_classes))
+    if observed == 0:
+        p = 1.0
+    else:
+        p = min(1.0, 2 * float(np.mean(diffs <= 0) if observed > 0 else np.mean(diffs >= 0)))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return float(observed), (float(low), float(high)), p

@@ -1,0 +1,133 @@
+"""Kaldi data dirs: reading, validation of broken dirs, fixing, splitting."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from mser.data.datadir import (DataDirError, fix_data_dir, read_data_dir, read_table, split_scp,
+                               utt2spk_to_spk2utt, validate_data_dir, write_data_dir)
+
+UTTS = {"spkA_u1": "spkA", "spkA_u2": "spkA", "spkB_u1": "spkB"}
+
+
+def make_dir(tmp_path, name="d"):
+    data = tmp_path / name
+    wavs = {}
+    for utt in UTTS:
+        path = tmp_path / f"{utt}.wav"
+        soundfile.write(path, np.zeros(1600, dtype=np.float32), 16000)
+        wavs[utt] = str(path)
+    write_data_dir(data, {"wav.scp": wavs, "utt2spk": dict(UTTS),
+                          "text": {u: "hello there" for u in UTTS},
+                          "utt2emo": {u: "neu" for u in UTTS},
+                          "utt2dur": {u: "0.1" for u in UTTS}})
+    return data
+
+
+def test_written_dir_is_valid_and_sorted(tmp_path):
+    data = make_dir(tmp_path)
+    assert validate_data_dir(data) == []
+    assert (data / "spk2utt").read_text() == "spkA spkA_u1 spkA_u2\nspkB spkB_u1\n"
+    assert list(read_table(data / "utt2spk")) == sorted(UTTS)
+
+
+def test_validator_reports_every_problem(tmp_path):
+    data = make_dir(tmp_path)
+    (data / "utt2emo").write_text("spkB_u1 neu\nspkA_u1 ang\n")  # unsorted, one missing
+    with open(data / "text", "a") as f:
+        f.write("spkC_u9 stray line\n")
+    os.unlink(tmp_path / "spkA_u2.wav")
+    (data / "utt2dur").write_text("spkA_u1 0.1\nspkA_u2 abc\nspkB_u1 0.1\n")
+    problems = "\n".join(validate_data_dir(data))
+    assert "utt2emo:2: not sorted" in problems
+    assert "utt2emo: 1 utterance(s) missing from utt2emo" in problems and "spkA_u2" in problems
+    assert "text: 1 utterance(s) only in text" in problems and "spkC_u9" in problems
+    assert "utt2dur:2: utterance spkA_u2: expected a positive number, got 'abc'" in problems
+    assert "wav.scp:2: utterance spkA_u2: cannot read" in problems
+
+
+def test_validator_flags_malformed_lines_and_speaker_prefix(tmp_path):
+    data = make_dir(tmp_path)
+    (data / "utt2spk").write_text("spkA_u1 spkA\nspkA_u2 spkB\nspkB_u1\n")
+    problems = "\n".join(validate_data_dir(data, check_wavs=False))
+    assert f"{data}/utt2spk:3: expected '<key> <value>'" in problems
+    (data / "utt2spk").write_text("spkA_u1 spkA\nspkA_u2 spkB\nspkB_u1 spkB\n")
+    problems = "\n".join(validate_data_dir(data, check_wavs=False))
+    assert "utterance id 'spkA_u2' does not begin with its speaker id 'spkB'" in problems
+    assert "spk2utt: disagrees with utt2spk" in problems
+
+
+def test_duplicate_key_names_file_and_line(tmp_path):
+    path = tmp_path / "utt2emo"
+    path.write_text("a neu\nb ang\na sad\n")
+    with pytest.raises(DataDirError, match=r"utt2emo:3: duplicate key 'a'"):
+        read_table(path)
+
+
+def test_fix_keeps_intersection_and_reports_drops(tmp_path):
+    data = make_dir(tmp_path)
+    (data / "utt2emo").write_text("spkB_u1 neu\nspkA_u1 ang\n")
+    dropped = fix_data_dir(data)
+    assert dropped["utt2emo"] == 0 and dropped["wav.scp"] == 1 and dropped["utt2spk"] == 1
+    tables = read_data_dir(data)
+    assert all(list(t) == ["spkA_u1", "spkB_u1"] for t in tables.values())
+    assert validate_data_dir(data) == []
+    assert (data / ".backup" / "wav.scp").read_text().count("\n") == 3
+
+
+def test_fix_cli_prints_summary(tmp_path):
+    data = make_dir(tmp_path)
+    (data / "text").write_text("spkA_u1 hi\n")
+    out = subprocess.run([sys.executable, "-m", "mser.bin.fix_data_dir", str(data)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "wav.scp: 2" in out.stderr and "text: 0" in out.stderr
+
+
+def test_validate_cli_exit_code(tmp_path):
+    data = make_dir(tmp_path)
+    ok = subprocess.run([sys.executable, "-m", "mser.bin.validate_data_dir", str(data)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0
+    (data / "wav.scp").unlink()
+    bad = subprocess.run([sys.executable, "-m", "mser.bin.validate_data_dir", str(data)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "wav.scp: required file is missing" in bad.stderr
+
+
+def write_scp(path, n_per_spk):
+    lines = [f"spk{s}_u{i:02d} x" for s, n in enumerate(n_per_spk) for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return {line.split()[0]: line.split("_")[0] for line in lines}
+
+
+@pytest.mark.parametrize("n_lines,n_parts", [(10, 3), (7, 7), (100, 4)])
+def test_split_scp_contiguous_balanced(tmp_path, n_lines, n_parts):
+    scp = tmp_path / "wav.scp"
+    write_scp(scp, [n_lines])
+    outs = [tmp_path / f"p{i}.scp" for i in range(n_parts)]
+    split_scp(scp, outs)
+    parts = [o.read_text().splitlines() for o in outs]
+    assert sum(parts, []) == scp.read_text().splitlines()
+    sizes = [len(p) for p in parts]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_split_scp_keeps_speakers_whole(tmp_path):
+    scp = tmp_path / "wav.scp"
+    utt2spk = write_scp(scp, [5, 1, 4, 3, 3])
+    outs = [tmp_path / f"p{i}.scp" for i in range(3)]
+    split_scp(scp, outs, utt2spk=utt2spk)
+    parts = [o.read_text().splitlines() for o in outs]
+    assert sum(parts, []) == scp.read_text().splitlines()
+    speakers = [{utt2spk[line.split()[0]] for line in p} for p in parts]
+    assert all(speakers) and not (speakers[0] & speakers[1] or speakers[1] & speakers[2])
+    with pytest.raises(DataDirError, match="cannot split 5 speakers into 6"):
+        split_scp(scp, [tmp_path / f"q{i}" for i in range(6)], utt2spk=utt2spk)
+
+
+def test_utt2spk_to_spk2utt_groups_in_c_order():
+    assert utt2spk_to_spk2utt({"b_2": "b", "a_1": "a", "b_1": "b"}) == {"a": "a_1", "b": "b_1 b_2"}

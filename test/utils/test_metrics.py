@@ -1,0 +1,54 @@
+"""UA / WA / F1 against hand-computed values, and the paired significance tests."""
+import math
+
+import numpy as np
+
+from mser.utils.metrics import (confusion_matrix, macro_f1, mcnemar_test, paired_bootstrap_ua,
+                                score, unweighted_accuracy, weighted_accuracy)
+
+
+def test_hand_computed_values():
+    # class 0: 3 refs, 2 right; class 1: 2 refs, 1 right; class 2: 1 ref, 1 right.
+    y_true = [0, 0, 0, 1, 1, 2]
+    y_pred = [0, 0, 1, 1, 2, 2]
+    assert math.isclose(unweighted_accuracy(y_true, y_pred, 3), (2 / 3 + 1 / 2 + 1) / 3)
+    assert math.isclose(weighted_accuracy(y_true, y_pred), 4 / 6)
+    # F1: c0 = 2*2/(3+2) = .8; c1 = 2*1/(2+2) = .5; c2 = 2*1/(1+2) = 2/3
+    assert math.isclose(macro_f1(y_true, y_pred, 3), (0.8 + 0.5 + 2 / 3) / 3)
+    assert confusion_matrix(y_true, y_pred, 3).tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_class_absent_from_fold_is_not_a_zero_recall():
+    # class 3 never occurs in the reference nor predictions: UA averages 3 classes, not 4.
+    y_true, y_pred = [0, 1, 2, 2], [0, 1, 2, 1]
+    assert math.isclose(unweighted_accuracy(y_true, y_pred, 4), (1 + 1 + 0.5) / 3)
+    result = score(y_true, y_pred, ["neu", "hap", "ang", "sad"])
+    assert result["recall"]["sad"] is None and result["recall"]["ang"] == 0.5
+    # F1 ignores the class absent from both, but counts one only predicted (F1 = 0).
+    assert math.isclose(macro_f1(y_true, y_pred, 4), (1 + 2 / 3 + 2 / 3) / 3)
+    assert math.isclose(macro_f1([0, 0], [0, 3], 4), (2 / 3 + 0) / 2)
+
+
+def test_mcnemar_on_constructed_case():
+    y = np.zeros(30, dtype=int)
+    a = np.zeros(30, dtype=int)           # a right everywhere
+    b = a.copy()
+    b[:10] = 1                            # b wrong on 10 where a is right
+    a_only, b_only, p = mcnemar_test(y, a, b)
+    assert (a_only, b_only) == (10, 0)
+    assert math.isclose(p, 2 * 0.5 ** 10)
+    assert mcnemar_test(y, a, a)[2] == 1.0
+
+
+def test_bootstrap_separates_clear_from_noise():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, 400)
+    good = np.where(rng.random(400) < 0.9, y, (y + 1) % 4)
+    bad = np.where(rng.random(400) < 0.6, y, (y + 1) % 4)
+    diff, (low, high), p = paired_bootstrap_ua(y, good, bad, 4, num_samples=300)
+    assert 0.2 < diff < 0.4 and low > 0 and p < 0.01
+    _, (low, high), p = paired_bootstrap_ua(y, good, good, 4, num_samples=50)
+    assert p == 1.0 and low == high == 0
+    as_good = np.where(rng.random(400) < 0.9, y, (y + 1) % 4)  # same quality, other errors
+    diff, (low, high), p = paired_bootstrap_ua(y, as_good, good, 4, num_samples=300)
+    assert abs(diff) < 0.05 and low < 0 < high and p > 0.05
