@@ -1,0 +1,30 @@
+"""Paired significance test between two decoded experiments over the same test utterances:
+paired bootstrap of the UA difference and exact McNemar on per-utterance correctness."""
+import argparse
+import json
+import sys
+
+from mser.utils.scoring import compare_experiments
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("exp_a")
+    parser.add_argument("exp_b")
+    parser.add_argument("--folds", default="1 2 3 4 5")
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        result = compare_experiments(args.exp_a, args.exp_b, [int(f) for f in args.folds.split()],
+                                     num_samples=args.num_samples, seed=args.seed)
+    except ValueError as e:
+        sys.exit(f"compare: {e}")
+    print(json.dumps(result, indent=2))
+    print(f"UA({result['a']}) - UA({result['b']}) = {100 * result['ua_diff']:+.2f} points, "
+          f"95% CI [{100 * result['ua_diff_95ci'][0]:+.2f}, {100 * result['ua_diff_95ci'][1]:+.2f}], "
+          f"p = {result['p_bootstrap_ua']:.3g} (bootstrap), {result['p_mcnemar']:.3g} (McNemar)")
+
+
+if __name__ == "__main__":
+    main()

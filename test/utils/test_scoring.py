@@ -1,0 +1,79 @@
+"""Scoring of decoded experiments: scores.json layout, mean/std over folds, RESULTS.md."""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mser.utils.scoring import compare_experiments, write_experiment_scores
+
+CLASSES = ["neu", "hap", "ang", "sad"]
+
+
+def write_decode(exp, fold, refs, conditions):
+    decode = exp / f"fold{fold}" / "decode"
+    decode.mkdir(parents=True)
+    (decode / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    utts = [f"spk{fold}_u{i:03d}" for i in range(len(refs))]
+    (decode / "utt2emo").write_text("".join(f"{u} {CLASSES[r]}\n" for u, r in zip(utts, refs)))
+    for condition, preds in conditions.items():
+        (decode / condition).mkdir()
+        (decode / condition / "predictions").write_text(
+            "".join(f"{u} {CLASSES[p]}\n" for u, p in zip(utts, preds)))
+
+
+def make_exp(root, tag, right_per_fold, audio_only=True):
+    """Fold f: 8 utterances (2 per class); the first right_per_fold[f] are predicted right."""
+    exp = root / tag
+    refs = [0, 1, 2, 3, 0, 1, 2, 3]
+    for fold, n_right in enumerate(right_per_fold, 1):
+        preds = [r if i < n_right else (r + 1) % 4 for i, r in enumerate(refs)]
+        conditions = {"both": preds, "text_only": [0] * 8}
+        if audio_only:
+            conditions["audio_only"] = refs
+        write_decode(exp, fold, refs, conditions)
+    return exp
+
+
+def test_scores_json_per_fold_mean_std(tmp_path):
+    exp = make_exp(tmp_path / "exp", "full", [8, 6, 4])
+    write_experiment_scores(str(exp), [1, 2, 3])
+    scores = json.loads((exp / "scores.json").read_text())
+    assert [f["ua"] for f in scores["folds"]] == [1.0, 0.75, 0.5]
+    assert [f["wa"] for f in scores["folds"]] == [1.0, 0.75, 0.5]
+    assert math.isclose(scores["mean"]["ua"], 0.75)
+    assert math.isclose(scores["std"]["ua"], np.std([1, 0.75, 0.5], ddof=1))
+    assert scores["condition"] == "both"
+    assert scores["audio_only"]["mean"]["ua"] == 1.0
+    assert scores["text_only"]["mean"]["ua"] == 0.25 and scores["text_only"]["mean"]["wa"] == 0.25
+    assert scores["pooled"]["num_utts"] == 24
+    assert (exp / "confusion.png").stat().st_size > 1000
+    assert "mean" in (exp / "scores.txt").read_text()
+
+
+def test_missing_prediction_is_an_error(tmp_path):
+    exp = make_exp(tmp_path / "exp", "full", [8])
+    pred = exp / "fold1" / "decode" / "both" / "predictions"
+    pred.write_text("".join(pred.read_text().splitlines(keepends=True)[1:]))
+    with pytest.raises(ValueError, match="1 test utterance.*no prediction.*spk1_u000"):
+        write_experiment_scores(str(exp), [1])
+
+
+def test_compare_and_results_md(tmp_path):
+    root = tmp_path / "exp"
+    make_exp(root, "full", [8, 8, 7])
+    make_exp(root, "weak", [4, 3, 4], audio_only=False)
+    result = compare_experiments(str(root / "full"), str(root / "weak"), [1, 2, 3], num_samples=200)
+    assert result["a_right_b_wrong"] == 12 and result["b_right_a_wrong"] == 0
+    assert result["ua_diff"] > 0.4 and result["p_mcnemar"] < 0.01
+    for tag in ("full", "weak"):
+        out = subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir", str(root / tag),
+                              "--folds", "1 2 3", "--results", str(tmp_path / "RESULTS.md"),
+                              "--reference-tag", "full"], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "| full |" in results and "| weak |" in results
+    assert "95.83 ± 7.22" in results  # full: UA 100, 100, 87.5
+    assert "| weak | -" in results  # weak is worse than the reference
