@@ -1,5 +1,5 @@
 # Environment for every recipe (sourced by run.sh): project venv, C sorting, offline HF.
-MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+MAIN_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
 if [ ! -f "$MAIN_ROOT/tools/venv/bin/activate" ]; then
   echo "path.sh: $MAIN_ROOT/tools/venv not found; run: bash $MAIN_ROOT/tools/install.sh" >&2
   return 1

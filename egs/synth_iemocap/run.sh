@@ -17,6 +17,7 @@ seed=0
 audio_feat=fbank           # conf/feats/$audio_feat.yaml
 text_feat=minilm           # conf/feats/$text_feat.yaml
 train_config=conf/train.yaml
+train_opts=                # extra options for mser.bin.train, e.g. "--epochs 5"
 tag=                       # experiment name; default: <train_config>_<audio_feat>_<text_feat>
 . utils/parse_options.sh
 
@@ -45,7 +46,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
     $train_cmd --gpu $ngpu $exp/log/train.fold$f.log \
       python -m mser.bin.train --config $train_config --data-dir data/fold$f \
         --audio-feats dump/$audio_feat/feats.scp --text-feats dump/$text_feat/feats.scp \
-        --exp-dir $exp/fold$f --ngpu $ngpu --nproc $nproc --seed $seed
+        --exp-dir $exp/fold$f --ngpu $ngpu --nproc $nproc --seed $seed $train_opts
   done
 fi
 
@@ -58,6 +59,7 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: score $exp and regenerate RESULTS.md"
-  python -m mser.bin.score --exp-dir $exp --folds "$folds" --results RESULTS.md
+  python -m mser.bin.score --exp-dir $exp --folds "$folds" --results RESULTS.md \
+    --reference-tag train_${audio_feat}_${text_feat}
   cat $exp/scores.txt
 fi
