@@ -1,0 +1,321 @@
+"""IEMOCAP (IEMOCAP_full_release layout) to Kaldi data dirs, with cross-validation folds.
+
+Read under the corpus root, for N in 1..5:
+  SessionN/dialog/EmoEvaluation/<dialog>.txt    consensus lines
+      "[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]"
+      (header lines and the evaluator lines below each consensus line are ignored)
+  SessionN/dialog/transcriptions/<dialog>.txt   "Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me."
+      (lines without a labelled utterance id, e.g. "..._MXX0 [...]: ...", are skipped)
+  SessionN/sentences/wav/<dialog>/<utt>.wav
+
+The speaker of an utterance is its session plus the letter of its last id field
+(Ses03M_impro08b_F000 is spoken by Ses03F); utterance ids become ``<spk>_<orig id>``.
+"""
+import glob
+import logging
+import os
+import random
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import soundfile
+from tqdm import tqdm
+
+from mser.data.datadir import DataDirError, c_sort_key, validate_data_dir, write_data_dir
+from mser.utils.fileio import atomic_write_text
+
+# name -> (class names in classes.txt order, corpus label -> class)
+CLASS_SETS = {
+    "4class": (("neu", "hap", "ang", "sad"),
+               {"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad": "sad"}),
+    "4class_noexc": (("neu", "hap", "ang", "sad"),
+                     {"neu": "neu", "hap": "hap", "ang": "ang", "sad": "sad"}),
+    "6class": (("neu", "hap", "ang", "sad", "exc", "fru"),
+               {e: e for e in ("neu", "hap", "ang", "sad", "exc", "fru")}),
+}
+SESSIONS = tuple(range(1, 6))
+
+UTT_ID_RE = re.compile(r"Ses(\d\d)[FM]_\S+_([FM])\d{3}")
+LABEL_RE = re.compile(r"\[\s*\d+(?:\.\d*)?\s*-\s*\d+(?:\.\d*)?\s*\]\s+(\S+)\s+([A-Za-z]+)\s+\[[^\]]*\]")
+TRANSCRIPT_RE = re.compile(r"(Ses\d\d[FM]_\S+_[FM]\d{3})\s*\[[^\]]*\]\s*:(.*)")
+NOISE_TAG_RE = re.compile(r"\[[A-Za-z_]+\]")
+
+
+@dataclass
+class Utterance:
+    orig_id: str
+    session: str   # Ses01..Ses05
+    speaker: str   # Ses01F, Ses01M, ...
+    label: str     # corpus label (neu, exc, fru, ...)
+    text: str
+    wav: str
+
+    @property
+    def utt_id(self):
+        return f"{self.speaker}_{self.orig_id}"
+
+
+def parse_utt_id(orig_id):
+    """``Ses03M_impro08b_F000`` -> (``Ses03``, ``Ses03F``); None if not a labelled-utterance id."""
+    match = UTT_ID_RE.fullmatch(orig_id)
+    if match is None:
+        return None
+    session = f"Ses{match.group(1)}"
+    return session, session + match.group(2)
+
+
+def _read_lines(path):
+    # Universal newlines handle CRLF; stray non-UTF-8 bytes must not abort a 10k-file corpus.
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [line.strip() for line in f]
+
+
+def read_labels(path):
+    """Consensus labels of one EmoEvaluation file: ``{orig id: label}``."""
+    labels = {}
+    for lineno, line in enumerate(_read_lines(path), 1):
+        if not line.startswith("["):  # header, blank and evaluator (C-E1:, A-E2:, ...) lines
+            continue
+        match = LABEL_RE.fullmatch(line)
+        if match is None or parse_utt_id(match.group(1)) is None:
+            raise DataDirError(f"{path}:{lineno}: cannot parse label line {line!r}; expected "
+                               f"'[start - end]<TAB>SesNNX_<dialog>_XNNN<TAB>emo<TAB>[v, a, d]'")
+        orig_id, label = match.group(1), match.group(2).lower()
+        if orig_id in labels:
+            raise DataDirError(f"{path}:{lineno}: utterance {orig_id} is labelled twice")
+        labels[orig_id] = label
+    return labels
+
+
+def read_transcripts(path):
+    """Transcripts of one transcription file: ``{orig id: text}``; other lines are skipped."""
+    texts = {}
+    for lineno, line in enumerate(_read_lines(path), 1):
+        match = TRANSCRIPT_RE.fullmatch(line)
+        if match is None:
+            continue
+        orig_id, text = match.group(1), " ".join(match.group(2).split())
+        if orig_id in texts:
+            logging.warning("%s:%d: second transcript of %s ignored", path, lineno, orig_id)
+            continue
+        texts[orig_id] = text
+    return texts
+
+
+def strip_noise_tags(text):
+    return " ".join(NOISE_TAG_RE.sub(" ", text).split())
+
+
+def _session_dirs(root):
+    session_dirs = [os.path.join(root, f"Session{n}") for n in SESSIONS]
+    found = [d for d in session_dirs if os.path.isdir(os.path.join(d, "dialog", "EmoEvaluation"))]
+    if not found:
+        raise DataDirError(f"{root}: not an IEMOCAP_full_release directory (expected "
+                           f"{root}/Session1/dialog/EmoEvaluation/*.txt); pass the corpus root "
+                           f"with --iemocap or set IEMOCAP in db.sh")
+    missing = sorted(set(session_dirs) - set(found))
+    if missing:
+        logging.warning("%s: sessions missing: %s", root, ", ".join(missing))
+    return found
+
+
+def load_iemocap(root, improvised_only=False, skip_missing_wav=False, skip_missing_text=False):
+    """Every labelled utterance (any label) under ``root``, sorted by utterance id."""
+    root = os.path.abspath(root)
+    utts, no_wav, no_text = [], [], []
+    for session_dir in _session_dirs(root):
+        labels, texts = {}, {}
+        for path in sorted(glob.glob(os.path.join(session_dir, "dialog", "EmoEvaluation", "*.txt"))):
+            for orig_id, label in read_labels(path).items():
+                if orig_id in labels:
+                    raise DataDirError(f"{path}: utterance {orig_id} is also labelled in another file")
+                labels[orig_id] = label
+        for path in sorted(glob.glob(os.path.join(session_dir, "dialog", "transcriptions", "*.txt"))):
+            texts.update(read_transcripts(path))
+        for orig_id, label in labels.items():
+            dialog = orig_id.rsplit("_", 1)[0]
+            if improvised_only and "_impro" not in dialog:
+                continue
+            session, speaker = parse_utt_id(orig_id)
+            wav = os.path.join(session_dir, "sentences", "wav", dialog, orig_id + ".wav")
+            if not os.path.isfile(wav):
+                no_wav.append((orig_id, wav))
+                continue
+            if orig_id not in texts:
+                no_text.append((orig_id, os.path.join(session_dir, "dialog", "transcriptions",
+                                                      dialog + ".txt")))
+                continue
+            utts.append(Utterance(orig_id, session, speaker, label, texts[orig_id], wav))
+    for missing, skip, what, option in ((no_wav, skip_missing_wav, "wav", "--skip-missing-wav"),
+                                        (no_text, skip_missing_text, "transcript", "--skip-missing-text")):
+        if not missing:
+            continue
+        orig_id, path = missing[0]
+        message = (f"{len(missing)} labelled utterance(s) have no {what}, e.g. {orig_id} "
+                   f"(expected in {path})")
+        if not skip:
+            raise DataDirError(f"{message}; fix the corpus or pass {option} to drop them")
+        logging.warning("%s; dropped (%s)", message, option)
+    utts.sort(key=lambda u: c_sort_key(u.utt_id))
+    return utts
+
+
+def select_classes(utts, class_set):
+    """Keep and relabel the utterances of ``class_set``; log the dropped labels."""
+    _, mapping = CLASS_SETS[class_set]
+    kept = [u for u in utts if u.label in mapping]
+    dropped = Counter(u.label for u in utts if u.label not in mapping)
+    if dropped:
+        logging.info("%s: dropped %d utterance(s): %s", class_set, sum(dropped.values()),
+                     ", ".join(f"{label} {n}" for label, n in sorted(dropped.items())))
+    return [replace(u, label=mapping[u.label]) for u in kept]
+
+
+def _dev_by_fraction(utts, fraction, rng):
+    """A seeded, emotion-stratified ``fraction`` of ``utts``."""
+    dev = set()
+    for label in sorted({u.label for u in utts}):
+        members = sorted((u.utt_id for u in utts if u.label == label), key=c_sort_key)
+        rng.shuffle(members)
+        dev.update(members[:round(fraction * len(members))])
+    return dev
+
+
+def _held_out_speaker(speakers, session, gender):
+    """``session``'s speaker of ``gender``, else its other speaker."""
+    for spk in (session + gender, session + ("M" if gender == "F" else "F")):
+        if spk in speakers:
+            return spk
+    raise DataDirError(f"no speaker of {session} left to hold out for dev; use --dev fraction")
+
+
+def make_folds(utts, cv="session", dev="speaker", dev_fraction=0.1, seed=0):
+    """``{fold name: {"train"|"dev"|"test": set of utt ids}}``.
+
+    cv=session: fold<k> tests on session k (leave-one-session-out).
+    cv=speaker: fold1..fold10 test on one speaker each, in sorted speaker order; the test
+        speaker's session partner stays in training (speaker- but not session-independent).
+    dev=speaker: the dev set is one speaker of the session after the test session (wrapping
+        around); for cv=session the female speaker on odd folds and the male one on even folds,
+        for cv=speaker the test speaker's gender, so both genders stay in training.
+    dev=fraction: a seeded ``dev_fraction`` of the training sessions, stratified by emotion.
+    """
+    sessions = sorted({u.session for u in utts})
+    speakers = sorted({u.speaker for u in utts})
+    if len(sessions) < 2:
+        raise DataDirError(f"cross-validation needs at least 2 sessions, found {sessions}")
+    if cv == "session":
+        tests = [(f"fold{int(s[3:])}", lambda u, s=s: u.session == s, s,
+                  "F" if int(s[3:]) % 2 else "M") for s in sessions]
+    elif cv == "speaker":
+        tests = [(f"fold{i}", lambda u, spk=spk: u.speaker == spk, spk[:5], spk[5])
+                 for i, spk in enumerate(speakers, 1)]
+    else:
+        raise ValueError(f"unknown cv {cv!r}")
+    folds = {}
+    for name, is_test, test_session, dev_gender in tests:
+        test = {u.utt_id for u in utts if is_test(u)}
+        pool = [u for u in utts if u.utt_id not in test]
+        if dev == "speaker":
+            next_session = sessions[(sessions.index(test_session) + 1) % len(sessions)]
+            train_speakers = {u.speaker for u in pool}
+            dev_speaker = _held_out_speaker(train_speakers, next_session, dev_gender)
+            dev_set = {u.utt_id for u in pool if u.speaker == dev_speaker}
+        elif dev == "fraction":
+            dev_set = _dev_by_fraction(pool, dev_fraction, random.Random(f"{seed}/{name}"))
+        else:
+            raise ValueError(f"unknown dev {dev!r}")
+        train = {u.utt_id for u in pool} - dev_set
+        folds[name] = {"train": train, "dev": dev_set, "test": test}
+    return folds
+
+
+def utterance_tables(utts):
+    """The per-utterance tables of a data dir; utt2dur comes from the wav headers."""
+    tables = {name: {} for name in ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur")}
+    for u in tqdm(utts, desc="reading wav headers", unit="utt", mininterval=2):
+        try:
+            info = soundfile.info(u.wav)
+        except Exception as e:  # soundfile raises several types for unreadable audio
+            raise DataDirError(f"utterance {u.orig_id}: cannot read {u.wav}: {e}") from None
+        if info.frames == 0:
+            raise DataDirError(f"utterance {u.orig_id}: {u.wav} has no samples")
+        utt = u.utt_id
+        tables["wav.scp"][utt] = u.wav
+        tables["text"][utt] = u.text
+        tables["utt2spk"][utt] = u.speaker
+        tables["utt2emo"][utt] = u.label
+        tables["utt2sess"][utt] = u.session
+        tables["utt2dur"][utt] = f"{info.frames / info.samplerate:.3f}"
+    return tables
+
+
+def _write_checked(data_dir, tables, classes, check_wavs):
+    write_data_dir(data_dir, tables)
+    atomic_write_text(os.path.join(data_dir, "classes.txt"), "".join(c + "\n" for c in classes))
+    problems = validate_data_dir(data_dir, check_wavs=check_wavs)
+    if problems:
+        raise DataDirError(f"{data_dir}: written data dir is invalid:\n  " + "\n  ".join(problems))
+
+
+def write_prepared(out_dir, tables, classes, folds):
+    """Write ``<out_dir>/all`` and ``<out_dir>/<fold>/{train,dev,test}``, each validated.
+
+    Everything is written under ``<out_dir>/.prepare.tmp`` first and then moved into place, so
+    an interrupted run leaves the previous output intact; stale fold dirs are removed.
+    """
+    tmp = os.path.join(out_dir, ".prepare.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _write_checked(os.path.join(tmp, "all"), tables, classes, check_wavs=True)
+    for fold, subsets in folds.items():
+        for subset, utt_ids in subsets.items():
+            # The wavs were opened for "all"; subsets only reference them again.
+            _write_checked(os.path.join(tmp, fold, subset),
+                           {name: {u: t[u] for u in utt_ids} for name, t in tables.items()},
+                           classes, check_wavs=False)
+    produced = ["all", *folds]
+    stale = [d for d in os.listdir(out_dir) if re.fullmatch(r"fold\d+", d) and d not in produced]
+    for name in produced + stale:
+        shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+    for name in produced:
+        os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+    os.rmdir(tmp)
+    if stale:
+        logging.info("%s: removed stale %s", out_dir, ", ".join(sorted(stale)))
+
+
+def summary(utts, classes):
+    """A class x session count table, as text."""
+    sessions = sorted({u.session for u in utts})
+    counts = Counter((u.label, u.session) for u in utts)
+    rows = [["class", *sessions, "total"]]
+    for c in classes:
+        rows.append([c, *(str(counts[c, s]) for s in sessions), str(sum(counts[c, s] for s in sessions))])
+    rows.append(["total", *(str(sum(counts[c, s] for c in classes)) for s in sessions), str(len(utts))])
+    return "\n".join("".join(cell.rjust(7) for cell in row) for row in rows)
+
+
+def prepare_iemocap(root, out_dir, class_set="4class", improvised_only=False, noise_tags="strip",
+                    cv="session", dev="speaker", dev_fraction=0.1, seed=0,
+                    skip_missing_wav=False, skip_missing_text=False):
+    """Prepare ``<out_dir>/all`` and the fold dirs; return the kept utterances."""
+    classes, _ = CLASS_SETS[class_set]
+    utts = load_iemocap(root, improvised_only, skip_missing_wav, skip_missing_text)
+    logging.info("%s: %d labelled utterance(s)%s", root, len(utts),
+                 " (improvised dialogs only)" if improvised_only else "")
+    utts = select_classes(utts, class_set)
+    if not utts:
+        raise DataDirError(f"{root}: no utterance of the classes {', '.join(classes)}")
+    if noise_tags == "strip":
+        utts = [replace(u, text=strip_noise_tags(u.text)) for u in utts]
+    empty = sum(not u.text for u in utts)
+    if empty:
+        logging.info("%d utterance(s) have an empty transcript (kept with empty text)", empty)
+    os.makedirs(out_dir, exist_ok=True)
+    folds = make_folds(utts, cv, dev, dev_fraction, seed)
+    write_prepared(out_dir, utterance_tables(utts), classes, folds)
+    logging.info("%s: wrote all and %d fold(s) (%s cv, dev by %s); utterances per class and "
+                 "session:\n%s", out_dir, len(folds), cv, dev, summary(utts, classes))
+    return utts
