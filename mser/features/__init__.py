@@ -1,0 +1,99 @@
+"""Feature extractors: a config dict in, one (T, L*D) float32 matrix per utterance out.
+
+Extractors (config key ``extractor:``), all built by :func:`build_extractor`:
+
+- ``fbank``   Kaldi-compatible log-mel filterbank (kaldi-native-fbank), optional log energy
+              column and Kaldi pitch (POV, normalised log pitch, delta pitch); audio, 100 frames/s.
+- ``hf_ssl``  a transformers speech encoder (wav2vec2, HuBERT, WavLM, data2vec-audio, Whisper
+              encoder) from a local directory, with layer selection; audio, 50 frames/s.
+- ``hf_text`` a transformers text encoder (BERT, RoBERTa, MPNet, MiniLM) over the transcript,
+              token-level hidden states with layer selection; text, no frame rate.
+
+Every extractor has ``modality`` ("audio" or "text"), ``dim`` (per-layer dim D), ``num_layers``
+(L), ``frame_rate`` (frames/s, None for text) and
+``extract_batch(inputs) -> list[np.ndarray]`` (1-D float32 waveforms at ``sample_rate`` for
+audio, strings for text). Audio extractors add ``extract_wav(waveform, sample_rate)`` (any rate)
+and ``num_frames(num_samples)``; text extractors add ``extract_text(text)``.
+
+Inference on a new recording uses the pipeline that made the training features::
+
+    from mser.features import load_extractor
+    audio = load_extractor("dump/hubert_large", device="cpu")   # reads feat_conf.yaml
+    feats = audio.extract_wav(waveform, sample_rate)             # (T, L*D) float32
+
+Config values: command line > YAML > the extractor's ``DEFAULTS``; unknown keys are an error.
+Paths (``model_dir``) may use ``$VAR``, ``${VAR}`` and ``${VAR:-default}``.
+"""
+import importlib
+import os
+import re
+
+# Name -> "module:Class", imported on use so that fbank never imports torch.
+EXTRACTORS = {
+    "fbank": "mser.features.fbank:FbankExtractor",
+    "hf_ssl": "mser.features.hf_ssl:SpeechEncoderExtractor",
+    "hf_text": "mser.features.hf_text:TextEncoderExtractor",
+}
+# Keys common to every extractor (storage and job options).
+COMMON_DEFAULTS = {"extractor": None, "compress": False, "compression_method": 2, "skip_bad": False}
+# Keys that merge adds to feat_conf.yaml; accepted (and dropped) so a feat_conf.yaml is a config.
+DERIVED_KEYS = ("modality", "dim", "num_layers", "frame_rate")
+
+
+class FeatureConfigError(ValueError):
+    """A feature config that cannot be used; the message names the key and the fix."""
+
+
+def extractor_class(name):
+    if name not in EXTRACTORS:
+        raise FeatureConfigError(f"unknown extractor {name!r}; choose one of {sorted(EXTRACTORS)}")
+    module, cls = EXTRACTORS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def resolve_config(conf, overrides=None):
+    """Return ``conf`` with ``overrides`` applied (None values ignored) and defaults filled in."""
+    conf = {k: v for k, v in dict(conf).items() if k not in DERIVED_KEYS}
+    conf.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if not conf.get("extractor"):
+        raise FeatureConfigError(f"missing 'extractor:' (one of {sorted(EXTRACTORS)})")
+    defaults = {**COMMON_DEFAULTS, **extractor_class(conf["extractor"]).DEFAULTS}
+    unknown = sorted(set(conf) - set(defaults))
+    if unknown:
+        raise FeatureConfigError(f"unknown key(s) {unknown} for extractor {conf['extractor']!r}; "
+                                 f"allowed: {sorted(defaults)}")
+    return {**defaults, **conf}
+
+
+def build_extractor(conf, device="cpu"):
+    """Build the extractor a (possibly partial) config dict describes, on ``device``."""
+    conf = resolve_config(conf)
+    return extractor_class(conf["extractor"])(conf, device=device)
+
+
+def load_extractor(dump_dir_or_scp, device="cpu", overrides=None):
+    """The extractor that wrote a dump dir (its feat_conf.yaml), e.g. for single-file inference."""
+    from mser.features.storage import load_feat_conf
+
+    conf = resolve_config(load_feat_conf(dump_dir_or_scp), overrides)
+    return extractor_class(conf["extractor"])(conf, device=device)
+
+
+_ENV_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
+
+
+def expand_path(path):
+    """Expand ``~``, ``$VAR``, ``${VAR}`` and ``${VAR:-default}``; an unset variable is an error."""
+    def substitute(match):
+        name = match.group(1) or match.group(3)
+        if name in os.environ:
+            return os.environ[name]
+        if match.group(2) is not None:
+            return match.group(2)
+        raise FeatureConfigError(f"path {path!r} uses ${name}, which is not set; export it "
+                                 f"(e.g. export {name}=/data/models) or write the path out")
+    return os.path.expanduser(_ENV_VAR.sub(substitute, path))
+
+
+__all__ = ["EXTRACTORS", "FeatureConfigError", "build_extractor", "expand_path",
+           "load_extractor", "resolve_config"]

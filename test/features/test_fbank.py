@@ -1,0 +1,61 @@
+"""fbank: equal to kaldi-native-fbank called directly; other sample rates are resampled."""
+import kaldi_native_fbank as knf
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from mser.features import FeatureConfigError, build_extractor, resolve_config
+from mser.features.audio import read_wav
+
+
+def direct_knf_fbank(wave, rate=16000, num_bins=80):
+    opts = knf.FbankOptions()
+    opts.frame_opts.samp_freq = rate
+    opts.frame_opts.dither = 0
+    opts.mel_opts.num_bins = num_bins
+    fbank = knf.OnlineFbank(opts)
+    fbank.accept_waveform(rate, (wave * 32768).astype(np.float32))
+    fbank.input_finished()
+    return np.array([fbank.get_frame(i) for i in range(fbank.num_frames_ready)])
+
+
+def test_fbank_equals_kaldi_native_fbank():
+    wave = np.random.default_rng(1).uniform(-0.5, 0.5, 16000 * 2).astype(np.float32)
+    extractor = build_extractor({"extractor": "fbank"})
+    feats = extractor.extract_wav(wave, 16000)
+    np.testing.assert_array_equal(feats, direct_knf_fbank(wave))
+    assert feats.shape == (extractor.num_frames(len(wave)), 80) == (198, 80)
+    assert extractor.frame_rate == 100 and extractor.num_layers == 1
+
+
+def test_energy_and_pitch_columns():
+    wave = np.random.default_rng(2).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    feats = build_extractor({"extractor": "fbank", "use_energy": True, "use_pitch": True}
+                            ).extract_wav(wave, 16000)
+    plain = direct_knf_fbank(wave)
+    assert feats.shape == (len(plain), 1 + 80 + 3)
+    np.testing.assert_allclose(feats[:, 1:81], plain, rtol=1e-5, atol=1e-4)
+    pitch = knf.compute_and_process_kaldi_pitch(knf.PitchExtractionOptions(),
+                                                knf.ProcessPitchOptions(), wave * 32768)
+    n = min(len(pitch), len(feats))
+    np.testing.assert_array_equal(feats[:n, 81:], pitch[:n])
+
+
+def test_8khz_wav_is_resampled(make_data_dir):
+    data = make_data_dir({"spk1_a": 1.5}, rate=8000)
+    path = open(f"{data}/wav.scp").read().split()[1]
+    wave8k, rate = read_wav("spk1_a", path)
+    assert rate == 8000
+    wave16k, rate = read_wav("spk1_a", path, sample_rate=16000)
+    assert rate == 16000 and len(wave16k) == 2 * len(wave8k)
+    np.testing.assert_allclose(wave16k, resample_poly(wave8k.astype(np.float64), 2, 1), atol=1e-6)
+    extractor = build_extractor({"extractor": "fbank"})
+    np.testing.assert_array_equal(extractor.extract_wav(wave8k, 8000),
+                                  extractor.extract_batch([wave16k])[0])
+
+
+def test_unknown_key_is_an_error():
+    with pytest.raises(FeatureConfigError, match="num_mel_bin"):
+        resolve_config({"extractor": "fbank", "num_mel_bin": 40})
+    with pytest.raises(FeatureConfigError, match="unknown extractor"):
+        resolve_config({"extractor": "mfcc"})
