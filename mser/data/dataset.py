@@ -1,0 +1,204 @@
+"""Dataset over a data dir and dumped features, length-bucketed (distributed) batches, collate.
+
+    dataset = EmotionDataset("data/fold1/train", {"audio": "dump/fbank/feats.scp",
+                                                  "text": "dump/minilm/feats.scp"})
+    sampler = LengthBucketBatchSampler(dataset.lengths, max_frames=4000, seed=0,
+                                       num_replicas=world_size, rank=rank)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
+    for epoch ...: sampler.set_epoch(epoch)
+
+Each item is ``{"utt", "label", "audio", "text"}`` (a modality without a scp is absent); a batch
+is ``{"utts", "labels", "audio", "audio_lens", "text", "text_lens"}`` (None for an absent
+modality), ready for ``model(batch["audio"], batch["audio_lens"], batch["text"], ...)``.
+"""
+import logging
+import os
+
+import kaldiio
+import numpy as np
+import torch
+import yaml
+
+from mser.data.datadir import DataDirError, read_table
+
+MODALITIES = ("audio", "text")
+
+
+def read_classes(path):
+    """Class names of a classes.txt, in label-index order."""
+    if not os.path.exists(path):
+        raise DataDirError(f"{path}: not found; the data dir needs classes.txt (one class per "
+                           f"line, in label-index order), written by data preparation")
+    with open(path, encoding="utf-8") as f:
+        classes = [line.strip() for line in f if line.strip()]
+    if not classes or len(set(classes)) != len(classes):
+        raise DataDirError(f"{path}: expected distinct class names, one per line; got {classes}")
+    return classes
+
+
+def load_feat_info(scp):
+    """feat_conf.yaml next to a feats.scp (at least modality, dim, num_layers)."""
+    path = os.path.join(os.path.dirname(scp), "feat_conf.yaml")
+    if not os.path.exists(path):
+        raise DataDirError(f"{path}: not found next to {scp}; extract the features with "
+                           f"utils/dump_feats.sh")
+    with open(path, encoding="utf-8") as f:
+        info = yaml.safe_load(f)
+    missing = [k for k in ("modality", "dim", "num_layers") if k not in (info or {})]
+    if missing:
+        raise DataDirError(f"{path}: lacks {missing}; re-run the feature merge")
+    return info
+
+
+class EmotionDataset(torch.utils.data.Dataset):
+    """Utterances of ``data_dir`` that have features for every modality in ``feats``.
+
+    ``feats``: modality -> feats.scp. ``classes`` defaults to ``data_dir/classes.txt``. Without
+    ``utt2emo`` (unlabelled data) labels are -1. ``cache`` keeps read matrices in memory.
+    """
+
+    def __init__(self, data_dir, feats, classes=None, cache=False):
+        self.data_dir = data_dir
+        self.classes = list(classes) if classes else read_classes(os.path.join(data_dir,
+                                                                               "classes.txt"))
+        utt2emo_path = os.path.join(data_dir, "utt2emo")
+        if os.path.exists(utt2emo_path):
+            self.has_labels = True
+            utt2emo = read_table(utt2emo_path)
+        else:
+            self.has_labels = False
+            utt2emo = {utt: None for utt in read_table(os.path.join(data_dir, "utt2spk"))}
+        self.readers = {m: kaldiio.load_scp(scp) for m, scp in feats.items() if scp}
+        if not self.readers:
+            raise ValueError("EmotionDataset needs at least one feats.scp")
+        utts = list(utt2emo)
+        for modality, reader in self.readers.items():
+            missing = [u for u in utts if u not in reader]
+            if missing:
+                logging.warning("%s: %d of %d utterance(s) have no %s features in %s (e.g. %s; "
+                                "see its dump dir's 'skipped'); dropped", data_dir, len(missing),
+                                len(utts), modality, feats[modality], missing[0])
+                utts = [u for u in utts if u in reader]
+        if not utts:
+            raise DataDirError(f"{data_dir}: no utterance has features in "
+                               f"{', '.join(feats.values())}; were they extracted for this corpus?")
+        self.utts = utts
+        self.labels = [self._label_index(u, utt2emo[u], utt2emo_path) for u in utts]
+        self.num_frames = {m: self._num_frames(feats[m], reader) for m, reader in
+                           self.readers.items()}
+        # Bucketing length: audio frames when audio is used (the long stream), else tokens.
+        key = "audio" if "audio" in self.readers else "text"
+        self.lengths = self.num_frames[key]
+        self.cache = {} if cache else None
+
+    def _label_index(self, utt, label, utt2emo_path):
+        if label is None:
+            return -1
+        if label not in self.classes:
+            raise DataDirError(f"{utt2emo_path}: utterance {utt} has label {label!r}, which is not "
+                               f"in {os.path.join(self.data_dir, 'classes.txt')} "
+                               f"({' '.join(self.classes)}); fix the label or the class list")
+        return self.classes.index(label)
+
+    def _num_frames(self, scp, reader):
+        """Lengths from utt2num_frames next to the scp, else from the matrices themselves."""
+        path = os.path.join(os.path.dirname(scp), "utt2num_frames")
+        if os.path.exists(path):
+            table = read_table(path)
+            if all(u in table for u in self.utts):
+                return [int(table[u]) for u in self.utts]
+        logging.info("%s: no complete utt2num_frames; reading matrix shapes", scp)
+        return [len(reader[u]) for u in self.utts]
+
+    def __len__(self):
+        return len(self.utts)
+
+    def __getitem__(self, index):
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        utt = self.utts[index]
+        item = {"utt": utt, "label": self.labels[index]}
+        for modality, reader in self.readers.items():
+            item[modality] = np.asarray(reader[utt], dtype=np.float32)
+        if self.cache is not None:
+            self.cache[index] = item
+        return item
+
+    def label_counts(self):
+        return np.bincount(np.asarray(self.labels), minlength=len(self.classes))
+
+
+def dataset_from_config(config, data_dir, cache=False):
+    """The dataset a saved training config (``<exp-dir>/config.yaml``) implies for ``data_dir``."""
+    modalities = config["model_conf"]["modalities"]
+    return EmotionDataset(data_dir, {m: config[f"{m}_feats"] for m in modalities},
+                          classes=config["classes"], cache=cache)
+
+
+def collate(items):
+    """Pad each modality to the longest item; lengths are LongTensors."""
+    batch = {"utts": [it["utt"] for it in items],
+             "labels": torch.tensor([it["label"] for it in items], dtype=torch.long)}
+    for modality in MODALITIES:
+        if modality not in items[0]:
+            batch[modality], batch[f"{modality}_lens"] = None, None
+            continue
+        mats = [it[modality] for it in items]
+        lengths = torch.tensor([len(m) for m in mats], dtype=torch.long)
+        padded = np.zeros((len(mats), int(lengths.max()), mats[0].shape[1]), dtype=np.float32)
+        for i, mat in enumerate(mats):
+            padded[i, : len(mat)] = mat
+        batch[modality], batch[f"{modality}_lens"] = torch.from_numpy(padded), lengths
+    return batch
+
+
+class LengthBucketBatchSampler(torch.utils.data.Sampler):
+    """Batches of indices, of similar length when ``bucketing``, reshuffled every epoch.
+
+    A batch holds ``batch_size`` utterances, or, with ``max_frames > 0``, as many as fit in
+    ``max_frames`` padded frames (batch size x longest length; one over-long utterance forms its
+    own batch). Every rank builds the same global list from ``seed`` and the epoch, pads it
+    by repeating its first batches to a multiple of ``num_replicas`` and takes every
+    ``num_replicas``-th batch from ``rank``: disjoint batches, the same number on every rank.
+    """
+
+    def __init__(self, lengths, batch_size=32, max_frames=0, bucketing=True, shuffle=True, seed=0,
+                 num_replicas=1, rank=0):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.max_frames = batch_size, max_frames
+        self.bucketing, self.shuffle, self.seed = bucketing, shuffle, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def global_batches(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
+        if self.bucketing:  # stable sort: equal lengths keep their random order
+            order = order[np.argsort(self.lengths[order], kind="stable")]
+        batches, batch, longest = [], [], 0
+        for index in order.tolist():
+            longest_if_added = max(longest, self.lengths[index])
+            full = (longest_if_added * (len(batch) + 1) > self.max_frames if self.max_frames > 0
+                    else len(batch) >= self.batch_size)
+            if batch and full:
+                batches.append(batch)
+                batch, longest_if_added = [], self.lengths[index]
+            batch.append(index)
+            longest = longest_if_added
+        if batch:
+            batches.append(batch)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        extra = -len(batches) % self.num_replicas
+        return batches + [batches[i % len(batches)] for i in range(extra)]
+
+    def __iter__(self):
+        return iter(self.global_batches()[self.rank::self.num_replicas])
+
+    def __len__(self):
+        return len(self.global_batches()) // self.num_replicas

@@ -1,0 +1,78 @@
+"""The multimodal emotion model: per-modality front ends and encoders, a fusion, a classifier."""
+import torch
+from torch import nn
+
+from mser.nets.frontend import StreamFrontend, UnimodalEncoder, padding_mask
+from mser.nets.fusion import FUSIONS
+
+MODALITIES = ("audio", "text")
+
+
+class EmotionModel(nn.Module):
+    def __init__(self, conf, infos, num_classes):
+        """``conf``: resolved model conf; ``infos``: modality -> feat_conf dict (dim, num_layers)."""
+        super().__init__()
+        self.conf = conf
+        self.modalities = tuple(m for m in MODALITIES if m in conf["modalities"])
+        self.frontends = nn.ModuleDict({
+            m: StreamFrontend(int(infos[m]["dim"]), int(infos[m].get("num_layers", 1)),
+                              conf["d_model"], conf[f"{m}_subsampling"], conf["positional"],
+                              conf["max_positions"], conf["layer_weighting"],
+                              conf["input_dropout"])
+            for m in self.modalities})
+        self.encoders = nn.ModuleDict({
+            m: UnimodalEncoder(conf["d_model"], conf["encoder_layers"], conf["encoder_heads"],
+                               conf["encoder_ff_dim"], conf["dropout"])
+            for m in self.modalities})
+        self.fusion = FUSIONS[conf["fusion"]](conf, self.modalities)
+        hidden = conf["classifier_hidden"]
+        self.classifier = (nn.Sequential(nn.Dropout(conf["dropout"]),
+                                         nn.Linear(self.fusion.out_dim, hidden), nn.GELU(),
+                                         nn.Dropout(conf["dropout"]), nn.Linear(hidden, num_classes))
+                           if hidden else
+                           nn.Sequential(nn.Dropout(conf["dropout"]),
+                                         nn.Linear(self.fusion.out_dim, num_classes)))
+
+    def normalizer(self, modality):
+        return self.frontends[modality].normalizer
+
+    def training_keep_masks(self, batch, device):
+        """Random modality masking: per sample drop audio, or text, or neither (never both)."""
+        keep = {m: torch.ones(batch, dtype=torch.bool, device=device) for m in self.modalities}
+        if len(self.modalities) == 2:
+            draw = torch.rand(batch, device=device)
+            p_audio, p_text = self.conf["mask_audio_prob"], self.conf["mask_text_prob"]
+            keep["audio"] = draw >= p_audio
+            keep["text"] = (draw < p_audio) | (draw >= p_audio + p_text)
+        return keep
+
+    def forward(self, audio, audio_lens, text, text_lens, modalities=MODALITIES,
+                return_attention=False):
+        """Logits (B, C); with ``return_attention`` the last decoder layer's cross-attention
+        (B, K, Ta' + Tt) over the used streams in the order audio, text. ``audio_lens_out`` /
+        ``text_lens_out`` are the stream lengths after subsampling."""
+        used = [m for m in self.modalities if m in modalities]
+        if not used:
+            raise ValueError(f"none of the requested modalities {tuple(modalities)} is in this "
+                             f"model ({self.modalities})")
+        inputs = {"audio": (audio, audio_lens), "text": (text, text_lens)}
+        batch = len(inputs[used[0]][1])
+        device = inputs[used[0]][1].device
+        if self.training:
+            keep = self.training_keep_masks(batch, device)
+        else:
+            keep = {m: torch.ones(batch, dtype=torch.bool, device=device) for m in used}
+        streams, output = {}, {}
+        for m in used:
+            x, lengths = inputs[m]
+            if x is None:
+                raise ValueError(f"modality {m!r} requested but its input is None")
+            x, lengths = self.frontends[m](x, lengths, self.conf[f"normalize_{m}"])
+            pad = padding_mask(lengths, x.shape[1])
+            streams[m] = (self.encoders[m](x, pad), pad, keep[m])
+            output[f"{m}_lens_out"] = lengths
+        features, attention = self.fusion(streams, return_attention)
+        output["logits"] = self.classifier(features)
+        if return_attention:
+            output["attention"] = attention
+        return output

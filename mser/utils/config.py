@@ -1,0 +1,124 @@
+"""Configs of entry points: YAML file + command line via configargparse, strictly checked.
+
+Precedence: command line > ``--config`` YAML > defaults. YAML keys use underscores
+(``batch_size``); on the command line both ``--batch-size`` and ``--batch_size`` work. A YAML key
+that is no option is an error naming the file, the key and the closest option.
+
+    parser = make_parser(__doc__)
+    add_options(parser, {"lr": (1e-3, "peak learning rate"), ...})
+    args = parse_args(parser, argv)
+"""
+import difflib
+import os
+import subprocess
+
+import configargparse
+import yaml
+
+from mser.utils.fileio import atomic_write_text
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and key."""
+
+
+def str2bool(value):
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("true", "yes", "1"):
+        return True
+    if lowered in ("false", "no", "0"):
+        return False
+    raise configargparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def make_parser(description):
+    parser = configargparse.ArgumentParser(
+        description=description,
+        config_file_parser_class=configargparse.YAMLConfigFileParser,
+        formatter_class=configargparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", is_config_file=True, help="YAML file of option: value lines")
+    return parser
+
+
+def option_strings(key):
+    """``--batch-size`` and ``--batch_size`` (the YAML spelling) for key ``batch_size``."""
+    return list(dict.fromkeys([f"--{key.replace('_', '-')}", f"--{key}"]))
+
+
+def add_options(parser, options, group=None):
+    """Add ``key -> (default, help)`` options; the type follows the default (bool, list, ...)."""
+    target = parser.add_argument_group(group) if group else parser
+    for key, (default, help_text) in options.items():
+        kwargs = {"dest": key, "default": default, "help": help_text}
+        if isinstance(default, bool):
+            kwargs["type"] = str2bool
+        elif isinstance(default, (list, tuple)):
+            kwargs["nargs"] = "*"
+            kwargs["type"] = type(default[0]) if default else str
+        elif default is not None:
+            kwargs["type"] = type(default)
+        target.add_argument(*option_strings(key), **kwargs)
+
+
+def known_keys(parser):
+    return {s.lstrip("-") for action in parser._actions for s in action.option_strings}
+
+
+def check_config_file(parser, path):
+    """Raise ConfigError for a missing file or a key that is not an option of ``parser``."""
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: config file not found")
+    with open(path, encoding="utf-8") as f:
+        conf = yaml.safe_load(f) or {}
+    if not isinstance(conf, dict):
+        raise ConfigError(f"{path}: expected 'key: value' lines, got a {type(conf).__name__}")
+    keys = known_keys(parser)
+    for key in conf:
+        if str(key) not in keys:
+            close = difflib.get_close_matches(str(key), sorted(keys), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{path}: unknown key {key!r}{hint} (see --help for the options)")
+
+
+def parse_args(parser, argv=None):
+    """Parse ``argv`` with strict YAML keys (see the module docstring); exits on errors."""
+    pre = configargparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    config_path = pre.parse_known_args(argv)[0].config
+    if config_path:
+        try:
+            check_config_file(parser, config_path)
+        except ConfigError as e:
+            parser.error(str(e))
+    return parser.parse_args(argv)
+
+
+def save_config(path, config):
+    """Write a config dict as YAML, atomically."""
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+
+def load_config(path):
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: not found; was training run with this --exp-dir?")
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def git_commit():
+    """``<sha>`` of the mser source tree (``+dirty`` with uncommitted changes), or 'unknown'."""
+    source = os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args):
+        return subprocess.run(["git", "-C", source, *args], capture_output=True, text=True,
+                              timeout=30)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode:
+            return "unknown"
+        dirty = git("diff-index", "--quiet", "HEAD", "--").returncode != 0
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty else "")

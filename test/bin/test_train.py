@@ -1,0 +1,171 @@
+"""mser.bin.train end to end on a tiny synthetic fold: single process, 2-process gloo DDP,
+resume, dev-only selection, and what the experiment dir holds."""
+import argparse
+import os
+import subprocess
+import sys
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mser.bin.train import lr_lambda
+from mser.data.datadir import write_data_dir
+from mser.utils.checkpoint import load_model
+
+CLASSES = ("neu", "hap", "ang", "sad")
+AUDIO_DIM, AUDIO_LAYERS, TEXT_DIM = 6, 2, 5
+# Small and fast: every option the default conf sets, shrunk.
+TINY = ["--d-model", "16", "--encoder-layers", "1", "--encoder-heads", "2", "--encoder-ff-dim", "32",
+        "--decoder-layers", "1", "--decoder-heads", "2", "--decoder-ff-dim", "32",
+        "--classifier-hidden", "16", "--num-queries", "2", "--batch-size", "8", "--lr", "0.01",
+        "--warmup-steps", "2", "--patience", "0", "--dropout", "0.1"]
+
+
+def write_feats(dump_dir, feats, modality, dim, num_layers):
+    os.makedirs(dump_dir, exist_ok=True)
+    with kaldiio.WriteHelper(f"ark,scp:{dump_dir}/feats.ark,{dump_dir}/feats.scp") as writer:
+        for utt in sorted(feats):
+            writer(utt, feats[utt])
+    with open(os.path.join(dump_dir, "utt2num_frames"), "w") as f:
+        f.writelines(f"{u} {len(feats[u])}\n" for u in sorted(feats))
+    with open(os.path.join(dump_dir, "feat_conf.yaml"), "w") as f:
+        yaml.safe_dump({"modality": modality, "dim": dim, "num_layers": num_layers}, f)
+    return os.path.join(dump_dir, "feats.scp")
+
+
+def make_fold(root, utts_per_split=(32, 12, 12), seed=0, audio_frames=(20, 60), text_tokens=(3, 9)):
+    """data/fold1/{train,dev,test} and two dump dirs; the class shifts both modalities' means."""
+    rng = np.random.default_rng(seed)
+    audio, text = {}, {}
+    for split, count in zip(("train", "dev", "test"), utts_per_split):
+        tables = {name: {} for name in ("wav.scp", "utt2spk", "utt2emo", "utt2sess", "text")}
+        for i in range(count):
+            spk = f"{split}spk{i % 2}"
+            utt = f"{spk}_utt{i:04d}"
+            label = i % len(CLASSES)
+            tables["wav.scp"][utt] = f"/nonexistent/{utt}.wav"
+            tables["utt2spk"][utt], tables["utt2sess"][utt] = spk, "Ses01"
+            tables["utt2emo"][utt], tables["text"][utt] = CLASSES[label], "words"
+            ta, tt = rng.integers(*audio_frames), rng.integers(*text_tokens)
+            audio[utt] = (rng.normal(size=(ta, AUDIO_DIM * AUDIO_LAYERS)) + label).astype(np.float32)
+            text[utt] = (rng.normal(size=(tt, TEXT_DIM)) - label).astype(np.float32)
+        split_dir = root / "data" / "fold1" / split
+        write_data_dir(split_dir, tables)
+        (split_dir / "classes.txt").write_text("".join(c + "\n" for c in CLASSES))
+    return {"data_dir": str(root / "data" / "fold1"),
+            "audio": write_feats(str(root / "dump" / "afeat"), audio, "audio", AUDIO_DIM, AUDIO_LAYERS),
+            "text": write_feats(str(root / "dump" / "tfeat"), text, "text", TEXT_DIM, 1)}
+
+
+def run_train(fold, exp_dir, *extra, check=True):
+    command = [sys.executable, "-m", "mser.bin.train", "--data-dir", fold["data_dir"],
+               "--audio-feats", fold["audio"], "--text-feats", fold["text"],
+               "--exp-dir", str(exp_dir), "--seed", "3", *TINY, *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if check and result.returncode:
+        pytest.fail(f"training failed ({' '.join(command)}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def final_params(exp_dir, epoch):
+    state = torch.load(os.path.join(exp_dir, "checkpoints", f"epoch{epoch}.pt"),
+                       weights_only=False)
+    return state["model"]
+
+
+@pytest.fixture(scope="module")
+def fold(tmp_path_factory):
+    return make_fold(tmp_path_factory.mktemp("fold"))
+
+
+def test_single_process_run_writes_a_self_describing_exp_dir(fold, tmp_path):
+    exp = tmp_path / "exp"
+    run_train(fold, exp, "--epochs", "6", "--lr", "0.003")
+    for name in ("config.yaml", "best.pt", "train.log", ".done", "train_curve.png"):
+        assert (exp / name).exists(), name
+    assert os.listdir(exp / "tensorboard")
+    kept = sorted(os.listdir(exp / "checkpoints"))
+    assert "epoch6.pt" in kept and 3 <= len(kept) <= 4  # the last 3 plus the best
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["classes"] == list(CLASSES)
+    assert config["audio_info"]["num_layers"] == AUDIO_LAYERS and config["text_feats"] == fold["text"]
+    assert config["git_commit"] and config["model_conf"]["num_queries"] == 2
+    log = (exp / "train.log").read_text()
+    assert "epoch 6/6" in log and "dev loss" in log
+    # The label is learnable: the best dev UA is well above chance (0.25).
+    done = yaml.safe_load((exp / ".done").read_text())
+    assert done["best_dev_ua"] > 0.6, done
+    # Inference needs only the exp dir; normalisation statistics travel in the checkpoint.
+    model, saved = load_model(str(exp))
+    assert not model.training and float(model.normalizer("audio").std.mean()) != 1.0
+    # Re-running a finished experiment is a no-op.
+    again = run_train(fold, exp, "--epochs", "6", "--lr", "0.003")
+    assert "already finished" in again.stderr
+
+
+def test_ddp_two_processes_agree_and_resume_equals_uninterrupted(fold, tmp_path):
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    run_train(fold, full, "--nproc", "2", "--epochs", "3")
+    run_train(fold, resumed, "--nproc", "2", "--epochs", "2")
+    run_train(fold, resumed, "--nproc", "2", "--epochs", "3")
+    for exp in (full, resumed):
+        checksums = [line.rsplit(":", 1)[1].split() for line in
+                     (exp / "train.log").read_text().splitlines() if "checksum per rank" in line]
+        assert len(checksums) == 3 and all(len(c) == 2 and c[0] == c[1] for c in checksums)
+    log = (resumed / "train.log").read_text()
+    assert "extending a finished 2-epoch run to 3 epochs" in log
+    assert "resumed from" in log and "epoch 3/3" in log
+    # Same seed, same data order (seed + epoch), restored optimiser/scheduler/RNG of every rank
+    # and deterministic gloo all-reduce on CPU: the resumed run is bit-identical.
+    for name, tensor in final_params(full, 3).items():
+        assert torch.equal(tensor, final_params(resumed, 3)[name]), name
+
+
+def test_never_reads_the_test_split(fold, tmp_path):
+    test_dir = os.path.join(fold["data_dir"], "test")
+    backup = test_dir + ".bak"
+    os.rename(test_dir, backup)
+    try:
+        with open(test_dir, "w") as f:  # a file where the dir was: any read would fail
+            f.write("corrupt")
+        run_train(fold, tmp_path / "exp", "--epochs", "1")
+    finally:
+        os.remove(test_dir)
+        os.rename(backup, test_dir)
+
+
+def test_single_modality_config_ignores_the_other_scp(fold, tmp_path):
+    exp = tmp_path / "exp"
+    run_train(fold, exp, "--epochs", "1", "--modalities", "text", "--text-feats", fold["text"],
+              "--audio-feats", "/nonexistent/feats.scp")
+    model, config = load_model(str(exp))
+    assert config["audio_info"] is None and list(model.frontends) == ["text"]
+
+
+def test_resume_with_a_different_config_is_refused(fold, tmp_path):
+    exp = tmp_path / "exp"
+    run_train(fold, exp, "--epochs", "1")
+    (exp / ".done").unlink()
+    result = run_train(fold, exp, "--epochs", "2", "--lr", "0.5", check=False)
+    assert result.returncode != 0 and "lr: 0.01 -> 0.5" in result.stderr
+
+
+def test_unknown_yaml_key_is_an_error(fold, tmp_path):
+    conf = tmp_path / "bad.yaml"
+    conf.write_text("epochs: 1\nnum_querys: 4\n")
+    result = run_train(fold, tmp_path / "exp", "--config", str(conf), check=False)
+    assert result.returncode != 0
+    assert "unknown key 'num_querys'" in result.stderr and "num_queries" in result.stderr
+
+
+@pytest.mark.parametrize("scheduler", ["warmup", "cosine"])
+def test_learning_rate_schedules(scheduler):
+    factor = lr_lambda(argparse.Namespace(warmup_steps=10, epochs=5, scheduler=scheduler), 20)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    if scheduler == "warmup":  # inverse square root, no horizon
+        assert factor(39) == pytest.approx(0.5) and factor(10**6) > 0
+    else:  # cosine to 0 at epochs * steps_per_epoch
+        assert factor(54) == pytest.approx(0.5) and factor(99) == pytest.approx(0.0, abs=1e-9)

@@ -1,0 +1,94 @@
+"""EmotionDataset, LengthBucketBatchSampler and collate."""
+import logging
+
+import kaldiio
+import numpy as np
+import pytest
+import yaml
+
+from mser.data.datadir import DataDirError, write_data_dir
+from mser.data.dataset import (EmotionDataset, LengthBucketBatchSampler, collate,
+                               dataset_from_config, load_feat_info)
+
+CLASSES = ["neu", "hap", "ang", "sad"]
+
+
+def make_data(tmp_path, labels, feats_for, dim=3):
+    """A data dir with ``labels`` (utt -> label) and a dump dir holding features of ``feats_for``."""
+    data = tmp_path / "data"
+    write_data_dir(data, {"utt2spk": {u: u.split("_")[0] for u in labels}, "utt2emo": labels})
+    (data / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    with kaldiio.WriteHelper(f"ark,scp:{dump}/feats.ark,{dump}/feats.scp") as writer:
+        for i, utt in enumerate(sorted(feats_for)):
+            writer(utt, np.full((i + 2, dim), i, dtype=np.float32))
+    (dump / "feat_conf.yaml").write_text(yaml.safe_dump({"modality": "audio", "dim": dim,
+                                                         "num_layers": 1}))
+    return str(data), str(dump / "feats.scp")
+
+
+def test_missing_features_are_dropped_with_a_logged_count(tmp_path, caplog):
+    labels = {"s1_a": "neu", "s1_b": "ang", "s1_c": "sad"}
+    data, scp = make_data(tmp_path, labels, ["s1_a", "s1_c"])
+    with caplog.at_level(logging.WARNING):
+        dataset = EmotionDataset(data, {"audio": scp})
+    assert dataset.utts == ["s1_a", "s1_c"] and dataset.labels == [0, 3]
+    assert "1 of 3 utterance(s) have no audio features" in caplog.text and "s1_b" in caplog.text
+    assert dataset.lengths == [2, 3]  # read from the matrices: no utt2num_frames here
+    assert dataset[1]["audio"].shape == (3, 3) and load_feat_info(scp)["dim"] == 3
+
+
+def test_unknown_label_names_the_utterance_and_classes_txt(tmp_path):
+    data, scp = make_data(tmp_path, {"s1_a": "neu", "s1_b": "fru"}, ["s1_a", "s1_b"])
+    with pytest.raises(DataDirError, match=r"s1_b has label 'fru'.*classes.txt"):
+        EmotionDataset(data, {"audio": scp})
+
+
+def test_config_dataset_and_collate(tmp_path):
+    data, scp = make_data(tmp_path, {"s1_a": "neu", "s1_b": "hap", "s1_c": "sad"},
+                          ["s1_a", "s1_b", "s1_c"])
+    config = {"model_conf": {"modalities": ["audio"]}, "audio_feats": scp, "classes": CLASSES}
+    dataset = dataset_from_config(config, data, cache=True)
+    batch = collate([dataset[0], dataset[2]])
+    assert batch["audio"].shape == (2, 4, 3) and batch["audio_lens"].tolist() == [2, 4]
+    assert batch["audio"][0, 2:].abs().sum() == 0 and batch["labels"].tolist() == [0, 3]
+    assert batch["text"] is None and batch["text_lens"] is None and batch["utts"] == ["s1_a", "s1_c"]
+
+
+def sizes(lengths, batches):
+    return [len(b) * max(lengths[i] for i in b) for b in batches]
+
+
+@pytest.mark.parametrize("max_frames", [0, 300])
+def test_distributed_batches_are_disjoint_equal_and_deterministic(max_frames):
+    lengths = list(np.random.default_rng(0).integers(5, 100, size=103))
+    samplers = [LengthBucketBatchSampler(lengths, batch_size=8, max_frames=max_frames, seed=4,
+                                         num_replicas=3, rank=r) for r in range(3)]
+    for epoch in (0, 1):
+        for sampler in samplers:
+            sampler.set_epoch(epoch)
+        shares = [list(s) for s in samplers]
+        assert len({len(share) for share in shares}) == 1 and len(samplers[0]) == len(shares[0])
+        flat = [i for share in shares for batch in share for i in batch]
+        assert set(flat) == set(range(103))  # every utterance, padding repeats a few batches
+        global_batches = samplers[0].global_batches()
+        assert len(global_batches) % 3 == 0
+        if max_frames:
+            assert all(s <= max_frames for b, s in zip(global_batches, sizes(lengths, global_batches))
+                       if len(b) > 1)
+        assert shares == [list(s) for s in samplers]  # same epoch, same batches
+    samplers[0].set_epoch(0)
+    first = list(samplers[0])
+    samplers[0].set_epoch(1)
+    assert list(samplers[0]) != first
+
+
+def test_bucketing_reduces_padding():
+    lengths = list(np.random.default_rng(1).integers(50, 500, size=400))
+
+    def efficiency(bucketing):
+        batches = LengthBucketBatchSampler(lengths, batch_size=16, bucketing=bucketing,
+                                           seed=0).global_batches()
+        return sum(lengths) / sum(sizes(lengths, batches))
+    assert efficiency(True) > 0.95 > 0.7 > efficiency(False)

@@ -1,0 +1,130 @@
+"""The emotion model and its ablations on tiny tensors: shapes, padding, masking, gradients."""
+import pytest
+import torch
+
+from mser.nets import ModelConfigError, build_model
+
+AUDIO = {"dim": 6, "num_layers": 3}
+TEXT = {"dim": 5, "num_layers": 1}
+TINY = {"d_model": 16, "encoder_heads": 2, "decoder_heads": 2, "encoder_ff_dim": 32,
+        "decoder_ff_dim": 32, "classifier_hidden": 16, "encoder_layers": 1, "decoder_layers": 2}
+VARIANTS = {
+    "full": {},
+    "no_encoders": {"encoder_layers": 0},
+    "concat_pool": {"fusion": "concat_pool"},
+    "cross_attention": {"fusion": "cross_attention"},
+    "audio_only": {"modalities": ["audio"]},
+    "text_only": {"modalities": ["text"]},
+    "one_query": {"num_queries": 1},
+    "sixteen_queries_flatten": {"num_queries": 16, "pool": "flatten"},
+    "learnable_positions_sub2": {"positional": "learnable", "audio_subsampling": 2,
+                                 "text_subsampling": 2, "layer_weighting": False},
+    "no_positions_linear_head": {"positional": "none", "audio_subsampling": 1,
+                                 "classifier_hidden": 0},
+}
+TWO_STREAM = [name for name, v in VARIANTS.items() if "modalities" not in v]
+
+
+def make(variant, num_classes=4, **overrides):
+    torch.manual_seed(0)
+    conf = {**TINY, **VARIANTS[variant], **overrides}
+    return build_model(conf, AUDIO, TEXT, num_classes)
+
+
+def batch(lengths_audio=(40, 17, 9), lengths_text=(7, 3, 5), seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    audio = torch.randn(len(lengths_audio), max(lengths_audio), 18, generator=generator)
+    text = torch.randn(len(lengths_text), max(lengths_text), 5, generator=generator)
+    return audio, torch.tensor(lengths_audio), text, torch.tensor(lengths_text)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_forward_backward_every_variant(variant):
+    model = make(variant)
+    out = model(*batch())
+    assert out["logits"].shape == (3, 4)
+    out["logits"].logsumexp(-1).sum().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_padding_does_not_change_outputs(variant):
+    model = make(variant).eval()
+    audio, audio_lens, text, text_lens = batch()
+    with torch.no_grad():
+        batched = model(audio, audio_lens, text, text_lens)["logits"]
+        for i in range(3):
+            alone = model(audio[i:i + 1, :audio_lens[i]], audio_lens[i:i + 1],
+                          text[i:i + 1, :text_lens[i]], text_lens[i:i + 1])["logits"]
+            torch.testing.assert_close(alone, batched[i:i + 1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", TWO_STREAM)
+@pytest.mark.parametrize("masked", ["audio", "text"])
+def test_masked_stream_cannot_change_outputs(variant, masked):
+    """Training-time masking (probability 1 here, dropout 0) removes the stream entirely."""
+    model = make(variant, dropout=0.0, input_dropout=0.0, **{f"mask_{masked}_prob": 1.0,
+                                                            "mask_audio_prob" if masked == "text"
+                                                            else "mask_text_prob": 0.0}).train()
+    audio, audio_lens, text, text_lens = batch()
+    reference = model(audio, audio_lens, text, text_lens)["logits"]
+    if masked == "audio":
+        audio = torch.randn_like(audio) * 10
+    else:
+        text = torch.randn_like(text) * 10
+    torch.testing.assert_close(model(audio, audio_lens, text, text_lens)["logits"], reference)
+    # ... and equals evaluating without that stream.
+    kept = "text" if masked == "audio" else "audio"
+    without = model(audio, audio_lens, text, text_lens, modalities=(kept,))["logits"]
+    torch.testing.assert_close(without, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_training_masking_never_removes_both_streams():
+    model = make("full", mask_audio_prob=0.5, mask_text_prob=0.5)
+    torch.manual_seed(0)
+    keep = model.training_keep_masks(20000, torch.device("cpu"))
+    assert (keep["audio"] | keep["text"]).all()
+    assert abs((~keep["audio"]).float().mean() - 0.5) < 0.02
+    with pytest.raises(ModelConfigError, match="never loses both"):
+        make("full", mask_audio_prob=0.6, mask_text_prob=0.5)
+
+
+def test_eval_time_modality_dropping_accepts_none_inputs():
+    model = make("full").eval()
+    audio, audio_lens, text, text_lens = batch()
+    assert model(audio, audio_lens, None, None, modalities=("audio",))["logits"].shape == (3, 4)
+    assert model(None, None, text, text_lens, modalities=("text",))["logits"].shape == (3, 4)
+    with pytest.raises(ValueError, match="none of the requested modalities"):
+        make("audio_only")(None, None, text, text_lens, modalities=("text",))
+
+
+def test_attention_splits_frames_and_words():
+    model = make("full", num_queries=3).eval()
+    audio, audio_lens, text, text_lens = batch()
+    out = model(audio, audio_lens, text, text_lens, return_attention=True)
+    audio_out = out["audio_lens_out"]
+    assert audio_out.tolist() == [10, 5, 3]  # 4x subsampling: ceil(ceil(T / 2) / 2)
+    attention = out["attention"]
+    assert attention.shape == (3, 3, 10 + 7)
+    torch.testing.assert_close(attention.sum(-1), torch.ones(3, 3))
+    # No weight on padded frames or tokens.
+    assert attention[1, :, 5:10].abs().max() == 0 and attention[1, :, 10 + 3:].abs().max() == 0
+
+
+def test_normalisation_statistics_are_buffers_in_the_state_dict():
+    model = make("full")
+    model.normalizer("audio").set_statistics(torch.full((18,), 2.0), torch.full((18,), 3.0))
+    state = model.state_dict()
+    assert state["frontends.audio.normalizer.mean"][0] == 2.0
+    assert "frontends.audio.layer_logits" in dict(model.named_parameters())
+    assert "frontends.text.layer_logits" not in dict(model.named_parameters())  # one layer
+
+
+def test_bad_conf_and_features_are_clear_errors():
+    with pytest.raises(ModelConfigError, match="unknown model key"):
+        make("full", num_querys=3)
+    with pytest.raises(ModelConfigError, match="no feature info"):
+        build_model({}, AUDIO, None, 4)
+    with pytest.raises(ValueError, match="do not match"):
+        make("full")(torch.zeros(1, 5, 7), torch.tensor([5]), torch.zeros(1, 2, 5), torch.tensor([2]))
