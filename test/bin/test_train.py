@@ -169,3 +169,22 @@ def test_learning_rate_schedules(scheduler):
         assert factor(39) == pytest.approx(0.5) and factor(10**6) > 0
     else:  # cosine to 0 at epochs * steps_per_epoch
         assert factor(54) == pytest.approx(0.5) and factor(99) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_decode_then_score_reads_only_the_exp_dir(fold, tmp_path):
+    exp = tmp_path / "exp" / "tag"
+    run_train(fold, exp / "fold1", "--epochs", "6", "--lr", "0.003")
+    test_dir = os.path.join(fold["data_dir"], "test")
+    subprocess.run([sys.executable, "-m", "mser.bin.decode", "--exp-dir", str(exp / "fold1"),
+                    "--data-dir", test_dir], check=True, capture_output=True)
+    decode = exp / "fold1" / "decode"
+    for condition in ("both", "audio_only", "text_only"):
+        rows = [line.split() for line in (decode / condition / "posteriors").read_text().splitlines()]
+        assert len(rows) == 12 and all(abs(sum(map(float, r[1:])) - 1) < 1e-4 for r in rows)
+    subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir", str(exp), "--folds", "1"],
+                   check=True, capture_output=True)
+    import json
+    scores = json.loads((exp / "scores.json").read_text())
+    assert scores["condition"] == "both" and scores["folds"][0]["num_utts"] == 12
+    assert scores["mean"]["ua"] > 0.4  # chance is 0.25; the fixture's label shifts both modalities
+    assert {"audio_only", "text_only"} <= set(scores)

@@ -1,0 +1,73 @@
+"""Decode a test data dir with a trained fold: per-utterance posteriors and predictions for
+every modality condition the model supports (both, audio_only, text_only).
+
+Reads only <exp-dir>/config.yaml and the checkpoint; writes <exp-dir>/decode/ (see
+mser.utils.scoring for the layout)."""
+import argparse
+import logging
+import os
+import shutil
+
+import torch
+from tqdm import tqdm
+
+from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_config
+from mser.utils.checkpoint import load_model
+from mser.utils.fileio import atomic_open, atomic_write_text
+from mser.utils.logging import setup_logging
+
+CONDITION_MODALITIES = {"both": ("audio", "text"), "audio_only": ("audio",), "text_only": ("text",)}
+
+
+def conditions_for(model_modalities):
+    """The conditions a model can be decoded under: every non-empty subset of its modalities."""
+    return [name for name, mods in CONDITION_MODALITIES.items() if set(mods) <= set(model_modalities)]
+
+
+@torch.inference_mode()
+def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32):
+    model, config = load_model(exp_dir, device=device, checkpoint=checkpoint)
+    dataset = dataset_from_config(config, data_dir)
+    classes = config["classes"]
+    sampler = LengthBucketBatchSampler(dataset.lengths, batch_size=batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
+    conditions = conditions_for(config["model_conf"]["modalities"])
+    posteriors = {c: {} for c in conditions}
+    for batch in tqdm(loader, desc=f"decode {exp_dir}", unit="batch"):
+        inputs = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        for condition in conditions:
+            out = model(inputs["audio"], inputs["audio_lens"], inputs["text"], inputs["text_lens"],
+                        modalities=CONDITION_MODALITIES[condition])
+            probs = torch.softmax(out["logits"].float(), dim=-1).cpu().numpy()
+            posteriors[condition].update(zip(batch["utts"], probs))
+    out_dir = os.path.join(exp_dir, "decode")
+    os.makedirs(out_dir, exist_ok=True)
+    atomic_write_text(os.path.join(out_dir, "classes.txt"), "\n".join(classes) + "\n")
+    with atomic_open(os.path.join(out_dir, "utt2emo"), "wb") as f, \
+            open(os.path.join(data_dir, "utt2emo"), "rb") as src:
+        shutil.copyfileobj(src, f)
+    for condition, table in posteriors.items():
+        cond_dir = os.path.join(out_dir, condition)
+        os.makedirs(cond_dir, exist_ok=True)
+        utts = sorted(table)
+        with atomic_open(os.path.join(cond_dir, "posteriors"), "w", encoding="utf-8") as f:
+            f.writelines(f"{u} {' '.join(f'{p:.6f}' for p in table[u])}\n" for u in utts)
+        with atomic_open(os.path.join(cond_dir, "predictions"), "w", encoding="utf-8") as f:
+            f.writelines(f"{u} {classes[int(table[u].argmax())]}\n" for u in utts)
+    logging.info("%s: decoded %d utterance(s) under %s", out_dir, len(dataset), ", ".join(conditions))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--exp-dir", required=True, help="exp/<tag>/fold<k>")
+    parser.add_argument("--data-dir", required=True, help="the fold's test data dir")
+    parser.add_argument("--checkpoint", default="best.pt")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    setup_logging()
+    decode(args.exp_dir, args.data_dir, args.checkpoint, args.device, args.batch_size)
+
+
+if __name__ == "__main__":
+    main()
