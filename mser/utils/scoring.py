@@ -204,7 +204,7 @@ def _train_config(exp_dir, folds):
     import yaml
 
     with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f).get("config") or "?"
+        return yaml.safe_load(f).get("train_config") or "?"
 
 
 def _pm(result, metric):
