@@ -20,16 +20,12 @@ import subprocess
 import numpy as np
 
 from mser.data.datadir import read_table
+from mser.data.dataset import read_classes
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.metrics import mcnemar_test, paired_bootstrap_ua, score
 
 CONDITIONS = ("both", "audio_only", "text_only")
 SUMMARY_METRICS = ("ua", "wa", "macro_f1")
-
-
-def read_classes(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
 
 
 def load_condition(fold_dir, condition):
