@@ -30,9 +30,10 @@ from mser.utils.checkpoint import (checkpoint_path, load_checkpoint, prune_check
                                    rng_state, save_checkpoint, saved_epochs, set_rng_state)
 from mser.utils.config import (add_options, git_commit, load_config, make_parser, parse_args,
                                save_config)
-from mser.utils.fileio import atomic_open, atomic_write_text
+from mser.utils.fileio import atomic_write_text
 from mser.utils.logging import setup_logging
 from mser.utils.metrics import unweighted_accuracy, weighted_accuracy
+from mser.utils.plotting import pyplot, save_figure
 
 RUN_OPTIONS = {
     "data_dir": (None, "fold dir holding train/ and dev/ (test/ is never read)"),
@@ -252,11 +253,7 @@ def parameter_checksum(model):
 
 
 def plot_curves(history, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
@@ -269,9 +266,7 @@ def plot_curves(history, path):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def train(args, ctx):

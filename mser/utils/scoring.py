@@ -23,6 +23,7 @@ from mser.data.datadir import read_table
 from mser.data.dataset import read_classes
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.metrics import mcnemar_test, paired_bootstrap_ua, score
+from mser.utils.plotting import pyplot, save_figure
 
 CONDITIONS = ("both", "audio_only", "text_only")
 SUMMARY_METRICS = ("ua", "wa", "macro_f1")
@@ -120,11 +121,7 @@ def format_scores(scores):
 
 
 def plot_confusions(scores, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = [(scores["condition"], scores)] + [
         (c, scores[c]) for c in ("audio_only", "text_only") if c in scores and c != scores["condition"]]
     classes = scores["classes"]
@@ -144,9 +141,7 @@ def plot_confusions(scores, path):
         ax.set_title(f"{name}: UA {100 * result['pooled']['ua']:.1f} WA {100 * result['pooled']['wa']:.1f}")
     fig.suptitle(f"{scores['tag']} (pooled over {len(scores['folds'])} folds)")
     fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def write_experiment_scores(exp_dir, folds):
