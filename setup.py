@@ -34,6 +34,8 @@ CONSOLE_SCRIPTS = [
     "mser-validate-data-dir=mser.bin.validate_data_dir:main",
     "mser-fix-data-dir=mser.bin.fix_data_dir:main",
     "mser-split-scp=mser.bin.split_scp:main",
+    "mser-infer=mser.bin.infer:main",
+    "mser-export-model=mser.bin.export_model:main",
 ]
 
 setup(

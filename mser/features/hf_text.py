@@ -64,6 +64,11 @@ class TextEncoderExtractor:
     def extract_text(self, text):
         return self.extract_batch([text])[0]
 
+    def tokens(self, text):
+        """The token strings behind the rows of ``extract_text(text)``."""
+        ids = self.tokenizer(self.clean(text), truncation=True, max_length=self.max_length)["input_ids"]
+        return self.tokenizer.convert_ids_to_tokens(ids)
+
     @torch.inference_mode()
     def extract_batch(self, texts):
         texts = [self.clean(t) for t in texts]

@@ -1,0 +1,110 @@
+"""Recognise the emotion of recordings with a trained or exported model (mser-infer).
+
+One wav (any sample rate), with its transcript or without it (then audio-only)::
+
+    mser-infer --model-dir exp/train_fbank_minilm/fold1 happy.wav --text "What a day"
+    mser-infer --model-dir exported/ happy.wav --transcribe /models/whisper-small
+    mser-infer --model-dir exported/ happy.wav --attention-plot attention.png
+
+Batch mode over a Kaldi wav.scp (optionally a ``text`` file; utterances missing from it, or
+with an empty transcript, run audio-only), or over a data dir (its wav.scp and text)::
+
+    mser-infer --model-dir exported/ --wav-scp wav.scp --text-file text --output emotions.txt
+
+Output, one line per utterance: ``<utt> <emotion> <class>=<prob> ... (<modalities used>)``.
+Only the model dir's config.yaml and weights are read (see mser.inference).
+"""
+import argparse
+import logging
+import os
+import sys
+
+from tqdm import tqdm
+
+from mser.data.datadir import read_table
+from mser.features.audio import read_wav
+from mser.inference import EmotionRecognizer, Transcriber, plot_query_attention
+from mser.utils.fileio import atomic_open
+from mser.utils.logging import setup_logging
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", required=True,
+                        help="exp/<tag>/fold<k> (uses best.pt) or an exported model dir")
+    parser.add_argument("--checkpoint", help="weights file inside --model-dir (default: model.pt "
+                                             "or best.pt)")
+    parser.add_argument("--device", default="cpu")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("wav", nargs="?", help="one recording (any format libsndfile reads)")
+    source.add_argument("--wav-scp", help="batch mode: Kaldi wav.scp (paths or pipe commands)")
+    source.add_argument("--data-dir", help="batch mode: a data dir (wav.scp and, if present, text)")
+    parser.add_argument("--text", help="transcript of WAV")
+    parser.add_argument("--text-file", help="batch mode: Kaldi text file (<utt> <transcript>)")
+    parser.add_argument("--transcribe", metavar="ASR_DIR",
+                        help="transcribe with this local transformers ASR model (e.g. Whisper)")
+    parser.add_argument("--max-utts", type=int, help="batch mode: only the first N utterances")
+    parser.add_argument("--output", help="also write the result lines to this file")
+    parser.add_argument("--attention-plot", metavar="PNG",
+                        help="plot where the emotion queries attend, for WAV or the first "
+                             "utterance of a batch")
+    return parser
+
+
+def check_args(parser, args):
+    if args.text is not None and args.wav is None:
+        parser.error("--text goes with a single WAV; use --text-file with --wav-scp")
+    if args.text_file and args.wav_scp is None:
+        parser.error("--text-file goes with --wav-scp (a --data-dir brings its own text)")
+    if args.transcribe and (args.text is not None or args.text_file):
+        parser.error("--transcribe replaces --text / --text-file; give one or the other")
+
+
+def utterances(args):
+    """[(utt, wav entry, transcript or None)] of the requested input."""
+    if args.wav is not None:
+        if not os.path.exists(args.wav):
+            raise FileNotFoundError(f"{args.wav}: no such file")
+        return [(os.path.splitext(os.path.basename(args.wav))[0], args.wav, args.text)]
+    wav_scp = args.wav_scp or os.path.join(args.data_dir, "wav.scp")
+    text_path = args.text_file or (os.path.join(args.data_dir, "text") if args.data_dir else None)
+    if args.data_dir and not os.path.exists(text_path):
+        text_path = None
+    texts = read_table(text_path, allow_empty_value=True) if text_path else {}
+    items = [(utt, wav, texts.get(utt)) for utt, wav in read_table(wav_scp).items()]
+    return items[:args.max_utts] if args.max_utts else items
+
+
+def main(argv=None):
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    setup_logging()
+    recognizer = EmotionRecognizer(args.model_dir, args.checkpoint, args.device)
+    transcriber = Transcriber(args.transcribe, args.device) if args.transcribe else None
+    items = utterances(args)
+    lines = []
+    for index, (utt, wav, text) in enumerate(tqdm(items, desc="mser-infer", unit="utt",
+                                                   disable=len(items) == 1)):
+        waveform, rate = read_wav(utt, wav) if "audio" in recognizer.modalities or transcriber \
+            else (None, None)
+        if transcriber:
+            text = transcriber(waveform, rate)
+            logging.info("%s: transcript %r", utt, text)
+        if text is None or not text.strip():
+            logging.info("%s: no transcript, audio only", utt)
+        plot = args.attention_plot and index == 0
+        prediction = recognizer.predict(waveform, rate, text, return_attention=bool(plot))
+        if plot:
+            plot_query_attention(prediction, args.attention_plot, title=utt)
+            logging.info("%s: query attention plotted to %s", utt, args.attention_plot)
+        lines.append(f"{utt} {prediction.format()}")
+        print(lines[-1], flush=True)
+    if args.output:
+        with atomic_open(args.output, "w", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

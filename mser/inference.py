@@ -1,0 +1,202 @@
+"""Emotion recognition on new recordings with a trained (or exported) model.
+
+A model dir is either a training fold dir (``exp/<tag>/fold<k>``: config.yaml + best.pt) or an
+exported dir (:func:`export_model`: config.yaml + model.pt). Everything comes from the saved
+config: the classes, the network, and the feature extractors that made the training features
+(``audio_info`` / ``text_info`` are the resolved feature configs)::
+
+    from mser.inference import EmotionRecognizer
+    recognizer = EmotionRecognizer("exp/train_fbank_minilm/fold1")
+    result = recognizer.predict(waveform, sample_rate, text="I can't believe it")
+    result.emotion, result.probabilities        # 'ang', {'ang': 0.81, 'hap': 0.05, ...}
+
+Without a transcript (or with an empty one) a two-modality model runs audio-only, the condition
+the random modality masking of training prepares it for.
+"""
+import dataclasses
+import logging
+import os
+import shutil
+
+import numpy as np
+import torch
+
+from mser.features import build_extractor
+from mser.features.audio import resample
+from mser.features.hf_common import PACKAGED_PREFIX
+from mser.utils.checkpoint import load_checkpoint, load_model
+from mser.utils.config import load_config
+from mser.utils.fileio import atomic_open, atomic_write_text
+from mser.utils.plotting import pyplot, save_figure
+
+EXPORTED_WEIGHTS = "model.pt"
+TRAINED_WEIGHTS = "best.pt"
+BUNDLED_PRETRAINED = "pretrained"
+
+
+@dataclasses.dataclass
+class Prediction:
+    emotion: str
+    probabilities: dict            # class -> posterior
+    modalities: tuple              # the inputs the model used
+    attention: np.ndarray = None   # (K, Ta' + Tt) last decoder layer, if asked for
+    audio_frames: int = 0          # Ta': acoustic positions after subsampling
+    text_tokens: list = None       # token strings (rows of the text features), if text was used
+    duration: float = 0.0          # seconds of audio
+
+    def format(self):
+        probs = " ".join(f"{c}={p:.3f}" for c, p in self.probabilities.items())
+        return f"{self.emotion} {probs} ({'+'.join(self.modalities)})"
+
+
+def default_weights(model_dir):
+    """model.pt in an exported dir, else best.pt (the epoch selected on the dev set)."""
+    for name in (EXPORTED_WEIGHTS, TRAINED_WEIGHTS):
+        if os.path.exists(os.path.join(model_dir, name)):
+            return name
+    raise FileNotFoundError(f"{model_dir}: neither {EXPORTED_WEIGHTS} nor {TRAINED_WEIGHTS} found; "
+                            f"give a training fold dir (exp/<tag>/fold<k>) or an exported model dir")
+
+
+def _localize_model_dir(feat_conf, base_dir):
+    """A relative ``model_dir`` that exists under ``base_dir`` (a bundled export) made absolute."""
+    model_dir = feat_conf.get("model_dir")
+    if (model_dir and not model_dir.startswith(PACKAGED_PREFIX) and not os.path.isabs(model_dir)
+            and os.path.isdir(os.path.join(base_dir, model_dir))):
+        return {**feat_conf, "model_dir": os.path.join(base_dir, model_dir)}
+    return feat_conf
+
+
+class EmotionRecognizer:
+    def __init__(self, model_dir, checkpoint=None, device="cpu"):
+        self.device = torch.device(device)
+        self.model, self.config = load_model(model_dir, self.device,
+                                             checkpoint or default_weights(model_dir))
+        self.classes = self.config["classes"]
+        self.modalities = tuple(self.config["model_conf"]["modalities"])
+        self.extractors = {
+            m: build_extractor(_localize_model_dir(self.config[f"{m}_info"], model_dir), device)
+            for m in self.modalities}
+
+    def usable_modalities(self, has_audio, has_text):
+        available = {"audio": has_audio, "text": has_text}
+        used = tuple(m for m in self.modalities if available[m])
+        if not used:
+            need = " and/or ".join("a wav" if m == "audio" else "a transcript" for m in self.modalities)
+            raise ValueError(f"this model uses {'+'.join(self.modalities)}; give it {need}")
+        return used
+
+    @torch.inference_mode()
+    def predict(self, waveform=None, sample_rate=None, text=None, return_attention=False):
+        """Emotion of one utterance: a mono waveform at any ``sample_rate`` and/or its transcript.
+
+        A missing or blank transcript means audio-only; ``return_attention`` also returns where
+        the emotion queries attend (query fusion only).
+        """
+        has_text = text is not None and text.strip() != ""
+        used = self.usable_modalities(waveform is not None, has_text)
+        inputs = {"audio": (None, None), "text": (None, None)}
+        for m in used:
+            if m == "audio":
+                feats = self.extractors[m].extract_wav(np.asarray(waveform, np.float32), sample_rate)
+            else:
+                feats = self.extractors[m].extract_text(text)
+            x = torch.from_numpy(feats).to(self.device)[None]
+            inputs[m] = (x, torch.tensor([len(feats)], device=self.device))
+        out = self.model(*inputs["audio"], *inputs["text"], modalities=used,
+                         return_attention=return_attention)
+        probs = torch.softmax(out["logits"].float(), dim=-1)[0].cpu().numpy()
+        prediction = Prediction(
+            emotion=self.classes[int(probs.argmax())],
+            probabilities={c: float(p) for c, p in zip(self.classes, probs)}, modalities=used,
+            duration=0.0 if waveform is None else len(waveform) / sample_rate)
+        if return_attention:
+            if out.get("attention") is None:
+                raise ValueError(f"fusion {self.config['model_conf']['fusion']!r} has no emotion "
+                                 f"queries to plot; only 'query' fusion models have")
+            prediction.attention = out["attention"][0].float().cpu().numpy()
+            prediction.audio_frames = int(out["audio_lens_out"][0]) if "audio" in used else 0
+            if "text" in used:
+                prediction.text_tokens = self.extractors["text"].tokens(text)
+        return prediction
+
+
+class Transcriber:
+    """A local transformers speech recogniser (Whisper, wav2vec2-CTC, ...) for utterances
+    without a transcript; the directory must hold the model and its processor."""
+
+    def __init__(self, model_dir, device="cpu"):
+        from transformers import pipeline
+
+        if not os.path.isdir(model_dir):
+            raise FileNotFoundError(f"--transcribe {model_dir}: not a directory; give a local "
+                                    f"transformers ASR model dir (e.g. a downloaded Whisper)")
+        self.pipe = pipeline("automatic-speech-recognition", model=model_dir,
+                             device=torch.device(device))
+        self.sample_rate = self.pipe.feature_extractor.sampling_rate
+
+    def __call__(self, waveform, sample_rate):
+        audio = resample(waveform, sample_rate, self.sample_rate)
+        return self.pipe({"raw": audio, "sampling_rate": self.sample_rate})["text"].strip()
+
+
+def plot_query_attention(prediction, path, title=""):
+    """Heat maps of the emotion queries' cross-attention (one row per query): acoustic frames on
+    a time axis next to the transcript's tokens, each panel with its own colour scale and its
+    share of the attention mass."""
+    plt = pyplot()
+    attention = prediction.attention
+    num_queries = attention.shape[0]
+    panels = [(name, weights) for name, weights in
+              (("audio", attention[:, :prediction.audio_frames]),
+               ("text", attention[:, prediction.audio_frames:])) if weights.shape[1] > 0]
+    widths = [max(w.shape[1] // 3 if name == "audio" else w.shape[1], 8) for name, w in panels]
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, constrained_layout=True,
+                             figsize=(min(4 + 0.15 * sum(widths), 18), 2.2 + 0.45 * num_queries),
+                             gridspec_kw={"width_ratios": widths})
+    for i, (ax, (name, weights)) in enumerate(zip(axes[0], panels)):
+        options = {"aspect": "auto", "cmap": "viridis", "vmin": 0, "interpolation": "nearest"}
+        if name == "audio":
+            image = ax.imshow(weights, extent=(0, prediction.duration, num_queries - 0.5, -0.5),
+                              **options)
+            ax.set_xlabel("time (s)")
+        else:
+            image = ax.imshow(weights, **options)
+            tokens = prediction.text_tokens or []
+            labels = tokens if len(tokens) == weights.shape[1] else range(weights.shape[1])
+            ax.set_xticks(range(weights.shape[1]), labels, rotation=60, ha="right", fontsize=8)
+        mass = weights.sum(axis=1)
+        ax.set_yticks(range(num_queries),
+                      [f"q{k + 1}: {100 * m:.0f}%" for k, m in enumerate(mass)])
+        ax.set_title(f"{name} ({100 * mass.mean():.0f}% of the attention)")
+        fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    probs = ", ".join(f"{c} {p:.2f}" for c, p in prediction.probabilities.items())
+    fig.suptitle(f"{title + ': ' if title else ''}{prediction.emotion} ({probs})")
+    save_figure(fig, path, dpi=110)
+
+
+def export_model(exp_dir, out_dir, checkpoint=TRAINED_WEIGHTS, bundle_pretrained=False):
+    """Write a self-describing model dir for :class:`EmotionRecognizer`: config.yaml and
+    model.pt (weights, seed and commit; no optimiser state). ``bundle_pretrained`` copies the
+    local pre-trained feature models (not ``packaged:`` ones) into ``<out_dir>/pretrained/``."""
+    import yaml
+
+    config = load_config(os.path.join(exp_dir, "config.yaml"))
+    state = load_checkpoint(os.path.join(exp_dir, checkpoint))
+    os.makedirs(out_dir, exist_ok=True)
+    for modality in config["model_conf"]["modalities"]:
+        info = config[f"{modality}_info"]
+        source = info.get("model_dir")
+        if bundle_pretrained and source and not source.startswith(PACKAGED_PREFIX):
+            from mser.features.hf_common import resolve_model_dir
+
+            target = os.path.join(BUNDLED_PRETRAINED, modality)
+            shutil.copytree(resolve_model_dir(source, "<org>/<model>"),
+                            os.path.join(out_dir, target), dirs_exist_ok=True)
+            config[f"{modality}_info"] = {**info, "model_dir": target}
+    weights = {"model": state["model"], "epoch": state.get("epoch"), "seed": state.get("seed"),
+               "git_commit": state.get("git_commit"), "exported_from": os.path.abspath(exp_dir)}
+    with atomic_open(os.path.join(out_dir, EXPORTED_WEIGHTS), "wb") as f:
+        torch.save(weights, f)
+    atomic_write_text(os.path.join(out_dir, "config.yaml"), yaml.safe_dump(config, sort_keys=False))
+    logging.info("exported %s (%s, epoch %s) to %s", exp_dir, checkpoint, state.get("epoch"), out_dir)
