@@ -62,4 +62,10 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   python -m mser.bin.score --exp-dir $exp --folds "$folds" --results RESULTS.md \
     --reference-tag train_${audio_feat}_${text_feat}
   cat $exp/scores.txt
+  f=${folds%% *}
+  if grep -q "^  fusion: query" $exp/fold$f/config.yaml; then
+    log "Stage 5: plot where the emotion queries attend (first test utterance of fold $f)"
+    python -m mser.bin.infer --model-dir $exp/fold$f --data-dir data/fold$f/test --max-utts 1 \
+      --attention-plot $exp/attention_fold$f.png
+  fi
 fi

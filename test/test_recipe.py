@@ -1,0 +1,98 @@
+"""The demo recipe end to end, tiny (ESPnet's mini_an4 idea): egs/synth_iemocap/run.sh stages
+0..5 on a small generated corpus, one fold, two epochs; then mser-infer on the recipe's own test
+utterances must reproduce what the decoding stage wrote, also from an exported model dir."""
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from mser.bin import infer
+from mser.data.datadir import read_table
+from mser.inference import export_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPE = os.path.join(ROOT, "egs", "synth_iemocap")
+TAG = "train_fbank_minilm"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or not os.path.exists(
+        os.path.join(ROOT, "tools", "venv", "bin", "activate")),
+    reason="needs espeak-ng and tools/venv: run bash tools/install.sh")
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    """A copy of the recipe (shared scripts linked, as in the repo) after ./run.sh."""
+    work = tmp_path_factory.mktemp("egs") / "synth_iemocap"
+    work.mkdir()
+    for name in ("run.sh", "db.sh", "local", "conf"):
+        source = os.path.join(RECIPE, name)
+        (shutil.copytree if os.path.isdir(source) else shutil.copy2)(source, work / name)
+    for name, target in (("path.sh", "egs/TEMPLATE/path.sh"), ("cmd.sh", "egs/TEMPLATE/cmd.sh"),
+                         ("utils", "utils")):
+        os.symlink(os.path.join(ROOT, target), work / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("SYNTH_IEMOCAP", "cmd_backend")}
+    command = ["./run.sh", "--utts-per-session", "24", "--folds", "1", "--train-opts", "--epochs 2"]
+    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    if result.returncode:
+        pytest.fail(f"{' '.join(command)} failed in {work}:\n{result.stdout[-3000:]}\n"
+                    f"{result.stderr[-3000:]}")
+    return work
+
+
+def read_posteriors(path):
+    return {utt: np.array(values.split(), dtype=float) for utt, values in read_table(path).items()}
+
+
+def test_recipe_leaves_scores_results_and_plots(recipe):
+    exp = recipe / "exp" / TAG
+    scores = json.loads((exp / "scores.json").read_text())
+    assert [f["fold"] for f in scores["folds"]] == [1]
+    for condition in (scores, scores["audio_only"], scores["text_only"]):
+        assert 0.0 <= condition["folds"][0]["ua"] <= 1.0 and 0.0 <= condition["mean"]["wa"] <= 1.0
+        assert condition["std"]["ua"] == 0.0   # one fold
+    results = (recipe / "RESULTS.md").read_text()
+    assert f"| {TAG} | conf/train.yaml | both |" in results
+    for png in (exp / "confusion.png", exp / "fold1" / "train_curve.png",
+                exp / "attention_fold1.png"):
+        assert png.read_bytes()[:8] == PNG, png
+    test_utts = set(read_table(recipe / "data" / "fold1" / "test" / "utt2emo"))
+    assert set(read_posteriors(exp / "fold1" / "decode" / "both" / "posteriors")) == test_utts
+    assert not test_utts & set(read_table(recipe / "data" / "fold1" / "train" / "utt2emo"))
+
+
+def infer_lines(model_dir, data_dir, capsys, *extra):
+    infer.main(["--model-dir", str(model_dir), "--data-dir", str(data_dir), "--max-utts", "4",
+                *extra])
+    lines = capsys.readouterr().out.splitlines()
+    return {line.split()[0]: np.array([float(f.split("=")[1]) for f in line.split()[2:-1]])
+            for line in lines}
+
+
+def test_infer_reproduces_the_decoding_stage(recipe, capsys, tmp_path, monkeypatch):
+    """Raw wav + transcript through mser-infer == stored features through the decoding stage."""
+    monkeypatch.chdir(recipe)
+    fold = recipe / "exp" / TAG / "fold1"
+    data = recipe / "data" / "fold1" / "test"
+    decoded = read_posteriors(fold / "decode" / "both" / "posteriors")
+    got = infer_lines(fold, data, capsys)
+    assert len(got) == 4
+    for utt, probs in got.items():
+        np.testing.assert_allclose(probs, decoded[utt], atol=2e-3, err_msg=utt)
+    # Without transcripts: the decoding stage's audio-only condition.
+    audio_data = tmp_path / "audio_only"
+    audio_data.mkdir()
+    shutil.copy(data / "wav.scp", audio_data / "wav.scp")
+    decoded_audio = read_posteriors(fold / "decode" / "audio_only" / "posteriors")
+    for utt, probs in infer_lines(fold, audio_data, capsys).items():
+        np.testing.assert_allclose(probs, decoded_audio[utt], atol=2e-3, err_msg=utt)
+    # An exported model dir gives the same answers.
+    export_model(str(fold), str(tmp_path / "exported"))
+    exported = infer_lines(tmp_path / "exported", data, capsys)
+    assert exported.keys() == got.keys()
+    for utt, probs in exported.items():
+        np.testing.assert_allclose(probs, got[utt], atol=1e-6)
