@@ -75,7 +75,8 @@ def paired_bootstrap_ua(y_true, pred_a, pred_b, num_classes, num_samples=1000, s
     """Paired bootstrap over utterances of UA(a) - UA(b).
 
     Returns (observed difference, 95% interval, two-sided p) where p is twice the share of
-    resamples on the other side of zero from the observed difference.
+    resamples on the other side of zero from the observed difference, counted as (k + 1) /
+    (num_samples + 1) so that it is never 0 (the smallest p this many resamples can show).
     """
     y_true, pred_a, pred_b = map(np.asarray, (y_true, pred_a, pred_b))
     observed = (unweighted_accuracy(y_true, pred_a, num_classes)
@@ -89,6 +90,7 @@ def paired_bootstrap_ua(y_true, pred_a, pred_b, num_classes, num_samples=1000, s
     if observed == 0:
         p = 1.0
     else:
-        p = min(1.0, 2 * float(np.mean(diffs <= 0) if observed > 0 else np.mean(diffs >= 0)))
+        beyond = np.sum(diffs <= 0) if observed > 0 else np.sum(diffs >= 0)
+        p = min(1.0, 2 * float(beyond + 1) / (num_samples + 1))
     low, high = np.percentile(diffs, [2.5, 97.5])
     return float(observed), (float(low), float(high)), p
