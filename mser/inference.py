@@ -23,7 +23,7 @@ import torch
 
 from mser.features import build_extractor
 from mser.features.audio import resample
-from mser.features.hf_common import PACKAGED_PREFIX
+from mser.features.hf_common import PACKAGED_PREFIX, resolve_model_dir
 from mser.utils.checkpoint import load_checkpoint, load_model
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
@@ -188,8 +188,6 @@ def export_model(exp_dir, out_dir, checkpoint=TRAINED_WEIGHTS, bundle_pretrained
         info = config[f"{modality}_info"]
         source = info.get("model_dir")
         if bundle_pretrained and source and not source.startswith(PACKAGED_PREFIX):
-            from mser.features.hf_common import resolve_model_dir
-
             target = os.path.join(BUNDLED_PRETRAINED, modality)
             shutil.copytree(resolve_model_dir(source, "<org>/<model>"),
                             os.path.join(out_dir, target), dirs_exist_ok=True)

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from mser.bin import infer
-from mser.features import build_extractor
+from mser.features import build_extractor, derived_info
 from mser.features.audio import resample
 from mser.inference import EmotionRecognizer, export_model
 from mser.nets import build_model, resolve_model_conf
@@ -24,8 +24,7 @@ TEXT = "I can't believe you did that"
 def feat_info(conf):
     """What training saves as audio_info / text_info: the resolved config plus derived keys."""
     extractor = build_extractor(conf)
-    return {**extractor.conf, "modality": extractor.modality, "dim": extractor.dim,
-            "num_layers": extractor.num_layers, "frame_rate": extractor.frame_rate}
+    return {**extractor.conf, **derived_info(extractor)}
 
 
 def save_model_dir(path, audio_conf, model_conf=None, seed=0):

@@ -65,6 +65,11 @@ def resolve_config(conf, overrides=None):
     return {**defaults, **conf}
 
 
+def derived_info(extractor):
+    """What feat_conf.yaml adds to an extractor's config: modality, dim, num_layers, frame_rate."""
+    return {key: getattr(extractor, key) for key in DERIVED_KEYS}
+
+
 def build_extractor(conf, device="cpu"):
     """Build the extractor a (possibly partial) config dict describes, on ``device``."""
     conf = resolve_config(conf)
@@ -95,5 +100,5 @@ def expand_path(path):
     return os.path.expanduser(_ENV_VAR.sub(substitute, path))
 
 
-__all__ = ["EXTRACTORS", "FeatureConfigError", "build_extractor", "expand_path",
+__all__ = ["EXTRACTORS", "FeatureConfigError", "build_extractor", "derived_info", "expand_path",
            "load_extractor", "resolve_config"]

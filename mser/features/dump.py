@@ -15,7 +15,7 @@ import yaml
 from tqdm import tqdm
 
 from mser.data.datadir import DataDirError, c_sort_key, read_table, write_table
-from mser.features import extractor_class
+from mser.features import derived_info, extractor_class
 from mser.features.audio import BadUtteranceError, audio_info, batches_by_length, read_wav, \
     resampled_length
 from mser.features.storage import JobArkWriter, job_paths, open_feats, read_utt2num_frames, \
@@ -77,8 +77,7 @@ def run_job(conf, data_dir, out_dir, nj, job, device="cpu"):
     except BaseException:
         writer.abort()
         raise
-    info = {"fingerprint": stamp, "modality": extractor.modality, "dim": extractor.dim,
-            "num_layers": extractor.num_layers, "frame_rate": extractor.frame_rate}
+    info = {"fingerprint": stamp, **derived_info(extractor)}
     atomic_write_text(paths["done"], yaml.safe_dump(info, sort_keys=False))
     logging.info("job %d/%d: %d utterance(s) written, %d skipped -> %s", job, nj,
                  len(writer.num_frames), len(skipped), paths["scp"])
