@@ -13,7 +13,8 @@ ngpu=0                     # GPUs per training job (0: CPU)
 nproc=1                    # DDP processes per training job (CPU: gloo; GPU: one per GPU)
 folds="1 2 3 4 5"          # leave-one-session-out folds to train, decode and score
 utts_per_session=300       # size of the generated corpus
-cue_shares="0.35 0.35 0.30"  # emotion cue in the words only / voice only / both (mser/data/synth.py)
+text_specific=0.5          # P(words of an angry/sad utterance name the emotion) (mser/data/synth.py)
+voice_specific=0.5         # P(voice of a happy/angry utterance has the emotion's quality)
 seed=0
 audio_feat=fbank           # conf/feats/$audio_feat.yaml
 text_feat=minilm           # conf/feats/$text_feat.yaml
@@ -29,7 +30,7 @@ exp=exp/$tag
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: generate the demo corpus in $SYNTH_IEMOCAP, prepare data/all and data/fold{1..5}"
   local/data.sh --nj $nj --seed $seed --utts-per-session $utts_per_session \
-    --cue-shares "$cue_shares" "$SYNTH_IEMOCAP" data
+    --text-specific $text_specific --voice-specific $voice_specific "$SYNTH_IEMOCAP" data
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then

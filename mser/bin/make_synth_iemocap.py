@@ -19,13 +19,13 @@ def get_parser():
     parser.add_argument("--utts-per-session", type=int, default=defaults.utts_per_session,
                         help="labelled utterances per session, fru and xxx included "
                              "(default: %(default)s)")
-    parser.add_argument("--text-only", type=float, default=defaults.text_only,
-                        help="share of non-neutral utterances whose emotion is in the words only "
+    parser.add_argument("--text-specific", type=float, default=defaults.text_specific,
+                        help="probability that the words of an angry or sad utterance name its "
+                             "emotion rather than only a negative valence (default: %(default)s)")
+    parser.add_argument("--voice-specific", type=float, default=defaults.voice_specific,
+                        help="probability that the voice of a happy or angry utterance has its "
+                             "emotion's quality rather than only high arousal "
                              "(default: %(default)s)")
-    parser.add_argument("--voice-only", type=float, default=defaults.voice_only,
-                        help="share whose emotion is in the voice only (default: %(default)s)")
-    parser.add_argument("--both", type=float, default=defaults.both,
-                        help="share whose emotion is in both (default: %(default)s)")
     parser.add_argument("--snr-min", type=float, default=defaults.snr_min,
                         help="lowest SNR of the additive noise, dB (default: %(default)s)")
     parser.add_argument("--snr-max", type=float, default=defaults.snr_max,
@@ -40,7 +40,7 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     options = SynthOptions(seed=args.seed, utts_per_session=args.utts_per_session,
-                           text_only=args.text_only, voice_only=args.voice_only, both=args.both,
+                           text_specific=args.text_specific, voice_specific=args.voice_specific,
                            snr_min=args.snr_min, snr_max=args.snr_max)
     try:
         generate_corpus(args.corpus_dir, options, nj=args.nj)

@@ -1,20 +1,31 @@
 """A synthetic corpus in the IEMOCAP_full_release layout, spoken by espeak-ng.
 
-It tests the claim that speech and transcript are complementary: the emotion of each
-non-neutral utterance is carried by the words only ("text" cue), by the voice only ("voice"),
-or by both ("both"). Text-only utterances are spoken with a neutral voice and voice-only ones
-say a sentence of the neutral pool, exactly as neutral utterances do, so neither modality alone
-can separate all emotional utterances from neutral ones; fusion can.
+It encodes the split that multimodal SER relies on: the voice carries arousal (angry and happy
+voices are aroused, sad ones subdued) and the words carry valence (positive for happy, negative for
+angry and sad). Each modality adds a weaker, emotion-specific cue to only part of the utterances:
+
+- the words name the emotion of an angry or sad utterance with probability ``text_specific``,
+  otherwise they only say something negative (the "neg" phrases, shared by both);
+- the voice of a happy or angry utterance has its emotion's quality (bright and wide for happy,
+  harsh and loud for angry) with probability ``voice_specific``, otherwise it is only aroused (the
+  "high" voice, shared by both).
+
+So angry utterances with negative words and a merely aroused voice are recognisable by fusion
+only, each modality alone tells the other emotions apart only partly, and every utterance carries
+information in both modalities: none of them looks to a model like one modality was removed.
+Neutral utterances have neutral words and a neutral voice.
 
 Voice: 10 speakers (Ses01F..Ses05M), each an espeak-ng voice variant with its own base pitch and
 speed. An emotion changes pitch, pitch range and rate (SSML <prosody>), and, after synthesis,
 level, spectral tilt, saturation (harsh voice) and aspiration noise (breathy voice); every
 parameter is jittered per utterance so the classes overlap. White noise is added at a random SNR.
-Text: sentences "<subject> <verb> the <object>" with a leading or trailing phrase, which is an
-emotion phrase for text-cued utterances and a neutral time/place phrase otherwise; the two kinds
-have the same shape and length, so the audio does not reveal which one was said by its rhythm.
+Text: sentences "<subject> <verb> the <object>" with a leading or trailing phrase of the text
+class; the phrases of all classes have the same shape and length, so the audio does not reveal
+which one was said by its rhythm.
 
-Besides the IEMOCAP files, ``utt2cue`` lists ``<utt> <cue> <text class> <voice class>``.
+Besides the IEMOCAP files, ``utt2cue`` lists ``<utt> <cue> <text class> <voice class>``, where
+the cue says which modality alone identifies the emotion: text, voice, both, fusion (neither
+alone), none (neutral) or mixed (fru, xxx).
 """
 import hashlib
 import io
@@ -33,7 +44,7 @@ from tqdm import tqdm
 
 from mser.utils.fileio import atomic_open, atomic_write_text
 
-GENERATOR_VERSION = 1  # bump when the output for given options changes
+GENERATOR_VERSION = 2  # bump when the output for given options changes
 SAMPLE_RATE = 16000
 ESPEAK_RATE = 22050
 SESSIONS = tuple(range(1, 6))
@@ -44,6 +55,10 @@ LABEL_SHARES = {"neu": 0.28, "hap": 0.10, "exc": 0.17, "ang": 0.18, "sad": 0.17,
                 "fru": 0.06, "xxx": 0.04}
 MIXED_LABELS = {"fru": ("neu", "ang", "sad"), "xxx": ("neu", "hap", "ang", "sad")}
 TEXT_CLASS = {"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad": "sad"}
+# The weaker cue of each modality: the words of these labels may only say "negative" ("neg"), the
+# voice of these may only sound aroused ("high"); the other labels are always identified by it.
+TEXT_SHARED = ("ang", "sad")
+VOICE_SHARED = ("hap", "exc", "ang")
 
 # espeak-ng voice+variant, base pitch (0-99), speed (words per minute). Note: "en-gb+<variant>"
 # silently ignores the variant; "en+<variant>" (the same British voice) honours it.
@@ -74,6 +89,8 @@ VOICE_PROFILES = {
     "exc": Voice(pitch=28, range=190, rate=115, gain_db=3, tilt=0.4, harsh=0.05, breath=0.0),
     "ang": Voice(pitch=8, range=130, rate=112, gain_db=5, tilt=0.6, harsh=0.6, breath=0.0),
     "sad": Voice(pitch=-15, range=50, rate=80, gain_db=-5, tilt=-0.5, harsh=0.0, breath=0.15),
+    # aroused, neither bright nor harsh enough to tell happy from angry
+    "high": Voice(pitch=16, range=155, rate=112, gain_db=3.5, tilt=0.45, harsh=0.3, breath=0.0),
 }
 VOICE_JITTER = Voice(pitch=6, range=20, rate=6, gain_db=2.5, tilt=0.15, harsh=0.1, breath=0.04)
 BASE_LEVEL = 0.4  # keeps the loudest (angry) utterances below full scale
@@ -119,6 +136,14 @@ PHRASES = {
              "and i cannot stop crying", "and i miss it terribly", "which is so painful",
              "and i feel so alone", "and nothing will be the same", "and i am heartbroken",
              "which hurts so much", "and i feel hopeless", "and my heart aches")),
+    "neg": (("this is terrible", "what a mess", "i cannot believe it", "this is awful",
+             "that is so wrong", "it is a real shame", "things went badly", "this went all wrong",
+             "this should not happen", "what a disaster", "it is just not right",
+             "this is bad news"),
+            ("which is terrible", "and it was awful", "which is a real shame",
+             "and that is so wrong", "and it all went badly", "which should not happen",
+             "and it was a disaster", "which is bad news", "and it is just not right",
+             "what a mess", "and i cannot believe it", "which is just awful")),
 }
 NOISE_TAGS = ("[LAUGHTER]", "[BREATHING]", "[GARBAGE]")
 NOISE_TAG_PROB = 0.03
@@ -137,16 +162,15 @@ class SynthError(RuntimeError):
 class SynthOptions:
     seed: int = 0
     utts_per_session: int = 300
-    text_only: float = 0.35   # shares of the emotion cues of non-neutral utterances
-    voice_only: float = 0.35
-    both: float = 0.30
+    text_specific: float = 0.5   # P(the words of an angry/sad utterance name its emotion)
+    voice_specific: float = 0.5  # P(the voice of a happy/angry utterance has its emotion's quality)
     snr_min: float = 15.0     # dB, additive white noise
     snr_max: float = 35.0
 
     def validate(self):
-        shares = (self.text_only, self.voice_only, self.both)
-        if min(shares) < 0 or abs(sum(shares) - 1) > 1e-6:
-            raise SynthError(f"cue shares text/voice/both must be >= 0 and sum to 1, got {shares}")
+        for name in ("text_specific", "voice_specific"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise SynthError(f"{name} is a probability, got {getattr(self, name)}")
         if self.utts_per_session < 1 or self.snr_min > self.snr_max:
             raise SynthError(f"invalid options {self}")
 
@@ -156,7 +180,8 @@ class PlannedUtt:
     orig_id: str
     session: int
     label: str
-    cue: str         # text, voice, both, none (neutral) or mixed (fru, xxx)
+    cue: str         # modality that alone identifies the label: text, voice, both, fusion
+                     # (neither), none (neutral) or mixed (fru, xxx)
     text_class: str
     voice_class: str
     transcript: str  # may hold noise tags, which are not spoken
@@ -212,8 +237,6 @@ def dialog_names(session, n_dialogs):
 
 def plan_corpus(options):
     """Every utterance of the corpus: id, label, cue, text; depends only on ``options``."""
-    cues = ("text", "voice", "both")
-    cue_shares = (options.text_only, options.voice_only, options.both)
     n_dialogs = max(6, -(-options.utts_per_session // 80))  # <= 999 utterances per speaker
     plan = []
     for session in SESSIONS:
@@ -234,9 +257,12 @@ def plan_corpus(options):
             elif label == "neu":
                 cue, text_class, voice_class = "none", "neu", "neu"
             else:
-                cue = cues[rng.choice(3, p=cue_shares)]
-                text_class = TEXT_CLASS[label] if cue in ("text", "both") else "neu"
-                voice_class = label if cue in ("voice", "both") else "neu"
+                text_alone = label not in TEXT_SHARED or rng.random() < options.text_specific
+                voice_alone = label not in VOICE_SHARED or rng.random() < options.voice_specific
+                text_class = TEXT_CLASS[label] if text_alone else "neg"
+                voice_class = label if voice_alone else "high"
+                cue = {(True, True): "both", (True, False): "text", (False, True): "voice",
+                       (False, False): "fusion"}[text_alone, voice_alone]
             transcript = make_sentence(text_class, rng)
             if rng.random() < NOISE_TAG_PROB:
                 transcript = f"{rng.choice(NOISE_TAGS)} {transcript}"

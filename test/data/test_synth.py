@@ -8,7 +8,7 @@ import soundfile
 from mser.data.datadir import read_data_dir
 from mser.data.iemocap import prepare_iemocap
 from mser.data.synth import (PHRASES, SPEAKER_VOICES, PlannedUtt, SynthError, SynthOptions,
-                             generate_corpus, synthesize)
+                             generate_corpus, plan_corpus, synthesize)
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
@@ -122,9 +122,31 @@ def test_text_cues_are_in_the_words(corpus):
     phrases = {c: [p.lower() for p in leading + trailing] for c, (leading, trailing) in PHRASES.items()}
     for utt, (cue, text_class, voice_class) in read_cues(corpus).items():
         assert any(p in texts[utt] for p in phrases[text_class]), (utt, text_class, texts[utt])
-        if cue == "voice":
-            assert text_class == "neu" and voice_class != "neu"
-        if cue == "text":
-            assert text_class != "neu" and voice_class == "neu"
-        if cue in ("text", "both"):
+        if text_class != "neu":
             assert not any(p in texts[utt] for p in phrases["neu"])
+
+
+@pytest.mark.parametrize("text_specific,voice_specific", [(0.5, 0.5), (0.0, 1.0), (1.0, 0.2)])
+def test_each_modality_identifies_part_of_the_emotions(text_specific, voice_specific):
+    """Words carry valence, the voice arousal; the emotion-specific cue of each comes with the
+    requested probability, and the cue column says which modality alone identifies the label."""
+    plan = plan_corpus(SynthOptions(seed=3, utts_per_session=400, text_specific=text_specific,
+                                    voice_specific=voice_specific))
+    allowed = {"neu": ({"neu"}, {"neu"}), "hap": ({"hap"}, {"hap", "high"}),
+               "exc": ({"hap"}, {"exc", "high"}), "ang": ({"ang", "neg"}, {"ang", "high"}),
+               "sad": ({"sad", "neg"}, {"sad"})}
+    for utt in plan:
+        if utt.cue == "mixed":
+            continue
+        texts, voices = allowed[utt.label]
+        assert utt.text_class in texts and utt.voice_class in voices, utt
+        if utt.label != "neu":
+            text_alone, voice_alone = utt.text_class != "neg", utt.voice_class != "high"
+            assert utt.cue == {(True, True): "both", (True, False): "text", (False, True): "voice",
+                               (False, False): "fusion"}[text_alone, voice_alone], utt
+    ang_sad = [u for u in plan if u.label in ("ang", "sad")]
+    hap_ang = [u for u in plan if u.label in ("hap", "exc", "ang")]
+    assert np.mean([u.text_class != "neg" for u in ang_sad]) == pytest.approx(text_specific, abs=0.05)
+    assert np.mean([u.voice_class != "high" for u in hap_ang]) == pytest.approx(voice_specific, abs=0.05)
+    with pytest.raises(SynthError, match="probability"):
+        SynthOptions(text_specific=1.5).validate()
