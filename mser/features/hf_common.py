@@ -2,8 +2,10 @@
 
 Layer indices follow ``model(..., output_hidden_states=True).hidden_states``: index 0 is the
 input of the first transformer layer (speech: CNN features after the projection and the
-positional convolution; text: the embeddings), index k >= 1 the output of transformer layer k
-(the last one after the model's final layer norm, if it has one). ``layers`` is
+positional convolution; text: the embeddings), index k >= 1 the output of transformer layer k.
+transformers (5.x, pinned in setup.py) returns wav2vec2, HuBERT, WavLM and data2vec-audio layers
+before the encoder's final layer norm (which the pre-LN "large" models have), also the last one;
+Whisper's last index is after its final layer norm (``last_hidden_state``). ``layers`` is
 
 - an int ``k`` or ``"last"``: one layer (L = 1);
 - a list ``[6, 9, 12]``: those layers, stored layer-major (L = 3), for a learnable weighted sum;
@@ -103,8 +105,9 @@ def num_transformer_layers(model):
 
 
 def drop_unused_layers(model, highest_layer):
-    """Keep transformer layers 1..highest_layer+1 (the +1 keeps a final layer norm, applied only
-    after the last layer, off the selected outputs). Returns the model."""
+    """Keep transformer layers 1..highest_layer+1: the extra layer keeps the selected outputs
+    those of the full model for models whose last hidden state gets the final layer norm
+    (Whisper). Returns the model."""
     encoder, name = _layer_stack(model)
     stack = getattr(encoder, name)
     if highest_layer + 1 < len(stack):

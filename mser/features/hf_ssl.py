@@ -39,6 +39,48 @@ WHISPER_STRIDE = 2       # encoder conv2 stride: 2 mel frames per output frame
 CUDA_BATCH_SECONDS = 100.0
 
 
+class ChannelsLastFeatureEncoder(torch.nn.Module):
+    """The wav2vec2-family CNN front end computed in (B, T, C) layout: each strided conv is one
+    matmul over a strided window view, layer norm runs over contiguous channels, so none of the
+    (B, C, T) <-> (B, T, C) copies of the original remain. Same maths as the original (fp32
+    differences ~1e-6); returns (B, C, T) as a transposed view, as the model expects."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.layers = []
+        for layer in encoder.conv_layers:
+            conv, norm = layer.conv, getattr(layer, "layer_norm", None)
+            kernel, stride = conv.kernel_size[0], conv.stride[0]
+            weight = conv.weight.detach().permute(2, 1, 0).reshape(kernel * conv.in_channels, -1)
+            self.layers.append((kernel, stride, weight.contiguous(), conv.bias, norm, layer.activation))
+
+    @classmethod
+    def supports(cls, encoder):
+        layers = getattr(encoder, "conv_layers", None)
+        return layers is not None and all(
+            isinstance(getattr(l, "conv", None), torch.nn.Conv1d) and l.conv.padding == (0,)
+            and l.conv.dilation == (1,) and l.conv.groups == 1
+            and isinstance(getattr(l, "layer_norm", None), (torch.nn.LayerNorm, type(None)))
+            for l in layers)
+
+    def forward(self, input_values):
+        hidden = input_values[:, :, None]  # (B, S, 1)
+        for kernel, stride, weight, bias, norm, activation in self.layers:
+            hidden = hidden.contiguous()
+            batch, frames, channels = hidden.shape
+            out_frames = (frames - kernel) // stride + 1
+            windows = hidden.as_strided((batch, out_frames, kernel * channels),
+                                        (frames * channels, stride * channels, 1))
+            hidden = windows @ weight
+            if bias is not None:
+                hidden += bias
+            if norm is not None:
+                hidden = torch.nn.functional.layer_norm(hidden, norm.normalized_shape, norm.weight,
+                                                        norm.bias, norm.eps)
+            hidden = activation(hidden)
+        return hidden.transpose(1, 2)
+
+
 class SpeechEncoderExtractor(AudioExtractor):
     DEFAULTS = {
         "model_dir": None,                # local dir, ${MSER_MODELS:-downloads}/..., or cached org/name
@@ -68,6 +110,9 @@ class SpeechEncoderExtractor(AudioExtractor):
         drop_unused_layers(model, max(self.layer_indices))
         self.dtype = torch.float16 if conf["fp16"] and self.device.type == "cuda" else torch.float32
         self.model = model.eval().to(self.device, self.dtype)
+        if self.device.type == "cpu" and ChannelsLastFeatureEncoder.supports(
+                getattr(model, "feature_extractor", None)):
+            self.model.feature_extractor = ChannelsLastFeatureEncoder(self.model.feature_extractor)
         config = model.config
         self.sample_rate = self.feature_extractor.sampling_rate
         self.dim = config.d_model if self.is_whisper else config.hidden_size
@@ -147,7 +192,7 @@ class SpeechEncoderExtractor(AudioExtractor):
             for row, chunk in zip(padded, chunks):
                 row[:len(chunk)] = chunk
             kwargs = {"input_values": torch.from_numpy(padded)}
-            if self.use_mask:
+            if self.use_mask and len(set(map(len, chunks))) > 1:  # no padding: same as no mask
                 mask = np.zeros(padded.shape, dtype=np.int64)
                 for row, chunk in zip(mask, chunks):
                     row[:len(chunk)] = 1

@@ -121,3 +121,20 @@ def test_whisper_encoder_is_trimmed_to_the_audio(tmp_path):
     feats = extractor.extract_batch(waves)
     assert [f.shape for f in feats] == [(50, 32), (125, 32)]
     assert extractor.frame_rate == 50
+
+
+def test_channels_last_cnn_equals_the_original(w2v2_dir, w2v2_base_dir):
+    """The CPU fast path of the layer-norm ("large" style) CNN front end computes the same
+    features; group-norm ("base" style) front ends are left as they are."""
+    from mser.features.hf_ssl import ChannelsLastFeatureEncoder
+
+    model = Wav2Vec2Model.from_pretrained(w2v2_dir).eval()
+    assert ChannelsLastFeatureEncoder.supports(model.feature_extractor)
+    waves = torch.from_numpy(np.stack(random_waves(0.7, 0.7, seed=3)))
+    with torch.inference_mode():
+        fast = ChannelsLastFeatureEncoder(model.feature_extractor)(waves)
+        want = model.feature_extractor(waves)
+    assert fast.shape == want.shape == (2, 16, 34)
+    torch.testing.assert_close(fast, want, atol=1e-5, rtol=1e-4)
+    base = Wav2Vec2Model.from_pretrained(w2v2_base_dir)
+    assert not ChannelsLastFeatureEncoder.supports(base.feature_extractor)
