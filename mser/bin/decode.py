@@ -15,14 +15,7 @@ from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_co
 from mser.utils.checkpoint import load_model
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.logging import setup_logging
-
-CONDITION_MODALITIES = {"both": ("audio", "text"), "audio_only": ("audio",), "text_only": ("text",)}
-
-
-def conditions_for(model_modalities):
-    """The conditions a model can be decoded under: every non-empty subset of its modalities."""
-    return [name for name, mods in CONDITION_MODALITIES.items() if set(mods) <= set(model_modalities)]
-
+from mser.utils.scoring import CONDITION_MODALITIES, conditions_for
 
 @torch.inference_mode()
 def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32):

@@ -34,6 +34,7 @@ from mser.utils.fileio import atomic_write_text
 from mser.utils.logging import setup_logging
 from mser.utils.metrics import unweighted_accuracy, weighted_accuracy
 from mser.utils.plotting import pyplot, save_figure
+from mser.utils.scoring import CONDITION_MODALITIES, CONDITIONS, conditions_for
 
 RUN_OPTIONS = {
     "data_dir": (None, "fold dir holding train/ and dev/ (test/ is never read)"),
@@ -51,6 +52,9 @@ OPTIM_OPTIONS = {
     "epochs": (30, "maximum number of epochs"),
     "patience": (8, "stop after this many epochs without dev improvement (0: never)"),
     "select_metric": ("ua", "dev metric for model selection: ua, wa or loss"),
+    "select_conditions": (["both"], "dev conditions (both, audio_only, text_only) whose mean "
+                                    "--select-metric selects the model and stops early; those "
+                                    "the model's modalities cannot serve are left out"),
     "lr": (1e-3, "peak learning rate (AdamW)"),
     "weight_decay": (0.01, "AdamW weight decay"),
     "scheduler": ("warmup", "warmup: linear warm-up then inverse-sqrt decay (independent of "
@@ -94,6 +98,10 @@ def check_args(parser, args):
         if getattr(args, key) not in allowed:
             parser.error(f"--{key.replace('_', '-')} {getattr(args, key)!r}: choose one of "
                          f"{', '.join(allowed)}")
+    unknown = set(args.select_conditions) - set(CONDITIONS)
+    if unknown or not args.select_conditions:
+        parser.error(f"--select-conditions {' '.join(args.select_conditions)}: choose from "
+                     f"{', '.join(CONDITIONS)}")
     for modality in model_conf_from_args(args)["modalities"]:
         if not getattr(args, f"{modality}_feats"):
             parser.error(f"the model uses {modality} but --{modality}-feats is not given")
@@ -226,20 +234,32 @@ def autocast(args, device):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
+def selection_conditions(requested, modalities):
+    """The requested dev conditions the model can serve; a single-modality model: its own."""
+    supported = conditions_for(modalities)
+    return [c for c in requested if c in supported] or supported
+
+
 @torch.no_grad()
-def evaluate(model, loader, criterion, device, num_classes):
-    """Dev loss, UA and WA (one process, the whole dev set)."""
+def evaluate(model, loader, criterion, device, num_classes, conditions):
+    """Dev loss, UA and WA (one process, the whole dev set) per condition, and their means."""
     model.eval()
-    losses, y_true, y_pred = [], [], []
-    for batch in loader:
-        logits = model(**model_inputs(batch, device))["logits"].float()
-        labels = batch["labels"].to(device)
-        losses.append(criterion(logits, labels).item() * len(labels))
-        y_true.append(batch["labels"].numpy())
-        y_pred.append(logits.argmax(-1).cpu().numpy())
-    y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
-    return {"loss": sum(losses) / len(y_true), "ua": unweighted_accuracy(y_true, y_pred, num_classes),
-            "wa": weighted_accuracy(y_true, y_pred)}
+    per_condition = {}
+    for condition in conditions:
+        losses, y_true, y_pred = [], [], []
+        for batch in loader:
+            logits = model(**model_inputs(batch, device),
+                           modalities=CONDITION_MODALITIES[condition])["logits"].float()
+            labels = batch["labels"].to(device)
+            losses.append(criterion(logits, labels).item() * len(labels))
+            y_true.append(batch["labels"].numpy())
+            y_pred.append(logits.argmax(-1).cpu().numpy())
+        y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
+        per_condition[condition] = {"loss": sum(losses) / len(y_true),
+                                    "ua": unweighted_accuracy(y_true, y_pred, num_classes),
+                                    "wa": weighted_accuracy(y_true, y_pred)}
+    means = {k: float(np.mean([m[k] for m in per_condition.values()])) for k in ("loss", "ua", "wa")}
+    return {**means, "conditions": per_condition}
 
 
 def is_better(metric, value, best):
@@ -259,8 +279,14 @@ def plot_curves(history, path):
     ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     ax_loss.plot(epochs, [h["dev_loss"] for h in history], "o-", label="dev")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_acc.plot(epochs, [h["dev_ua"] for h in history], "o-", label="dev UA")
-    ax_acc.plot(epochs, [h["dev_wa"] for h in history], "o-", label="dev WA")
+    conditions = history[-1].get("dev_conditions", {})
+    mean_of = f" (mean of {', '.join(conditions)})" if len(conditions) > 1 else ""
+    ax_acc.plot(epochs, [h["dev_ua"] for h in history], "o-", label=f"dev UA{mean_of}")
+    ax_acc.plot(epochs, [h["dev_wa"] for h in history], "o-", label=f"dev WA{mean_of}")
+    if len(conditions) > 1:
+        for condition in conditions:
+            ax_acc.plot(epochs, [h["dev_conditions"][condition]["ua"] for h in history], ":",
+                        label=f"dev UA, {condition}")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="dev accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
@@ -294,6 +320,7 @@ def train(args, ctx):
 
     model_conf = model_conf_from_args(args)
     modalities = model_conf["modalities"]
+    select_conditions = selection_conditions(args.select_conditions, modalities)
     train_set, dev_set = load_datasets(args, modalities)
     config = resolve_config(args, train_set)
     config["dev_utts"] = len(dev_set)
@@ -309,8 +336,10 @@ def train(args, ctx):
     torch.manual_seed(args.seed)  # identical initialisation on every rank
     model = build_model(model_conf, config["audio_info"], config["text_info"],
                         len(train_set.classes)).to(device)
-    logging.info("model: %s fusion, %s; %.2fM parameters", model_conf["fusion"],
-                 "+".join(modalities), sum(p.numel() for p in model.parameters()) / 1e6)
+    logging.info("model: %s fusion, %s; %.2fM parameters; selected on dev %s of %s",
+                 model_conf["fusion"], "+".join(modalities),
+                 sum(p.numel() for p in model.parameters()) / 1e6, args.select_metric,
+                 " + ".join(select_conditions))
 
     sampler = LengthBucketBatchSampler(train_set.lengths, args.batch_size, args.max_frames,
                                        args.bucketing, shuffle=True, seed=args.seed,
@@ -373,8 +402,8 @@ def train(args, ctx):
         start = time.time()
         train_loss, train_utts = train_one_epoch(args, ctx, model, loader, optimizer, scheduler,
                                                  scaler, criterion, epoch, writer)
-        dev = evaluate(raw_model, dev_loader, dev_criterion, device,
-                       len(train_set.classes)) if ctx.is_main else None
+        dev = evaluate(raw_model, dev_loader, dev_criterion, device, len(train_set.classes),
+                       select_conditions) if ctx.is_main else None
         dev = distributed.broadcast_object(ctx, dev)
         elapsed = time.time() - start
         value = dev[args.select_metric]
@@ -385,12 +414,15 @@ def train(args, ctx):
             state["bad_epochs"] += 1
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"],
                                  "dev_ua": dev["ua"], "dev_wa": dev["wa"],
+                                 "dev_conditions": dev["conditions"],
                                  "lr": optimizer.param_groups[0]["lr"], "seconds": elapsed})
         checksums = distributed.all_gather_object(ctx, parameter_checksum(raw_model))
         rng_states = distributed.all_gather_object(ctx, rng_state(device))
-        logging.info("epoch %d/%d: train loss %.4f, dev loss %.4f UA %.4f WA %.4f, lr %.2e, "
+        by_condition = "" if len(select_conditions) == 1 else " (UA %s)" % ", ".join(
+            f"{c} {m['ua']:.4f}" for c, m in dev["conditions"].items())
+        logging.info("epoch %d/%d: train loss %.4f, dev loss %.4f UA %.4f WA %.4f%s, lr %.2e, "
                      "%.1f s (%.1f utt/s)%s", epoch, args.epochs, train_loss, dev["loss"],
-                     dev["ua"], dev["wa"], optimizer.param_groups[0]["lr"], elapsed,
+                     dev["ua"], dev["wa"], by_condition, optimizer.param_groups[0]["lr"], elapsed,
                      train_utts / elapsed, ", new best" if improved else "")
         logging.info("parameter checksum per rank: %s",
                      " ".join(f"{c:.10e}" for c in checksums))
@@ -407,6 +439,9 @@ def train(args, ctx):
             prune_checkpoints(exp_dir, args.keep_checkpoints, protect={state["best_epoch"]})
             for key in ("loss", "ua", "wa"):
                 writer.add_scalar(f"dev/{key}", dev[key], epoch)
+                if len(select_conditions) > 1:
+                    for condition, metrics in dev["conditions"].items():
+                        writer.add_scalar(f"dev_{condition}/{key}", metrics[key], epoch)
             writer.add_scalar("train/epoch_loss", train_loss, epoch)
             plot_curves(state["history"], os.path.join(exp_dir, "train_curve.png"))
         distributed.barrier(ctx)

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from mser.bin.train import lr_lambda
+from mser.bin.train import lr_lambda, selection_conditions
 from mser.data.datadir import write_data_dir
 from mser.utils.checkpoint import load_model
 
@@ -188,3 +188,24 @@ def test_decode_then_score_reads_only_the_exp_dir(fold, tmp_path):
     assert scores["condition"] == "both" and scores["folds"][0]["num_utts"] == 12
     assert scores["mean"]["ua"] > 0.4  # chance is 0.25; the fixture's label shifts both modalities
     assert {"audio_only", "text_only"} <= set(scores)
+
+
+def test_selection_on_the_mean_of_dev_conditions(fold, tmp_path):
+    """With --select-conditions, the selection metric is the mean dev UA of the conditions
+    (each evaluated with the other modality removed) and best.pt is the epoch that maximises it."""
+    exp = tmp_path / "exp"
+    run_train(fold, exp, "--epochs", "4", "--lr", "0.003", "--patience", "0",
+              "--select-conditions", "both", "audio_only", "text_only")
+    state = torch.load(exp / "checkpoints" / "epoch4.pt", weights_only=False)["state"]
+    history = state["history"]
+    assert len(history) == 4
+    for h in history:
+        per_condition = [h["dev_conditions"][c]["ua"] for c in ("both", "audio_only", "text_only")]
+        assert h["dev_ua"] == pytest.approx(np.mean(per_condition))
+    assert state["best_epoch"] == 1 + int(np.argmax([h["dev_ua"] for h in history]))
+    assert torch.load(exp / "best.pt", weights_only=False)["epoch"] == state["best_epoch"]
+    assert "audio_only" in (exp / "train.log").read_text()
+    assert selection_conditions(["both", "text_only"], ["audio"]) == ["audio_only"]
+    assert selection_conditions(["both", "text_only"], ["audio", "text"]) == ["both", "text_only"]
+    bad = run_train(fold, tmp_path / "bad", "--select-conditions", "video_only", check=False)
+    assert bad.returncode and "choose from both, audio_only, text_only" in bad.stderr
