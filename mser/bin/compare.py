@@ -4,7 +4,7 @@ import argparse
 import json
 import sys
 
-from mser.utils.scoring import compare_experiments
+from mser.utils.scoring import CONDITIONS, compare_experiments
 
 
 def main(argv=None):
@@ -12,12 +12,15 @@ def main(argv=None):
     parser.add_argument("exp_a")
     parser.add_argument("exp_b")
     parser.add_argument("--folds", default="1 2 3 4 5")
+    parser.add_argument("--condition", choices=CONDITIONS,
+                        help="compare both experiments under this condition (default: each one's "
+                             "main condition)")
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         result = compare_experiments(args.exp_a, args.exp_b, [int(f) for f in args.folds.split()],
-                                     num_samples=args.num_samples, seed=args.seed)
+                                     condition=args.condition, num_samples=args.num_samples, seed=args.seed)
     except ValueError as e:
         sys.exit(f"compare: {e}")
     print(json.dumps(result, indent=2))

@@ -76,4 +76,12 @@ def test_compare_and_results_md(tmp_path):
     results = (tmp_path / "RESULTS.md").read_text()
     assert "| full |" in results and "| weak |" in results
     assert "95.83 ± 7.22" in results  # full: UA 100, 100, 87.5
-    assert "| weak | -" in results  # weak is worse than the reference
+    assert "| weak | main | -" in results  # weak is worse than the reference
+    # Under one condition both are decoded that way: text only, both predict "neu" everywhere.
+    same = compare_experiments(str(root / "weak"), str(root / "full"), [1, 2, 3], "text_only",
+                               num_samples=200)
+    assert same["ua_diff"] == 0 and same["a_right_b_wrong"] == same["b_right_a_wrong"] == 0
+    assert "| weak | text_only | +0.00" in results
+    assert "| weak | audio_only |" not in results  # weak was not decoded audio only
+    with pytest.raises(ValueError, match="weak: condition audio_only was not decoded"):
+        compare_experiments(str(root / "weak"), str(root / "full"), [1, 2, 3], "audio_only")
