@@ -65,6 +65,21 @@ def test_recipe_leaves_scores_results_and_plots(recipe):
     assert not test_utts & set(read_table(recipe / "data" / "fold1" / "train" / "utt2emo"))
 
 
+def test_cue_breakdown_adds_up_to_the_scores(recipe):
+    """Stage 5's accuracy by cue type covers every test utterance once and, pooled over the cue
+    types, equals the scored WA (overall accuracy) of each condition."""
+    exp = recipe / "exp" / TAG
+    scores = json.loads((exp / "scores.json").read_text())
+    header, counts, *rows = (exp / "cue_breakdown.txt").read_text().splitlines()[1:]
+    totals = np.array(counts.split()[1:], dtype=int)
+    assert totals.sum() == len(read_table(recipe / "data" / "fold1" / "test" / "utt2emo"))
+    for row in rows:
+        condition, *accuracies = row.split()
+        pooled = np.dot(np.array(accuracies, dtype=float), totals) / totals.sum() / 100
+        wa = (scores if condition == "both" else scores[condition])["folds"][0]["wa"]
+        assert pooled == pytest.approx(wa, abs=1e-3), condition
+
+
 def infer_lines(model_dir, data_dir, capsys, *extra):
     infer.main(["--model-dir", str(model_dir), "--data-dir", str(data_dir), "--max-utts", "4",
                 *extra])

@@ -71,4 +71,6 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     python -m mser.bin.infer --model-dir $exp/fold$f --data-dir data/fold$f/test --max-utts 1 \
       --attention-plot $exp/attention_fold$f.png
   fi
+  log "Stage 5: accuracy by cue type (which modality alone identifies the emotion)"
+  python local/cue_breakdown.py "$SYNTH_IEMOCAP/utt2cue" $exp
 fi
