@@ -65,6 +65,8 @@ def test_compare_and_results_md(tmp_path):
     root = tmp_path / "exp"
     make_exp(root, "full", [8, 8, 7])
     make_exp(root, "weak", [4, 3, 4], audio_only=False)
+    (root / "full" / "fold1" / "config.yaml").write_text(
+        "train_config: conf/train.yaml\ngit_commit: 0123456789abcdef0123456789abcdef01234567+dirty\n")
     result = compare_experiments(str(root / "full"), str(root / "weak"), [1, 2, 3], num_samples=200)
     assert result["a_right_b_wrong"] == 12 and result["b_right_a_wrong"] == 0
     assert result["ua_diff"] > 0.4 and result["p_mcnemar"] < 0.01
@@ -74,7 +76,8 @@ def test_compare_and_results_md(tmp_path):
                               "--reference-tag", "full"], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
     results = (tmp_path / "RESULTS.md").read_text()
-    assert "| full |" in results and "| weak |" in results
+    assert "| full | conf/train.yaml | 0123456+dirty | both |" in results
+    assert "| weak | ? | ? | both |" in results  # trained without a config.yaml
     assert "95.83 ± 7.22" in results  # full: UA 100, 100, 87.5
     assert "| weak | main | -" in results  # weak is worse than the reference
     # Under one condition both are decoded that way: text only, both predict "neu" everywhere.
