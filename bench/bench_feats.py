@@ -1,6 +1,6 @@
 """Feature-extraction throughput and peak memory: mser's dump jobs vs the usual per-utterance loop.
 
-    tools/venv/bin/python bench/bench_feats.py [--num-utts 40] [--seed 0]
+    tools/venv/bin/python bench/bench_feats.py [--num-utts 160] [--seed 0]
 
 Generates random-length (1-8 s) 16 kHz wavs and a tiny random wav2vec2 (built from a config,
 nothing downloaded), then runs each method in its own subprocess on the same utterances:
@@ -9,16 +9,19 @@ nothing downloaded), then runs each method in its own subprocess on the same utt
                torch.no_grad, np.save of the last layer;
 - mser SSL:    mser.features.dump.run_job + merge (inference_mode, one ark, shapes read back),
                with the CPU default (one utterance per forward), with length-sorted batches of
-               60 s, and with a middle layer (the layers above it are not run);
+               60 s, with a middle layer (the layers above it are not run), and as 2 jobs of 1
+               thread each, as utils/dump_feats.sh --nj 2 runs it on 2 cores (the jobs' process
+               start-up, imports and model load are inside its wall time);
 - naive fbank: per utterance, kaldi-native-fbank + np.save;
 - mser fbank:  run_job + merge with the fbank extractor.
 
 Wall time covers processing; the mser rows also include the job's own model load, the naive rows
-do not (conservative for mser). Peak memory is the subprocess's maximum RSS. Prints a markdown
-table.
+do not (conservative for mser). Peak memory is the maximum RSS of the largest process (for the
+2-job row: of one job). Prints a markdown table.
 """
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import subprocess
@@ -119,6 +122,28 @@ def mser_dump(conf):
     return run
 
 
+def _one_thread_job(conf, data, out, nj, job):
+    import torch
+
+    from mser.features import dump
+
+    torch.set_num_threads(1)
+    dump.run_job(conf, data, out, nj, job)
+
+
+def mser_dump_jobs(conf, nj):
+    def run(data, model_dir, out):
+        from mser.features import dump, resolve_config
+
+        resolved = resolve_config({**conf, "model_dir": model_dir})
+        start = time.perf_counter()
+        with multiprocessing.get_context("spawn").Pool(nj) as pool:
+            pool.starmap(_one_thread_job, [(resolved, data, out, nj, job) for job in range(1, nj + 1)])
+        dump.merge(resolved, data, out, nj)
+        return time.perf_counter() - start
+    return run
+
+
 # label -> (function, label of its baseline)
 METHODS = {
     "naive SSL loop (layer 4)": (naive_ssl, None),
@@ -129,6 +154,8 @@ METHODS = {
         "naive SSL loop (layer 4)"),
     "mser hf_ssl, layer 2 (layers 3-4 dropped)": (
         mser_dump({"extractor": "hf_ssl", "layers": 2}), "naive SSL loop (layer 4)"),
+    "mser hf_ssl, 2 jobs x 1 thread (dump_feats.sh --nj 2)": (
+        mser_dump_jobs({"extractor": "hf_ssl", "layers": SSL_LAYER}, 2), "naive SSL loop (layer 4)"),
     "naive fbank loop": (naive_fbank, None),
     "mser fbank": (mser_dump({"extractor": "fbank"}), "naive fbank loop"),
 }
@@ -140,14 +167,15 @@ def worker(method, data, model_dir, out):
     logging.disable(logging.WARNING)
     os.makedirs(out)
     seconds = METHODS[method][0](data, model_dir, out)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = max(resource.getrusage(who).ru_maxrss
+                  for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
     print(json.dumps({"wall": seconds, "peak_mb": peak_mb}))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-utts", type=int, default=40)
+    parser.add_argument("--num-utts", type=int, default=160)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
