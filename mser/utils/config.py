@@ -107,9 +107,9 @@ def load_config(path):
         return yaml.safe_load(f)
 
 
-def git_commit():
-    """``<sha>`` of the mser source tree (``+dirty`` with uncommitted changes), or 'unknown'."""
-    source = os.path.dirname(os.path.abspath(__file__))
+def git_commit(source=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))):
+    """``<sha>`` of the checkout holding ``source`` (the mser package), ``+dirty`` when ``source``
+    has uncommitted changes (recipe outputs such as RESULTS.md do not count), or 'unknown'."""
 
     def git(*args):
         return subprocess.run(["git", "-C", source, *args], capture_output=True, text=True,
@@ -118,7 +118,7 @@ def git_commit():
         head = git("rev-parse", "HEAD")
         if head.returncode:
             return "unknown"
-        dirty = git("diff-index", "--quiet", "HEAD", "--").returncode != 0
+        dirty = git("diff-index", "--quiet", "HEAD", "--", source).returncode != 0
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return head.stdout.strip() + ("+dirty" if dirty else "")
