@@ -20,6 +20,7 @@ import numpy as np
 
 from mser.data.datadir import read_table
 from mser.data.dataset import read_classes
+from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.metrics import mcnemar_test, paired_bootstrap_ua, score
 from mser.utils.plotting import pyplot, save_figure
@@ -198,14 +199,9 @@ def _training_record(exp_dir, folds):
     path = os.path.join(exp_dir, f"fold{folds[0]}", "config.yaml")
     if not os.path.exists(path):
         return "?", "?"
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        config = yaml.safe_load(f)
-    commit = config.get("git_commit") or "unknown"
-    if commit != "unknown":
-        commit = commit[:7] + commit[40:]  # keep a '+dirty' mark
-    return config.get("train_config") or "?", commit
+    config = load_config(path)
+    sha, dirty, mark = (config.get("git_commit") or "unknown").partition("+")
+    return config.get("train_config") or "?", sha[:7] + dirty + mark
 
 
 def _test_row(exp_dir, reference, folds, condition):
