@@ -40,9 +40,12 @@ CUDA_BATCH_SECONDS = 100.0
 
 
 class ChannelsLastFeatureEncoder(torch.nn.Module):
-    """The wav2vec2-family CNN front end computed in (B, T, C) layout: each strided conv is one
-    matmul over a strided window view, layer norm runs over contiguous channels, so none of the
-    (B, C, T) <-> (B, T, C) copies of the original remain. Same maths as the original (fp32
+    """The wav2vec2-family CNN front end computed in (T, C) layout, one utterance at a time.
+
+    A strided convolution (kernel k, stride s) is a sum of ceil(k/s) matmuls: group r holds taps
+    r*s .. r*s+s-1, which for all output frames is a strided view of the input (row stride s*C,
+    rows contiguous), so BLAS reads it in place; no unfolded (im2col) copy and none of the
+    (C, T) <-> (T, C) transposes of the original are made. Same maths as the original (fp32
     differences ~1e-6); returns (B, C, T) as a transposed view, as the model expects."""
 
     def __init__(self, encoder):
@@ -50,9 +53,11 @@ class ChannelsLastFeatureEncoder(torch.nn.Module):
         self.layers = []
         for layer in encoder.conv_layers:
             conv, norm = layer.conv, getattr(layer, "layer_norm", None)
-            kernel, stride = conv.kernel_size[0], conv.stride[0]
-            weight = conv.weight.detach().permute(2, 1, 0).reshape(kernel * conv.in_channels, -1)
-            self.layers.append((kernel, stride, weight.contiguous(), conv.bias, norm, layer.activation))
+            kernel, stride, channels = conv.kernel_size[0], conv.stride[0], conv.in_channels
+            weight = conv.weight.detach().permute(2, 1, 0).reshape(kernel * channels, -1)
+            taps = [(first * channels, weight[first * channels:min(first + stride, kernel) * channels])
+                    for first in range(0, kernel, stride)]
+            self.layers.append((kernel, stride, channels, taps, conv.bias, norm, layer.activation))
 
     @classmethod
     def supports(cls, encoder):
@@ -64,21 +69,25 @@ class ChannelsLastFeatureEncoder(torch.nn.Module):
             for l in layers)
 
     def forward(self, input_values):
-        hidden = input_values[:, :, None]  # (B, S, 1)
-        for kernel, stride, weight, bias, norm, activation in self.layers:
-            hidden = hidden.contiguous()
-            batch, frames, channels = hidden.shape
-            out_frames = (frames - kernel) // stride + 1
-            windows = hidden.as_strided((batch, out_frames, kernel * channels),
-                                        (frames * channels, stride * channels, 1))
-            hidden = windows @ weight
-            if bias is not None:
-                hidden += bias
+        return torch.stack([self._utterance(wave) for wave in input_values]).transpose(1, 2)
+
+    def _utterance(self, wave):
+        hidden = wave.contiguous()[:, None]  # (S, 1)
+        for kernel, stride, channels, taps, bias, norm, activation in self.layers:
+            out_frames = (hidden.shape[0] - kernel) // stride + 1
+            out = None
+            for offset, weight in taps:  # in bounds: stride * (out_frames - 1) + kernel <= S
+                view = hidden.as_strided((out_frames, weight.shape[0]), (stride * channels, 1),
+                                         hidden.storage_offset() + offset)
+                if out is None:
+                    out = torch.addmm(bias, view, weight) if bias is not None else view @ weight
+                else:
+                    out.addmm_(view, weight)
             if norm is not None:
-                hidden = torch.nn.functional.layer_norm(hidden, norm.normalized_shape, norm.weight,
-                                                        norm.bias, norm.eps)
-            hidden = activation(hidden)
-        return hidden.transpose(1, 2)
+                out = torch.nn.functional.layer_norm(out, norm.normalized_shape, norm.weight,
+                                                     norm.bias, norm.eps)
+            hidden = activation(out)
+        return hidden
 
 
 class SpeechEncoderExtractor(AudioExtractor):

@@ -138,3 +138,28 @@ def test_channels_last_cnn_equals_the_original(w2v2_dir, w2v2_base_dir):
     torch.testing.assert_close(fast, want, atol=1e-5, rtol=1e-4)
     base = Wav2Vec2Model.from_pretrained(w2v2_base_dir)
     assert not ChannelsLastFeatureEncoder.supports(base.feature_extractor)
+
+
+@pytest.mark.parametrize("kernels, strides, bias", [
+    ((10, 3, 2), (5, 2, 2), True),   # taps in groups of 2+1 and 2 (one matmul, no copy)
+    ((7, 5, 2), (3, 2, 3), False),   # groups of 3+3+1 and 2+2+1; kernel 2 < stride 3
+])
+def test_channels_last_cnn_tap_groups(kernels, strides, bias):
+    """Strided convolutions as sums of tap-group matmuls over strided views: the same output
+    for every kernel/stride relation, with and without conv bias."""
+    from transformers import Wav2Vec2Config
+
+    from mser.features.hf_ssl import ChannelsLastFeatureEncoder
+
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=32, conv_dim=(8, 12, 16), conv_kernel=kernels,
+                            conv_stride=strides, conv_bias=bias, feat_extract_norm="layer")
+    encoder = Wav2Vec2Model(config).eval().feature_extractor
+    waves = torch.from_numpy(np.stack(random_waves(0.31, 0.31, seed=4)))
+    waves[1, 3000:] = 0  # a padded row
+    with torch.inference_mode():
+        fast = ChannelsLastFeatureEncoder(encoder)(waves)
+        want = encoder(waves)
+    assert fast.shape == want.shape
+    torch.testing.assert_close(fast, want, atol=1e-5, rtol=1e-4)
