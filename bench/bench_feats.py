@@ -1,6 +1,6 @@
 """Feature-extraction throughput and peak memory: mser's dump jobs vs the usual per-utterance loop.
 
-    tools/venv/bin/python bench/bench_feats.py [--num-utts 160] [--seed 0]
+    tools/venv/bin/python bench/bench_feats.py [--num-utts 160] [--repeats 3] [--seed 0]
 
 Generates random-length (1-8 s) 16 kHz wavs and a tiny random wav2vec2 (built from a config,
 nothing downloaded), then runs each method in its own subprocess on the same utterances:
@@ -17,13 +17,17 @@ nothing downloaded), then runs each method in its own subprocess on the same utt
 
 Wall time covers processing; the mser rows also include the job's own model load, the naive rows
 do not (conservative for mser). Peak memory is the maximum RSS of the largest process (for the
-2-job row: of one job). Prints a markdown table.
+2-job row: of one job). Each method runs --repeats times, in interleaved rounds so that a slow
+spell of the machine hits every method; the table gives the median wall time, the speed-up of the
+medians and the range of the per-round speed-ups. Prints a markdown table.
 """
 import argparse
 import json
 import multiprocessing
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -176,6 +180,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-utts", type=int, default=160)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -191,21 +196,31 @@ def main():
         data, audio_seconds = make_corpus(root, args.num_utts, args.seed)
         model_dir = os.path.join(root, "model")
         make_model(model_dir)
-        results = {}
-        for i, method in enumerate(METHODS):
-            out = subprocess.run([sys.executable, __file__, "--worker", method, "--data", data,
-                                  "--model", model_dir, "--out", os.path.join(root, f"out{i}")],
-                                 capture_output=True, text=True, check=True)
-            results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+        walls, peaks = {m: [] for m in METHODS}, {m: 0.0 for m in METHODS}
+        for round_ in range(args.repeats):
+            for i, method in enumerate(METHODS):
+                out = os.path.join(root, f"out{round_}_{i}")
+                run = subprocess.run([sys.executable, __file__, "--worker", method, "--data", data,
+                                      "--model", model_dir, "--out", out],
+                                     capture_output=True, text=True, check=True)
+                result = json.loads(run.stdout.strip().splitlines()[-1])
+                walls[method].append(result["wall"])
+                peaks[method] = max(peaks[method], result["peak_mb"])
+                shutil.rmtree(out)
     print(f"# {args.num_utts} utterances, {audio_seconds:.0f} s of audio, {os.cpu_count()} CPU "
           f"core(s), torch {torch.__version__} with {torch.get_num_threads()} threads; tiny random "
-          f"wav2vec2: hidden 256, 4 layers, conv dim 256, layer {SSL_LAYER}\n")
-    print("| method | wall s | audio s / wall s | speed-up | peak RSS MB |")
+          f"wav2vec2: hidden 256, 4 layers, conv dim 256, layer {SSL_LAYER}; {args.repeats} "
+          f"interleaved round(s)\n")
+    print("| method | median wall s | audio s / wall s | speed-up (range over rounds) | "
+          "peak RSS MB |")
     print("|---|---:|---:|---:|---:|")
-    for method, r in results.items():
-        baseline = results[METHODS[method][1] or method]
-        print(f"| {method} | {r['wall']:.1f} | {audio_seconds / r['wall']:.0f} | "
-              f"{baseline['wall'] / r['wall']:.2f}x | {r['peak_mb']:.0f} |")
+    for method, wall in walls.items():
+        baseline = walls[METHODS[method][1] or method]
+        per_round = [b / w for b, w in zip(baseline, wall)]
+        median = statistics.median(wall)
+        print(f"| {method} | {median:.1f} | {audio_seconds / median:.0f} | "
+              f"{statistics.median(baseline) / median:.2f}x ({min(per_round):.2f}-"
+              f"{max(per_round):.2f}) | {peaks[method]:.0f} |")
     print(f"\ncommand: {os.path.relpath(sys.executable)} {' '.join(sys.argv)}")
 
 
