@@ -14,7 +14,7 @@ feature-extractor config):
    30 s windows (its encoder needs the 30 s padded log-mel input); its output is trimmed to the
    real audio length (``ceil((samples // 160) / 2)`` frames).
 3. Batching (``batch_seconds`` of padded audio per forward; default 100 s on CUDA, one chunk at
-   a time on CPU, where batching measured slower): the longest chunks first. Models
+   a time on CPU, where batching measured no faster): the longest chunks first. Models
    whose feature extractor sets ``return_attention_mask`` (the layer-norm "large" models) get
    zero padding plus an attention mask and padding frames are cut from the output by the
    model's conv frame-count formula. Models without one (wav2vec2-base style, group norm over
@@ -34,8 +34,8 @@ from mser.features.hf_common import (drop_unused_layers, num_transformer_layers,
 WHISPER_HOP = 160        # samples per log-mel frame
 WHISPER_STRIDE = 2       # encoder conv2 stride: 2 mel frames per output frame
 # Default padded seconds per forward pass on CUDA. On CPU the default is one utterance (or chunk)
-# per forward: the conv front end dominates there and batching it only adds memory traffic
-# (measured 2x slower at 60 s per batch on 2 cores; bench/bench_feats.py).
+# per forward: the conv front end dominates there and runs one utterance at a time anyway; 60 s
+# batches measured within the run-to-run noise on 2 cores, at more memory (bench/bench_feats.py).
 CUDA_BATCH_SECONDS = 100.0
 
 
