@@ -141,7 +141,7 @@ def test_channels_last_cnn_equals_the_original(w2v2_dir, w2v2_base_dir):
 
 
 @pytest.mark.parametrize("kernels, strides, bias", [
-    ((10, 3, 2), (5, 2, 2), True),   # taps in groups of 2+1 and 2 (one matmul, no copy)
+    ((10, 3, 2), (5, 2, 2), True),   # taps in groups of 5+5, 2+1 and 2 (one matmul, no copy)
     ((7, 5, 2), (3, 2, 3), False),   # groups of 3+3+1 and 2+2+1; kernel 2 < stride 3
 ])
 def test_channels_last_cnn_tap_groups(kernels, strides, bias):
