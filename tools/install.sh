@@ -62,7 +62,7 @@ fi
 [ -x "$venv/bin/python" ] || { log "Creating $venv"; "$python" -m venv "$venv"; }
 # pip writes .pyc files at install (its default; kept explicit): with PYTHONDONTWRITEBYTECODE
 # set, as on many CI machines, Python would otherwise recompile torch and transformers in every
-# process (measured: importing both took 16 s instead of 8 s).
+# process (the test suite took twice as long).
 pip=("$venv/bin/python" -m pip install --compile --disable-pip-version-check -q)
 log "Installing $torch_spec"
 # shellcheck disable=SC2086  # the spec may carry pip options such as --index-url
