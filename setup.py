@@ -44,7 +44,7 @@ setup(
     description="Multimodal speech emotion recognition recipes (emotion-query fusion of SSL features)",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.11",  # numpy 2.4 needs 3.11
     packages=find_packages(include=["mser", "mser.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -47,8 +47,8 @@ install_apt_tools() {
 
 install_apt_tools
 
-if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
-  echo "install.sh: '$python' is missing or older than Python 3.9; pass --python /path/to/python3" >&2
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "install.sh: '$python' is missing or older than Python 3.11 (numpy 2.4 needs it); pass --python /path/to/python3" >&2
   exit 1
 fi
 

@@ -15,7 +15,7 @@ from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_co
 from mser.utils.checkpoint import load_model
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.logging import setup_logging
-from mser.utils.scoring import CONDITION_MODALITIES, conditions_for
+from mser.utils.conditions import CONDITION_MODALITIES, conditions_for
 
 @torch.inference_mode()
 def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32):

@@ -34,7 +34,7 @@ from mser.utils.fileio import atomic_write_text
 from mser.utils.logging import setup_logging
 from mser.utils.metrics import unweighted_accuracy, weighted_accuracy
 from mser.utils.plotting import pyplot, save_figure
-from mser.utils.scoring import CONDITION_MODALITIES, CONDITIONS, conditions_for
+from mser.utils.conditions import CONDITION_MODALITIES, CONDITIONS, conditions_for
 
 RUN_OPTIONS = {
     "data_dir": (None, "fold dir holding train/ and dev/ (test/ is never read)"),

@@ -20,19 +20,13 @@ import numpy as np
 
 from mser.data.datadir import read_table
 from mser.data.dataset import read_classes
+from mser.utils.conditions import CONDITIONS
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.metrics import mcnemar_test, paired_bootstrap_ua, score
 from mser.utils.plotting import pyplot, save_figure
 
-CONDITION_MODALITIES = {"both": ("audio", "text"), "audio_only": ("audio",), "text_only": ("text",)}
-CONDITIONS = tuple(CONDITION_MODALITIES)
 SUMMARY_METRICS = ("ua", "wa", "macro_f1")
-
-
-def conditions_for(model_modalities):
-    """The conditions a model can be decoded under: every non-empty subset of its modalities."""
-    return [name for name, mods in CONDITION_MODALITIES.items() if set(mods) <= set(model_modalities)]
 
 
 def load_condition(fold_dir, condition):
