@@ -17,9 +17,10 @@ prepares it for.
 
 Audio shorter than one feature frame (fbank: 25 ms) is an :class:`InputError` saying the
 minimum. Long recordings need no special handling: in eval mode the encoders' self-attention
-never stores its (T, T) weights, so memory grows linearly with the duration (about 5 MB per
-minute of fbank audio on top of the models; ``bench/bench_infer_memory.py``), and results are
-those of the whole recording, not of chunks.
+never stores its (T, T) weights, so memory grows linearly with the duration, by about 0.9 MB
+per second of audio with the demo's fbank + pitch (0.3 MB/s without pitch: Kaldi's pitch tracker
+keeps every frame's state; ``bench/bench_infer_memory.py``), and results are those of the whole
+recording, not of chunks.
 """
 import dataclasses
 import logging

@@ -175,7 +175,7 @@ def test_export_bundles_pretrained_models_and_predicts_the_same(w2v2_dir, tmp_pa
     exported = tmp_path / "exported"
     export_model(fold, str(exported), bundle_pretrained=True)
     shutil.rmtree(ssl_copy)   # the export must not need the original model dir
-    state = torch.load(exported / "model.pt", weights_only=False)
+    state = torch.load(exported / "model.pt", weights_only=True)
     assert "optimizer" not in state and state["epoch"] == 3
     config = yaml.safe_load((exported / "config.yaml").read_text())
     assert config["audio_info"]["model_dir"] == "pretrained/audio"

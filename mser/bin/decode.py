@@ -23,6 +23,7 @@ from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.logging import setup_logging
 from mser.utils.conditions import CONDITION_MODALITIES, conditions_for
 
+
 def untranscribed(config, data_dir):
     """Utterances of ``data_dir`` whose transcript counts as none (empty or tags only)."""
     texts = read_table(os.path.join(data_dir, "text"), allow_empty_value=True)

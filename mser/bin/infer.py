@@ -121,7 +121,8 @@ def main(argv=None):
     lines, failed, plot = [], 0, args.attention_plot
     for utt, wav, text in tqdm(items, desc="mser-infer", unit="utt", disable=len(items) == 1):
         try:
-            lines.append(f"{utt} {recognize(recognizer, transcriber, utt, wav, text, plot).format()}")
+            prediction = recognize(recognizer, transcriber, utt, wav, text, plot)
+            lines.append(f"{utt} {prediction.format()}")
             plot = None
         except Exception as e:  # one bad utterance must not stop a batch
             failed += 1

@@ -102,7 +102,8 @@ def _check_ids(path, table, problems, values_are_ids=False):
                 bad.append((lineno, text, chars))
     if bad:
         lineno, text, chars = bad[0]
-        names = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'control character')}" for c in chars)
+        names = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'control character')}"
+                          for c in chars)
         problems.append(f"{path}:{lineno}: {len(bad)} line(s) with an id holding a space or "
                         f"non-printable character, e.g. {text!r} ({names}); ids may only hold "
                         f"printable characters other than spaces")

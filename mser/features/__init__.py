@@ -65,7 +65,8 @@ def _check_types(conf, defaults, where):
         default = defaults[key]
         if value is None and (default is None or key in NULLABLE_KEYS):
             continue
-        expected = KEY_TYPES.get(key) or ((int, float) if type(default) is float else (type(default),))
+        expected = KEY_TYPES.get(key) or ((int, float) if type(default) is float
+                                          else (type(default),))
         if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
             names = " or ".join(TYPE_NAMES[t] for t in expected)
             raise FeatureConfigError(f"{where}{key}: expected {names}, got {value!r} "

@@ -90,3 +90,14 @@ def test_config_types_accept_documented_values():
     assert resolve_config({"extractor": "hf_text", "layers": "4-6"})["layers"] == "4-6"
     with pytest.raises(FeatureConfigError, match=r"^max_length: expected an integer, got None"):
         resolve_config({"extractor": "hf_text", "max_length": None})
+
+
+def test_too_short_audio_has_the_right_width_and_a_clear_reason():
+    extractor = build_extractor({"extractor": "fbank", "use_energy": True, "use_pitch": True})
+    assert extractor.extract_wav(np.full(320, 0.01, np.float32), 16000).shape == (0, 84)
+    assert extractor.min_samples() == 400 and extractor.num_frames(400) == 1
+    assert extractor.length_problem(400) is None
+    assert extractor.length_problem(320) == ("too short (0.020 s) for a single feature frame; "
+                                             "the features need at least 0.025 s")
+    centred = build_extractor({"extractor": "fbank", "snip_edges": False})
+    assert centred.min_samples() == 80 and centred.num_frames(79) == 0
