@@ -10,8 +10,17 @@ config: the classes, the network, and the feature extractors that made the train
     result = recognizer.predict(waveform, sample_rate, text="I can't believe it")
     result.emotion, result.probabilities        # 'ang', {'ang': 0.81, 'hap': 0.05, ...}
 
-Without a transcript (or with an empty one) a two-modality model runs audio-only, the condition
-the random modality masking of training prepares it for.
+Without a transcript, or with one that is empty once its tags are removed ("", "[LAUGHTER]";
+:func:`mser.features.transcript.is_empty_transcript`, the rule the decoding stage uses too), a
+two-modality model runs audio-only, the condition the random modality masking of training
+prepares it for.
+
+Audio shorter than one feature frame (fbank: 25 ms) is an :class:`InputError` saying the
+minimum. Long recordings need no special handling: in eval mode the encoders' self-attention
+never stores its (T, T) weights, so memory grows linearly with the duration, by about 0.9 MB
+per second of audio with the demo's fbank + pitch (0.3 MB/s without pitch: Kaldi's pitch tracker
+keeps every frame's state; ``bench/bench_infer_memory.py``), and results are those of the whole
+recording, not of chunks.
 """
 import dataclasses
 import logging
@@ -22,8 +31,9 @@ import numpy as np
 import torch
 
 from mser.features import build_extractor
-from mser.features.audio import resample
+from mser.features.audio import resample, resampled_length
 from mser.features.hf_common import PACKAGED_PREFIX, resolve_model_dir
+from mser.features.transcript import is_empty_transcript
 from mser.utils.checkpoint import load_checkpoint, load_model
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
@@ -32,6 +42,10 @@ from mser.utils.plotting import pyplot, save_figure
 EXPORTED_WEIGHTS = "model.pt"
 TRAINED_WEIGHTS = "best.pt"
 BUNDLED_PRETRAINED = "pretrained"
+
+
+class InputError(ValueError):
+    """An utterance the model cannot take (too short, a transcript that is not UTF-8)."""
 
 
 @dataclasses.dataclass
@@ -86,20 +100,30 @@ class EmotionRecognizer:
             raise ValueError(f"this model uses {'+'.join(self.modalities)}; give it {need}")
         return used
 
+    def has_transcript(self, text):
+        """Whether ``text`` counts as a transcript (:func:`is_empty_transcript`, decode's rule)."""
+        return not is_empty_transcript(text, self.config.get("text_info"))
+
     @torch.inference_mode()
     def predict(self, waveform=None, sample_rate=None, text=None, return_attention=False):
         """Emotion of one utterance: a mono waveform at any ``sample_rate`` and/or its transcript.
 
-        A missing or blank transcript means audio-only; ``return_attention`` also returns where
-        the emotion queries attend (query fusion only).
+        A missing or empty (tags only) transcript means audio-only; ``return_attention`` also
+        returns where the emotion queries attend (query fusion only).
         """
-        has_text = text is not None and text.strip() != ""
+        has_text = self.has_transcript(text)
         used = self.usable_modalities(waveform is not None, has_text)
         inputs = {"audio": (None, None), "text": (None, None)}
         for m in used:
             if m == "audio":
-                feats = self.extractors[m].extract_wav(np.asarray(waveform, np.float32), sample_rate)
+                extractor, waveform = self.extractors[m], np.asarray(waveform, np.float32)
+                problem = extractor.length_problem(
+                    resampled_length(len(waveform), sample_rate, extractor.sample_rate))
+                if problem:
+                    raise InputError(f"audio {problem}")
+                feats = extractor.extract_wav(waveform, sample_rate)
             else:
+                _check_utf8(text)
                 feats = self.extractors[m].extract_text(text)
             x = torch.from_numpy(feats).to(self.device)[None]
             inputs[m] = (x, torch.tensor([len(feats)], device=self.device))
@@ -119,6 +143,17 @@ class EmotionRecognizer:
             if "text" in used:
                 prediction.text_tokens = self.extractors["text"].tokens(text)
         return prediction
+
+
+def _check_utf8(text):
+    """Undecodable bytes reach Python strings as lone surrogates (command-line arguments)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        char = ord(text[e.start])
+        byte = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"U+{char:04X}"
+        raise InputError(f"transcript is not UTF-8 ({byte} at character {e.start}); give it in "
+                         f"UTF-8, e.g. convert with iconv -f latin1 -t utf-8") from None
 
 
 class Transcriber:

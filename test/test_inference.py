@@ -1,5 +1,6 @@
 """mser.inference and mser-infer on generated wavs: with and without a transcript, any sample
-rate, the attention plot, export (with bundled pre-trained models) and --transcribe."""
+rate, the attention plot, export (with bundled pre-trained models), --transcribe, bad inputs
+(per-utterance errors), empty transcripts as in the decoding stage, and long recordings."""
 import os
 
 import numpy as np
@@ -8,10 +9,12 @@ import soundfile
 import torch
 import yaml
 
+import mser.features.dump as dump
 from mser.bin import infer
-from mser.features import build_extractor, derived_info
+from mser.bin.decode import decode
+from mser.features import build_extractor, derived_info, resolve_config
 from mser.features.audio import resample
-from mser.inference import EmotionRecognizer, export_model
+from mser.inference import EmotionRecognizer, InputError, export_model
 from mser.nets import build_model, resolve_model_conf
 
 CLASSES = ["neu", "hap", "ang", "sad"]
@@ -172,7 +175,7 @@ def test_export_bundles_pretrained_models_and_predicts_the_same(w2v2_dir, tmp_pa
     exported = tmp_path / "exported"
     export_model(fold, str(exported), bundle_pretrained=True)
     shutil.rmtree(ssl_copy)   # the export must not need the original model dir
-    state = torch.load(exported / "model.pt", weights_only=False)
+    state = torch.load(exported / "model.pt", weights_only=True)
     assert "optimizer" not in state and state["epoch"] == 3
     config = yaml.safe_load((exported / "config.yaml").read_text())
     assert config["audio_info"]["model_dir"] == "pretrained/audio"
@@ -214,3 +217,127 @@ def test_transcribe_with_a_local_asr_model(fbank_model, wav_path, tmp_path, caps
     assert captured.out.strip().endswith("(audio+text)")
     with pytest.raises(SystemExit):
         infer.main(["--model-dir", fbank_model, wav_path, "--transcribe", asr_dir, "--text", "x"])
+
+
+def write_data_dir(path, wavs, texts=None):
+    """A data dir of ``wavs`` ({utt: waveform at 16 kHz, or a path}) and ``texts``."""
+    path.mkdir()
+    scp = []
+    for utt, wave in wavs.items():
+        if not isinstance(wave, str):
+            soundfile.write(path / f"{utt}.wav", wave, 16000, subtype="PCM_16")
+            wave = str(path / f"{utt}.wav")
+        scp.append(f"{utt} {wave}\n")
+    (path / "wav.scp").write_text("".join(scp))
+    (path / "utt2spk").write_text("".join(f"{u} {u.split('_')[0]}\n" for u in wavs))
+    if texts is not None:
+        (path / "text").write_text("".join(f"{u} {t}".rstrip() + "\n" for u, t in texts.items()))
+    return path
+
+
+def read_lines(text):
+    return {line.split()[0]: line.split(maxsplit=1)[1] for line in text.splitlines()}
+
+
+def test_batch_reports_bad_utterances_and_writes_the_rest(fbank_model, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00not a wav file")
+    data = write_data_dir(tmp_path / "data", {
+        "spk1_a": tone(), "spk1_b": str(tmp_path / "missing.wav"), "spk1_c": str(corrupt),
+        "spk1_d": tone(0.02), "spk1_e": tone(0.025), "spk1_f": tone(0.5)})
+    out = tmp_path / "emotions.txt"
+    status = infer.main(["--model-dir", fbank_model, "--data-dir", str(data), "--output", str(out)])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert out.read_text() == captured.out
+    lines = read_lines(out.read_text())
+    assert list(lines) == ["spk1_a", "spk1_b", "spk1_c", "spk1_d", "spk1_e", "spk1_f"]
+    assert lines["spk1_b"].startswith(f"ERROR {tmp_path / 'missing.wav'}: cannot read audio")
+    assert lines["spk1_c"].startswith(f"ERROR {corrupt}: cannot read audio")
+    assert lines["spk1_d"] == ("ERROR audio too short (0.020 s) for a single feature frame; "
+                               "the features need at least 0.025 s")
+    for utt in ("spk1_a", "spk1_e", "spk1_f"):
+        assert lines[utt].endswith("(audio)") and lines[utt].split()[0] in CLASSES
+    assert f"spk1_d: {lines['spk1_d'][6:]}" in captured.err
+    assert "3 of 6 utterance(s) failed (lines '<utt> ERROR <reason>')" in captured.err
+    with pytest.raises(InputError, match=r"too short \(0.010 s\).*at least 0.025 s"):
+        EmotionRecognizer(fbank_model).predict(tone(0.02), 32000)
+
+
+def test_non_utf8_transcripts_name_the_input_and_encoding(fbank_model, wav_path, tmp_path, capsys):
+    latin1 = b"caf\xe9 au lait".decode("utf-8", "surrogateescape")  # how Python passes argv
+    assert infer.main(["--model-dir", fbank_model, wav_path, "--text", latin1]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ("utt1 ERROR transcript is not UTF-8 (byte 0xe9 at character 3); give "
+                            "it in UTF-8, e.g. convert with iconv -f latin1 -t utf-8\n")
+    assert "utt1: transcript is not UTF-8" in captured.err
+    data = write_data_dir(tmp_path / "data", {"spk1_a": tone(), "spk1_b": tone()})
+    (data / "text").write_bytes(b"spk1_a fine\nspk1_b caf\xe9\n")
+    with pytest.raises(SystemExit, match=rf"^mser-infer: {data}/text:2: not UTF-8 \(byte 0xe9"):
+        infer.main(["--model-dir", fbank_model, "--data-dir", str(data)])
+
+
+def dump_features(conf, data, out):
+    conf = resolve_config(conf)
+    dump.run_job(conf, str(data), str(out), 1, 1)
+    dump.merge(conf, str(data), str(out), 1)
+    return str(out / "feats.scp")
+
+
+def test_decode_and_infer_share_the_empty_transcript_rule(tmp_path, capsys):
+    """An empty or tags-only transcript runs audio-only in both; mser-infer on the raw inputs
+    reproduces the decoding stage on the dumped features, for every kind of transcript."""
+    fold = save_model_dir(tmp_path / "fold1", {"extractor": "fbank", "use_pitch": True})
+    texts = {"spk1_a": TEXT, "spk1_b": "", "spk1_c": "[LAUGHTER]", "spk1_d": "[BREATHING] oh no",
+             "spk1_e": "<noise>  [LAUGHTER] "}
+    data = write_data_dir(tmp_path / "test", {u: tone(0.6 + 0.2 * i, pitch=150 + 20 * i)
+                                              for i, u in enumerate(texts)}, texts)
+    (data / "utt2emo").write_text("".join(f"{u} {CLASSES[i % 4]}\n" for i, u in enumerate(texts)))
+    (data / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    config = yaml.safe_load(open(f"{fold}/config.yaml"))
+    config["audio_feats"] = dump_features(config["audio_info"], data, tmp_path / "dump_fbank")
+    config["text_feats"] = dump_features(config["text_info"], data, tmp_path / "dump_text")
+    (tmp_path / "fold1" / "config.yaml").write_text(yaml.safe_dump(config))
+    decode(fold, str(data))
+    both = {u: np.array(p.split(), dtype=float) for u, p in
+            read_lines(open(f"{fold}/decode/both/posteriors").read()).items()}
+    audio_only = {u: np.array(p.split(), dtype=float) for u, p in
+                  read_lines(open(f"{fold}/decode/audio_only/posteriors").read()).items()}
+    capsys.readouterr()
+    assert infer.main(["--model-dir", fold, "--data-dir", str(data)]) == 0
+    lines = read_lines(capsys.readouterr().out)
+    assert {u: line.split()[-1] for u, line in lines.items()} == {
+        "spk1_a": "(audio+text)", "spk1_b": "(audio)", "spk1_c": "(audio)",
+        "spk1_d": "(audio+text)", "spk1_e": "(audio)"}
+    for utt, line in lines.items():
+        probs = [float(field.split("=")[1]) for field in line.split()[1:-1]]
+        np.testing.assert_allclose(probs, both[utt], atol=6e-4, err_msg=utt)
+        same_as_audio_only = np.allclose(both[utt], audio_only[utt], atol=1e-6)
+        assert same_as_audio_only == line.endswith("(audio)"), utt
+
+
+MEMORY_PROBE = """
+import resource, sys
+import numpy as np
+from mser.inference import EmotionRecognizer
+recognizer = EmotionRecognizer(sys.argv[1])
+noise = np.random.default_rng(0).uniform(-0.1, 0.1, int(float(sys.argv[2]) * 16000))
+recognizer.predict(noise[:16000].astype(np.float32), 16000)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+recognizer.predict(noise.astype(np.float32), 16000)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def test_long_recording_memory_grows_linearly(tmp_path):
+    """Peak memory of a 200 s recording over a 1 s one (a fresh process; not a timed test).
+    The encoders' T x T attention weights alone would take 800 MB (5000 positions, 4 heads);
+    the features and activations take a few tens of MB (bench/bench_infer_memory.py)."""
+    import subprocess
+    import sys
+
+    fold = save_model_dir(tmp_path / "fold1", {"extractor": "fbank"},
+                          {"modalities": ["audio"], "encoder_heads": 4})
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, fold, "200"], capture_output=True,
+                         text=True, check=True)
+    assert float(out.stdout) < 150, out.stdout

@@ -1,6 +1,10 @@
 """Decode a test data dir with a trained fold: per-utterance posteriors and predictions for
 every modality condition the model supports (both, audio_only, text_only).
 
+An utterance whose transcript is empty once its tags are removed ("", "[LAUGHTER]") runs
+audio-only under ``both``, as in mser-infer (mser.features.transcript.is_empty_transcript);
+under ``text_only`` it is scored on its special tokens, the only text it has.
+
 Reads only <exp-dir>/config.yaml and the checkpoint; writes <exp-dir>/decode/ (see
 mser.utils.scoring for the layout)."""
 import argparse
@@ -11,11 +15,24 @@ import shutil
 import torch
 from tqdm import tqdm
 
+from mser.data.datadir import read_table
 from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_config
+from mser.features.transcript import is_empty_transcript
 from mser.utils.checkpoint import load_model
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.logging import setup_logging
 from mser.utils.conditions import CONDITION_MODALITIES, conditions_for
+
+
+def untranscribed(config, data_dir):
+    """Utterances of ``data_dir`` whose transcript counts as none (empty or tags only)."""
+    texts = read_table(os.path.join(data_dir, "text"), allow_empty_value=True)
+    empty = {utt for utt, text in texts.items() if is_empty_transcript(text, config["text_info"])}
+    if empty:
+        logging.info("%s: %d utterance(s) with an empty or tags-only transcript run audio-only "
+                     "under 'both' (e.g. %s)", data_dir, len(empty), min(empty))
+    return empty
+
 
 @torch.inference_mode()
 def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32):
@@ -25,12 +42,15 @@ def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32)
     sampler = LengthBucketBatchSampler(dataset.lengths, batch_size=batch_size, shuffle=False)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
     conditions = conditions_for(config["model_conf"]["modalities"])
+    no_text = untranscribed(config, data_dir) if "both" in conditions else set()
     posteriors = {c: {} for c in conditions}
     for batch in tqdm(loader, desc=f"decode {exp_dir}", unit="batch"):
         inputs = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        has_text = torch.tensor([u not in no_text for u in batch["utts"]], device=device)
         for condition in conditions:
             out = model(inputs["audio"], inputs["audio_lens"], inputs["text"], inputs["text_lens"],
-                        modalities=CONDITION_MODALITIES[condition])
+                        modalities=CONDITION_MODALITIES[condition],
+                        keep={"text": has_text} if condition == "both" else None)
             probs = torch.softmax(out["logits"].float(), dim=-1).cpu().numpy()
             posteriors[condition].update(zip(batch["utts"], probs))
     out_dir = os.path.join(exp_dir, "decode")

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from mser.data.datadir import DataDirError
-from mser.features import FeatureConfigError
+from mser.features import FeatureConfigError, load_config_file
 from mser.features.dump import run_job
 from mser.utils.logging import setup_logging
 
@@ -25,12 +25,7 @@ def add_common_args(parser):
 
 
 def load_config(args):
-    import yaml
-
-    from mser.features import resolve_config
-
-    with open(args.config, encoding="utf-8") as f:
-        return resolve_config(yaml.safe_load(f) or {}, {"model_dir": args.model_dir})
+    return load_config_file(args.config, {"model_dir": args.model_dir})
 
 
 def main(argv=None):

@@ -11,7 +11,11 @@ with an empty transcript, run audio-only), or over a data dir (its wav.scp and t
 
     mser-infer --model-dir exported/ --wav-scp wav.scp --text-file text --output emotions.txt
 
-Output, one line per utterance: ``<utt> <emotion> <class>=<prob> ... (<modalities used>)``.
+Output, one line per utterance: ``<utt> <emotion> <class>=<prob> ... (<modalities used>)``,
+or ``<utt> ERROR <reason>`` for an utterance that cannot be recognised (unreadable or too short
+audio, a transcript that is not UTF-8, ...): the reason also goes to stderr, the other
+utterances are still recognised and written, and the exit status is then 1. A transcript that
+is empty once its tags are removed ("[LAUGHTER]") counts as none, as in the decoding stage.
 Only the model dir's config.yaml and weights are read (see mser.inference).
 """
 import argparse
@@ -21,8 +25,8 @@ import sys
 
 from tqdm import tqdm
 
-from mser.data.datadir import read_table
-from mser.features.audio import read_wav
+from mser.data.datadir import DataDirError, read_table
+from mser.features.audio import BadUtteranceError, read_wav
 from mser.inference import EmotionRecognizer, Transcriber, plot_query_attention
 from mser.utils.fileio import atomic_open
 from mser.utils.logging import setup_logging
@@ -48,7 +52,7 @@ def get_parser():
     parser.add_argument("--output", help="also write the result lines to this file")
     parser.add_argument("--attention-plot", metavar="PNG",
                         help="plot where the emotion queries attend, for WAV or the first "
-                             "utterance of a batch")
+                             "recognised utterance of a batch")
     return parser
 
 
@@ -76,34 +80,63 @@ def utterances(args):
     return items[:args.max_utts] if args.max_utts else items
 
 
+def recognize(recognizer, transcriber, utt, wav, text, plot):
+    """The prediction of one utterance; ``plot``: attention plot path or None."""
+    waveform, rate = read_wav(utt, wav) if "audio" in recognizer.modalities or transcriber \
+        else (None, None)
+    if transcriber:
+        text = transcriber(waveform, rate)
+        logging.info("%s: transcript %r", utt, text)
+    if not recognizer.has_transcript(text):
+        logging.info("%s: no transcript (or tags only), audio only", utt)
+    prediction = recognizer.predict(waveform, rate, text, return_attention=bool(plot))
+    if plot:
+        plot_query_attention(prediction, plot, title=utt)
+        logging.info("%s: query attention plotted to %s", utt, plot)
+    return prediction
+
+
+def error_reason(error):
+    if isinstance(error, BadUtteranceError):  # its message advises on feature dumps
+        reason = f"{error.source}: {error.reason}"
+    else:
+        reason = str(error) or type(error).__name__
+    return " ".join(reason.split())
+
+
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
     setup_logging()
     recognizer = EmotionRecognizer(args.model_dir, args.checkpoint, args.device)
+    if args.attention_plot and recognizer.config["model_conf"]["fusion"] != "query":
+        parser.error(f"--attention-plot: fusion {recognizer.config['model_conf']['fusion']!r} "
+                     f"has no emotion queries to plot; only 'query' fusion models have")
     transcriber = Transcriber(args.transcribe, args.device) if args.transcribe else None
-    items = utterances(args)
-    lines = []
-    for index, (utt, wav, text) in enumerate(tqdm(items, desc="mser-infer", unit="utt",
-                                                   disable=len(items) == 1)):
-        waveform, rate = read_wav(utt, wav) if "audio" in recognizer.modalities or transcriber \
-            else (None, None)
-        if transcriber:
-            text = transcriber(waveform, rate)
-            logging.info("%s: transcript %r", utt, text)
-        if text is None or not text.strip():
-            logging.info("%s: no transcript, audio only", utt)
-        plot = args.attention_plot and index == 0
-        prediction = recognizer.predict(waveform, rate, text, return_attention=bool(plot))
-        if plot:
-            plot_query_attention(prediction, args.attention_plot, title=utt)
-            logging.info("%s: query attention plotted to %s", utt, args.attention_plot)
-        lines.append(f"{utt} {prediction.format()}")
+    try:
+        items = utterances(args)
+    except DataDirError as e:
+        sys.exit(f"mser-infer: {e}")
+    lines, failed, plot = [], 0, args.attention_plot
+    for utt, wav, text in tqdm(items, desc="mser-infer", unit="utt", disable=len(items) == 1):
+        try:
+            prediction = recognize(recognizer, transcriber, utt, wav, text, plot)
+            lines.append(f"{utt} {prediction.format()}")
+            plot = None
+        except Exception as e:  # one bad utterance must not stop a batch
+            failed += 1
+            lines.append(f"{utt} ERROR {error_reason(e)}")
+            logging.error("%s: %s", utt, error_reason(e))
         print(lines[-1], flush=True)
     if args.output:
         with atomic_open(args.output, "w", encoding="utf-8") as f:
             f.writelines(line + "\n" for line in lines)
+    if failed:
+        logging.error("%d of %d utterance(s) failed (lines '<utt> ERROR <reason>')", failed,
+                      len(items))
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -40,6 +40,10 @@ def get_parser():
     parser.add_argument("--skip-missing-text", action="store_true",
                         help="drop labelled utterances without a transcript (with a warning) "
                              "instead of failing")
+    parser.add_argument("--skip-unlabelled", action="store_true",
+                        help="drop utterances with a wav and a transcript but no parsed label, "
+                             "and ignore label lines that do not parse (each is still listed) "
+                             "instead of failing")
     parser.add_argument("--verbose", type=int, default=1)
     return parser
 
@@ -54,7 +58,8 @@ def main(argv=None):
                         improvised_only=args.improvised_only, noise_tags=args.noise_tags,
                         cv=args.cv, dev=args.dev, dev_fraction=args.dev_fraction, seed=args.seed,
                         skip_missing_wav=args.skip_missing_wav,
-                        skip_missing_text=args.skip_missing_text)
+                        skip_missing_text=args.skip_missing_text,
+                        skip_unlabelled=args.skip_unlabelled)
     except DataDirError as e:
         sys.exit(f"prepare_iemocap: {e}")
 

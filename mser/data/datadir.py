@@ -8,8 +8,9 @@ sorting by utterance also groups speakers.
 import logging
 import os
 import shutil
+import unicodedata
 
-from mser.utils.fileio import atomic_open
+from mser.utils.fileio import EncodingError, atomic_open, read_utf8_lines
 
 # Per-utterance tables, in the order problems are reported.
 UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur",
@@ -30,22 +31,22 @@ def read_table(path, allow_empty_value=False):
     """Read ``key value`` lines into an ordered dict; errors name ``path:line``."""
     table = {}
     try:
-        f = open(path, encoding="utf-8")
+        lines = read_utf8_lines(path)
     except FileNotFoundError:
         raise DataDirError(f"{path}: file not found") from None
-    with f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                raise DataDirError(f"{path}:{lineno}: empty line; remove it")
-            key, _, value = line.partition(" ")
-            value = value.strip()
-            if not key or (not value and not allow_empty_value):
-                raise DataDirError(f"{path}:{lineno}: expected '<key> <value>', got {line!r}")
-            if key in table:
-                raise DataDirError(f"{path}:{lineno}: duplicate key {key!r} (first seen earlier "
-                                   f"in the file); run utils/fix_data_dir.sh")
-            table[key] = value
+    except EncodingError as e:
+        raise DataDirError(str(e)) from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            raise DataDirError(f"{path}:{lineno}: empty line; remove it")
+        key, _, value = line.partition(" ")
+        value = value.strip()
+        if not key or (not value and not allow_empty_value):
+            raise DataDirError(f"{path}:{lineno}: expected '<key> <value>', got {line!r}")
+        if key in table:
+            raise DataDirError(f"{path}:{lineno}: duplicate key {key!r} (first seen earlier "
+                               f"in the file); run utils/fix_data_dir.sh")
+        table[key] = value
     return table
 
 
@@ -90,6 +91,49 @@ def _check_sorted(path, keys, problems):
             return
 
 
+def _check_ids(path, table, problems, values_are_ids=False):
+    """Ids must be printable and space-free: a no-break or zero-width space makes a different id
+    that looks the same."""
+    bad = []
+    for lineno, (key, value) in enumerate(table.items(), 1):
+        for text in (key, value) if values_are_ids else (key,):
+            chars = sorted({c for c in text if c.isspace() or not c.isprintable()})
+            if chars:
+                bad.append((lineno, text, chars))
+    if bad:
+        lineno, text, chars = bad[0]
+        names = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'control character')}"
+                          for c in chars)
+        problems.append(f"{path}:{lineno}: {len(bad)} line(s) with an id holding a space or "
+                        f"non-printable character, e.g. {text!r} ({names}); ids may only hold "
+                        f"printable characters other than spaces")
+
+
+def _check_labels(data_dir, utt2emo, problems):
+    path = os.path.join(data_dir, "classes.txt")
+    if not os.path.exists(path):
+        return
+    try:
+        classes = {line.strip() for line in read_utf8_lines(path) if line.strip()}
+    except EncodingError as e:
+        problems.append(str(e))
+        return
+    by_label = {}
+    for lineno, (utt, label) in enumerate(utt2emo.items(), 1):
+        by_label.setdefault(label, []).append((lineno, utt))
+    for label, lines in by_label.items():
+        if label not in classes:
+            lineno, utt = lines[0]
+            problems.append(f"{data_dir}/utt2emo:{lineno}: {len(lines)} utterance(s) labelled "
+                            f"{label!r}, which is not in classes.txt ({' '.join(sorted(classes))}),"
+                            f" e.g. {utt}; fix utt2emo or classes.txt")
+
+
+def pipe_commands(wav_scp):
+    """``{utt: command}`` of the wav.scp entries that are shell commands (Kaldi's ``cmd |``)."""
+    return {utt: wav[:-1].strip() for utt, wav in wav_scp.items() if wav.endswith("|")}
+
+
 def _check_wavs(path, wav_scp, problems):
     import soundfile
 
@@ -124,6 +168,7 @@ def validate_data_dir(data_dir, check_wavs=True):
             problems.append(str(e))
             continue
         _check_sorted(path, list(tables[name]), problems)
+        _check_ids(path, tables[name], problems, values_are_ids=(name == "utt2spk"))
 
     utt2spk = tables.get("utt2spk", {})
     for lineno, (utt, spk) in enumerate(utt2spk.items(), 1):
@@ -144,6 +189,8 @@ def validate_data_dir(data_dir, check_wavs=True):
                 example = sorted(ids, key=c_sort_key)[0]
                 problems.append(f"{data_dir}/{name}: {len(ids)} utterance(s) {label} {name} "
                                 f"compared with {reference} (e.g. {example}); run utils/fix_data_dir.sh")
+    if "utt2emo" in tables:
+        _check_labels(data_dir, tables["utt2emo"], problems)
     for name in ("utt2dur", "utt2num_frames"):
         for lineno, (utt, value) in enumerate(tables.get(name, {}).items(), 1):
             try:
@@ -188,8 +235,10 @@ def split_scp(scp_path, out_paths, utt2spk=None):
 
     With ``utt2spk`` no speaker is split across parts (as Kaldi's ``split_scp.pl --utt2spk``).
     """
-    with open(scp_path, encoding="utf-8") as f:
-        lines = [line for line in f if line.strip()]
+    try:
+        lines = [line + "\n" for line in read_utf8_lines(scp_path) if line.strip()]
+    except EncodingError as e:
+        raise DataDirError(str(e)) from None
     n = len(out_paths)
     if n == 0:
         raise DataDirError("split_scp: no output files given")

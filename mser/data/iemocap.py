@@ -3,7 +3,8 @@
 Read under the corpus root, for N in 1..5:
   SessionN/dialog/EmoEvaluation/<dialog>.txt    consensus lines
       "[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]"
-      (header lines and the evaluator lines below each consensus line are ignored)
+      (header lines and the evaluator lines below each consensus line are ignored; a line that
+      looks like a label line, starting with "[" or holding an utterance id, must parse)
   SessionN/dialog/transcriptions/<dialog>.txt   "Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me."
       (lines without a labelled utterance id, e.g. "..._MXX0 [...]: ...", are skipped)
   SessionN/sentences/wav/<dialog>/<utt>.wav
@@ -39,6 +40,7 @@ SESSIONS = tuple(range(1, 6))
 
 UTT_ID_RE = re.compile(r"Ses(\d\d)[FM]_\S+_([FM])\d{3}")
 LABEL_RE = re.compile(r"\[\s*\d+(?:\.\d*)?\s*-\s*\d+(?:\.\d*)?\s*\]\s+(\S+)\s+([A-Za-z]+)\s+\[[^\]]*\]")
+LABEL_LIKE_RE = re.compile(r"^\[|Ses\d\d[FM]_\S*_[FM]\d{3}")
 TRANSCRIPT_RE = re.compile(r"(Ses\d\d[FM]_\S+_[FM]\d{3})\s*\[[^\]]*\]\s*:(.*)")
 NOISE_TAG_RE = re.compile(r"\[[A-Za-z_]+\]")
 
@@ -73,24 +75,28 @@ def _read_lines(path):
 
 
 def read_labels(path):
-    """Consensus labels of one EmoEvaluation file: ``{orig id: label}``."""
-    labels = {}
+    """Consensus labels of one EmoEvaluation file: ``({orig id: label}, bad lines)``; a bad line
+    (``"path:line: ..."``) looks like a label line (starts with "[" or holds an utterance id)
+    but does not parse."""
+    labels, bad = {}, []
     for lineno, line in enumerate(_read_lines(path), 1):
-        if not line.startswith("["):  # header, blank and evaluator (C-E1:, A-E2:, ...) lines
+        if not LABEL_LIKE_RE.search(line):  # header, blank and evaluator (C-E1:, A-E2:, ...) lines
             continue
         match = LABEL_RE.fullmatch(line)
         if match is None or parse_utt_id(match.group(1)) is None:
-            raise DataDirError(f"{path}:{lineno}: cannot parse label line {line!r}; expected "
-                               f"'[start - end]<TAB>SesNNX_<dialog>_XNNN<TAB>emo<TAB>[v, a, d]'")
+            bad.append(f"{path}:{lineno}: cannot parse label line {line!r}; expected "
+                       f"'[start - end]<TAB>SesNNX_<dialog>_XNNN<TAB>emo<TAB>[v, a, d]'")
+            continue
         orig_id, label = match.group(1), match.group(2).lower()
         if orig_id in labels:
             raise DataDirError(f"{path}:{lineno}: utterance {orig_id} is labelled twice")
         labels[orig_id] = label
-    return labels
+    return labels, bad
 
 
 def read_transcripts(path):
-    """Transcripts of one transcription file: ``{orig id: text}``; other lines are skipped."""
+    """Transcripts of one transcription file: ``{orig id: (text, "path:line")}``; other lines
+    are skipped."""
     texts = {}
     for lineno, line in enumerate(_read_lines(path), 1):
         match = TRANSCRIPT_RE.fullmatch(line)
@@ -100,7 +106,7 @@ def read_transcripts(path):
         if orig_id in texts:
             logging.warning("%s:%d: second transcript of %s ignored", path, lineno, orig_id)
             continue
-        texts[orig_id] = text
+        texts[orig_id] = (text, f"{path}:{lineno}")
     return texts
 
 
@@ -121,25 +127,53 @@ def _session_dirs(root):
     return found
 
 
-def load_iemocap(root, improvised_only=False, skip_missing_wav=False, skip_missing_text=False):
-    """Every labelled utterance (any label) under ``root``, sorted by utterance id."""
+def _wav_path(session_dir, orig_id):
+    dialog = orig_id.rsplit("_", 1)[0]
+    return os.path.join(session_dir, "sentences", "wav", dialog, orig_id + ".wav")
+
+
+def _label_problems(session_dir, labels, texts, improvised_only):
+    """Utterances with a wav and a transcript but no label, as ``"path:line: ..."`` lines."""
+    problems = []
+    for orig_id, (_, where) in texts.items():
+        if orig_id in labels or (improvised_only and "_impro" not in orig_id):
+            continue
+        if os.path.isfile(_wav_path(session_dir, orig_id)):
+            label_file = os.path.join(session_dir, "dialog", "EmoEvaluation",
+                                      orig_id.rsplit("_", 1)[0] + ".txt")
+            problems.append(f"{where}: utterance {orig_id} has a wav and a transcript but no "
+                            f"label (expected in {label_file})")
+    return problems
+
+
+def load_iemocap(root, improvised_only=False, skip_missing_wav=False, skip_missing_text=False,
+                 skip_unlabelled=False):
+    """Every labelled utterance (any label) under ``root``, sorted by utterance id.
+
+    Label-like lines that do not parse and utterances with a wav and a transcript but no label
+    are each logged with file:line, and are an error unless ``skip_unlabelled``."""
     root = os.path.abspath(root)
-    utts, no_wav, no_text = [], [], []
+    utts, no_wav, no_text, unlabelled = [], [], [], []
     for session_dir in _session_dirs(root):
         labels, texts = {}, {}
         for path in sorted(glob.glob(os.path.join(session_dir, "dialog", "EmoEvaluation", "*.txt"))):
-            for orig_id, label in read_labels(path).items():
+            file_labels, bad = read_labels(path)
+            if not file_labels:
+                logging.warning("%s: no label line", path)
+            unlabelled += bad
+            for orig_id, label in file_labels.items():
                 if orig_id in labels:
                     raise DataDirError(f"{path}: utterance {orig_id} is also labelled in another file")
                 labels[orig_id] = label
         for path in sorted(glob.glob(os.path.join(session_dir, "dialog", "transcriptions", "*.txt"))):
             texts.update(read_transcripts(path))
+        unlabelled += _label_problems(session_dir, labels, texts, improvised_only)
         for orig_id, label in labels.items():
             dialog = orig_id.rsplit("_", 1)[0]
             if improvised_only and "_impro" not in dialog:
                 continue
             session, speaker = parse_utt_id(orig_id)
-            wav = os.path.join(session_dir, "sentences", "wav", dialog, orig_id + ".wav")
+            wav = _wav_path(session_dir, orig_id)
             if not os.path.isfile(wav):
                 no_wav.append((orig_id, wav))
                 continue
@@ -147,7 +181,8 @@ def load_iemocap(root, improvised_only=False, skip_missing_wav=False, skip_missi
                 no_text.append((orig_id, os.path.join(session_dir, "dialog", "transcriptions",
                                                       dialog + ".txt")))
                 continue
-            utts.append(Utterance(orig_id, session, speaker, label, texts[orig_id], wav))
+            utts.append(Utterance(orig_id, session, speaker, label, texts[orig_id][0], wav))
+    _report_unlabelled(unlabelled, skip_unlabelled)
     for missing, skip, what, option in ((no_wav, skip_missing_wav, "wav", "--skip-missing-wav"),
                                         (no_text, skip_missing_text, "transcript", "--skip-missing-text")):
         if not missing:
@@ -160,6 +195,22 @@ def load_iemocap(root, improvised_only=False, skip_missing_wav=False, skip_missi
         logging.warning("%s; dropped (%s)", message, option)
     utts.sort(key=lambda u: c_sort_key(u.utt_id))
     return utts
+
+
+def _report_unlabelled(problems, skip):
+    """Log every label line that does not parse and every unlabelled utterance; fail unless
+    ``skip``."""
+    if not problems:
+        return
+    for problem in problems:
+        logging.warning("%s", problem)
+    message = (f"{len(problems)} label line(s) that do not parse or utterance(s) with a wav and "
+               f"a transcript but no label (each listed above), e.g. {problems[0]}")
+    if not skip:
+        raise DataDirError(f"{message}; fix the corpus (an invisible character before '[' or an "
+                           f"empty EmoEvaluation file?) or pass --skip-unlabelled to drop them")
+    logging.warning("%d label line(s) or utterance(s) without a parsed label dropped "
+                    "(--skip-unlabelled)", len(problems))
 
 
 def select_classes(utts, class_set):
@@ -299,10 +350,11 @@ def summary(utts, classes):
 
 def prepare_iemocap(root, out_dir, class_set="4class", improvised_only=False, noise_tags="strip",
                     cv="session", dev="speaker", dev_fraction=0.1, seed=0,
-                    skip_missing_wav=False, skip_missing_text=False):
+                    skip_missing_wav=False, skip_missing_text=False, skip_unlabelled=False):
     """Prepare ``<out_dir>/all`` and the fold dirs; return the kept utterances."""
     classes, _ = CLASS_SETS[class_set]
-    utts = load_iemocap(root, improvised_only, skip_missing_wav, skip_missing_text)
+    utts = load_iemocap(root, improvised_only, skip_missing_wav, skip_missing_text,
+                        skip_unlabelled)
     logging.info("%s: %d labelled utterance(s)%s", root, len(utts),
                  " (improvised dialogs only)" if improvised_only else "")
     utts = select_classes(utts, class_set)

@@ -38,6 +38,15 @@ EXTRACTORS = {
 COMMON_DEFAULTS = {"extractor": None, "compress": False, "compression_method": 2, "skip_bad": False}
 # Keys that merge adds to feat_conf.yaml; accepted (and dropped) so a feat_conf.yaml is a config.
 DERIVED_KEYS = ("modality", "dim", "num_layers", "frame_rate")
+# Value types of the keys whose default does not tell (None, or "last" for layers); every other
+# key takes its default's type (an int is also a valid float). None is accepted where the
+# default is None and for NULLABLE_KEYS.
+KEY_TYPES = {"extractor": (str,), "model_dir": (str,), "hf_repo": (str,), "layer_reduce": (str,),
+             "layers": (int, str, list), "chunk_seconds": (int, float),
+             "batch_seconds": (int, float)}
+NULLABLE_KEYS = ("tag_pattern",)
+TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+              list: "a list"}
 
 
 class FeatureConfigError(ValueError):
@@ -51,18 +60,53 @@ def extractor_class(name):
     return getattr(importlib.import_module(module), cls)
 
 
-def resolve_config(conf, overrides=None):
-    """Return ``conf`` with ``overrides`` applied (None values ignored) and defaults filled in."""
-    conf = {k: v for k, v in dict(conf).items() if k not in DERIVED_KEYS}
+def _check_types(conf, defaults, where):
+    for key, value in conf.items():
+        default = defaults[key]
+        if value is None and (default is None or key in NULLABLE_KEYS):
+            continue
+        expected = KEY_TYPES.get(key) or ((int, float) if type(default) is float
+                                          else (type(default),))
+        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+            names = " or ".join(TYPE_NAMES[t] for t in expected)
+            raise FeatureConfigError(f"{where}{key}: expected {names}, got {value!r} "
+                                     f"({type(value).__name__})")
+
+
+def resolve_config(conf, overrides=None, source=None):
+    """Return ``conf`` with ``overrides`` applied (None values ignored) and defaults filled in;
+    unknown keys and values of the wrong type are errors naming ``source`` (a file) and the key."""
+    where = f"{source}: " if source else ""
+    if not isinstance(conf, dict):
+        raise FeatureConfigError(f"{where}expected 'key: value' lines, got a {type(conf).__name__}")
+    conf = {k: v for k, v in conf.items() if k not in DERIVED_KEYS}
     conf.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if not conf.get("extractor"):
-        raise FeatureConfigError(f"missing 'extractor:' (one of {sorted(EXTRACTORS)})")
-    defaults = {**COMMON_DEFAULTS, **extractor_class(conf["extractor"]).DEFAULTS}
-    unknown = sorted(set(conf) - set(defaults))
+        raise FeatureConfigError(f"{where}missing 'extractor:' (one of {sorted(EXTRACTORS)})")
+    if not isinstance(conf["extractor"], str):
+        raise FeatureConfigError(f"{where}extractor: expected a string, got {conf['extractor']!r}")
+    try:
+        defaults = {**COMMON_DEFAULTS, **extractor_class(conf["extractor"]).DEFAULTS}
+    except FeatureConfigError as e:
+        raise FeatureConfigError(f"{where}{e}") from None
+    unknown = sorted(set(conf) - set(defaults), key=str)
     if unknown:
-        raise FeatureConfigError(f"unknown key(s) {unknown} for extractor {conf['extractor']!r}; "
-                                 f"allowed: {sorted(defaults)}")
+        raise FeatureConfigError(f"{where}unknown key(s) {unknown} for extractor "
+                                 f"{conf['extractor']!r}; allowed: {sorted(defaults)}")
+    _check_types(conf, defaults, where)
     return {**defaults, **conf}
+
+
+def load_config_file(path, overrides=None):
+    """A feature config YAML file (conf/feats/*.yaml, a feat_conf.yaml), resolved and checked."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        try:
+            conf = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise FeatureConfigError(f"{path}: not valid YAML ({e})") from None
+    return resolve_config(conf or {}, overrides, source=path)
 
 
 def derived_info(extractor):
@@ -70,9 +114,10 @@ def derived_info(extractor):
     return {key: getattr(extractor, key) for key in DERIVED_KEYS}
 
 
-def build_extractor(conf, device="cpu"):
-    """Build the extractor a (possibly partial) config dict describes, on ``device``."""
-    conf = resolve_config(conf)
+def build_extractor(conf, device="cpu", source=None):
+    """Build the extractor a (possibly partial) config dict describes, on ``device``; ``source``
+    (where the config came from) is named in errors."""
+    conf = resolve_config(conf, source=source)
     return extractor_class(conf["extractor"])(conf, device=device)
 
 
@@ -80,7 +125,8 @@ def load_extractor(dump_dir_or_scp, device="cpu", overrides=None):
     """The extractor that wrote a dump dir (its feat_conf.yaml), e.g. for single-file inference."""
     from mser.features.storage import load_feat_conf
 
-    conf = resolve_config(load_feat_conf(dump_dir_or_scp), overrides)
+    conf = resolve_config(load_feat_conf(dump_dir_or_scp), overrides,
+                          source=f"feat_conf.yaml of {dump_dir_or_scp}")
     return extractor_class(conf["extractor"])(conf, device=device)
 
 
@@ -101,4 +147,4 @@ def expand_path(path):
 
 
 __all__ = ["EXTRACTORS", "FeatureConfigError", "build_extractor", "derived_info", "expand_path",
-           "load_extractor", "resolve_config"]
+           "load_config_file", "load_extractor", "resolve_config"]

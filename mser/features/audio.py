@@ -105,3 +105,21 @@ class AudioExtractor:
     def extract_wav(self, waveform, sample_rate):
         """Features (T, L*D) of one mono waveform at ``sample_rate`` (resampled if needed)."""
         return self.extract_batch([resample(waveform, sample_rate, self.sample_rate)])[0]
+
+    def min_samples(self):
+        """The fewest samples (at ``sample_rate``) that give one feature frame."""
+        high = 1
+        while self.num_frames(high) == 0:
+            high *= 2
+        low = high // 2 + 1
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if self.num_frames(middle) > 0 else (middle + 1, high)
+        return high
+
+    def length_problem(self, num_samples):
+        """Why ``num_samples`` (at ``sample_rate``) give no feature frame, or None if they do."""
+        if self.num_frames(num_samples) > 0:
+            return None
+        return (f"too short ({num_samples / self.sample_rate:.3f} s) for a single feature frame; "
+                f"the features need at least {self.min_samples() / self.sample_rate:.3f} s")

@@ -20,6 +20,7 @@ from mser.features.audio import BadUtteranceError, audio_info, batches_by_length
     resampled_length
 from mser.features.storage import JobArkWriter, job_paths, open_feats, read_utt2num_frames, \
     write_feat_conf
+from mser.features.transcript import is_empty_transcript
 from mser.utils.fileio import atomic_write_text
 
 SOURCE_FILE = {"audio": "wav.scp", "text": "text"}
@@ -98,9 +99,9 @@ def _extract_audio(extractor, wav_scp, writer, skipped, skip_bad):
         try:
             num_samples, wav_rate = audio_info(utt, wav)
             lengths[utt] = resampled_length(num_samples, wav_rate, rate)
-            if extractor.num_frames(lengths[utt]) == 0:
-                raise BadUtteranceError(utt, wav, f"too short ({num_samples / wav_rate:.3f} s) "
-                                                  f"for a single feature frame")
+            problem = extractor.length_problem(lengths[utt])
+            if problem:
+                raise BadUtteranceError(utt, wav, problem)
         except BadUtteranceError as e:
             lengths.pop(utt, None)
             _bad(e, skipped, skip_bad)
@@ -128,10 +129,11 @@ def _extract_audio(extractor, wav_scp, writer, skipped, skip_bad):
 
 def _extract_text(extractor, text, writer, skipped, skip_bad):
     del skipped, skip_bad  # every transcript (even an empty one) gives features
-    empty = [utt for utt, t in text.items() if not extractor.clean(t)]
+    empty = [utt for utt, t in text.items() if is_empty_transcript(t, extractor.conf)]
     if empty:
         logging.warning("%d transcript(s) empty after removing tags, encoded as special tokens "
-                        "only (e.g. %s)", len(empty), ", ".join(empty[:5]))
+                        "only; decode and mser-infer run them audio-only (e.g. %s)", len(empty),
+                        ", ".join(empty[:5]))
     utts = sorted(text, key=lambda u: len(text[u]))
     for first in tqdm(range(0, len(utts), TEXT_CHUNK), desc="extracting", unit="chunk"):
         chunk = utts[first:first + TEXT_CHUNK]

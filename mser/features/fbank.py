@@ -79,7 +79,9 @@ class FbankExtractor(AudioExtractor):
         fbank.input_finished()
         feats = np.array([fbank.get_frame(i) for i in range(fbank.num_frames_ready)],
                          dtype=np.float32).reshape(-1, fbank.dim)
-        if not self.conf["use_pitch"] or len(feats) == 0:
+        if len(feats) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if not self.conf["use_pitch"]:
             return feats
         pitch = knf.compute_and_process_kaldi_pitch(self.pitch_opts, self.process_pitch_opts, samples)
         rows = np.minimum(np.arange(len(feats)), len(pitch) - 1)

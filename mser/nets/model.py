@@ -47,10 +47,12 @@ class EmotionModel(nn.Module):
         return keep
 
     def forward(self, audio, audio_lens, text, text_lens, modalities=MODALITIES,
-                return_attention=False):
+                return_attention=False, keep=None):
         """Logits (B, C); with ``return_attention`` the last decoder layer's cross-attention
         (B, K, Ta' + Tt) over the used streams in the order audio, text. ``audio_lens_out`` /
-        ``text_lens_out`` are the stream lengths after subsampling."""
+        ``text_lens_out`` are the stream lengths after subsampling. In eval mode ``keep``
+        (modality -> (B,) bool) leaves a stream out of the samples where it is False, as if
+        that modality were not given (e.g. an empty transcript); training draws its own."""
         used = [m for m in self.modalities if m in modalities]
         if not used:
             raise ValueError(f"none of the requested modalities {tuple(modalities)} is in this "
@@ -61,7 +63,9 @@ class EmotionModel(nn.Module):
         if self.training:
             keep = self.training_keep_masks(batch, device)
         else:
-            keep = {m: torch.ones(batch, dtype=torch.bool, device=device) for m in used}
+            given = keep or {}
+            keep = {m: given.get(m, torch.ones(batch, dtype=torch.bool, device=device))
+                    for m in used}
         streams, output = {}, {}
         for m in used:
             x, lengths = inputs[m]

@@ -131,3 +131,59 @@ def test_split_scp_keeps_speakers_whole(tmp_path):
 
 def test_utt2spk_to_spk2utt_groups_in_c_order():
     assert utt2spk_to_spk2utt({"b_2": "b", "a_1": "a", "b_1": "b"}) == {"a": "a_1", "b": "b_1 b_2"}
+
+
+def run_validate_sh(data):
+    """utils/validate_data_dir.sh as a recipe runs it (python3 of the venv first on PATH)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    return subprocess.run(["bash", os.path.join(root, "utils", "validate_data_dir.sh"), str(data)],
+                          capture_output=True, text=True, env=env)
+
+
+def test_non_utf8_file_names_file_line_and_encoding(tmp_path):
+    data = make_dir(tmp_path)
+    (data / "text").write_bytes(b"spkA_u1 hello\nspkA_u2 caf\xe9 au lait\nspkB_u1 hi\n")
+    with pytest.raises(DataDirError, match=r"text:2: not UTF-8 \(byte 0xe9 at offset 25\).*iconv"):
+        read_table(data / "text")
+    out = run_validate_sh(data)
+    assert out.returncode == 1 and f"{data}/text:2: not UTF-8" in out.stderr
+    assert "Traceback" not in out.stderr
+    (data / "wav.scp").write_bytes(b"spkA_u1 /x/\xff.wav\n")
+    with pytest.raises(DataDirError, match=r"wav.scp:1: not UTF-8"):
+        split_scp(data / "wav.scp", [tmp_path / "p1"])
+
+
+def test_validator_flags_invisible_id_characters_and_unknown_labels(tmp_path):
+    data = make_dir(tmp_path)
+    for name in ("utt2spk", "wav.scp", "text", "utt2emo", "utt2dur"):
+        path = data / name
+        path.write_text(path.read_text().replace("spkB_u1", "spkB\u00a0u1"))
+    (data / "utt2emo").write_text("spkA_u1 neu\nspkA_u2 xxx\nspkB\u00a0u1 xxx\n")
+    (data / "classes.txt").write_text("neu\nhap\nang\nsad\n")
+    (data / "spk2utt").unlink()
+    problems = "\n".join(validate_data_dir(data, check_wavs=False))
+    assert f"{data}/utt2spk:3: 1 line(s) with an id holding a space or non-printable " \
+           f"character, e.g. 'spkB\\xa0u1' (U+00A0 NO-BREAK SPACE)" in problems
+    assert f"{data}/utt2emo:2: 2 utterance(s) labelled 'xxx', which is not in classes.txt " \
+           f"(ang hap neu sad), e.g. spkA_u2" in problems
+    (data / "utt2emo").write_text("spkA_u1 neu\nspkA_u2 sad\nspkB\u00a0u1 ang\n")
+    (data / "utt2spk").write_text("spkA_u1 spkA\nspkA_u2 spkA\nspkB\u200bu1 spkB\u200b\n")
+    problems = "\n".join(validate_data_dir(data, check_wavs=False))
+    assert "U+200B ZERO WIDTH SPACE" in problems and "not in classes.txt" not in problems
+
+
+def test_validator_lists_pipe_commands(tmp_path):
+    data = make_dir(tmp_path)
+    wav = tmp_path / "spkA_u1.wav"
+    (data / "wav.scp").write_text(f"spkA_u1 sox {wav} -t wav - |\nspkA_u2 {wav}\n"
+                                  f"spkB_u1 cat {wav} |\n")
+    out = run_validate_sh(data)
+    assert out.returncode == 0, out.stderr
+    assert "wav.scp: 2 entry(ies) are shell commands, run whenever the audio is read" in out.stderr
+    assert f"  spkA_u1: sox {wav} -t wav -\n  spkB_u1: cat {wav}\n" in out.stderr
+    (data / "wav.scp").write_text("".join(f"{u} cat {wav} |\n" for u in UTTS))
+    with_many = subprocess.run([sys.executable, "-c", "import sys; from mser.bin import "
+                                "validate_data_dir as v; v.MAX_LISTED_COMMANDS = 2; v.main()",
+                                str(data)], capture_output=True, text=True)
+    assert "  cat: 3 command(s)\n" in with_many.stderr and "grep '|$'" in with_many.stderr

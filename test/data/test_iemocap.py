@@ -178,3 +178,45 @@ def test_cli_wrong_path_is_clear(tmp_path, capsys):
         prepare_cli.main(["--iemocap", str(tmp_path / "nowhere"), str(tmp_path / "data")])
     assert "nowhere: not an IEMOCAP_full_release directory" in str(e.value)
     assert "--iemocap" in str(e.value) and "db.sh" in str(e.value)
+
+
+def test_unparsable_label_line_is_reported_and_an_error(corpus, tmp_path, caplog):
+    """A label line with an invisible prefix (U+200B) used to be taken for a header line: its
+    utterance silently disappeared."""
+    path = corpus / "Session2" / "dialog" / "EmoEvaluation" / "Ses02F_impro01.txt"
+    lines = path.read_text().splitlines()
+    assert lines[6].startswith("[1.0000 - 1.9000]\tSes02F_impro01_M000")
+    lines[6] = "\u200b" + lines[6]
+    path.write_text("\n".join(lines) + "\n")
+    transcript = corpus / "Session2" / "dialog" / "transcriptions" / "Ses02F_impro01.txt"
+    with caplog.at_level(logging.WARNING), pytest.raises(DataDirError) as e:
+        prepare(corpus, tmp_path)
+    assert str(e.value).startswith(
+        f"2 label line(s) that do not parse or utterance(s) with a wav and a transcript but no "
+        f"label (each listed above), e.g. {path}:7: cannot parse label line '\\u200b[1.0000")
+    assert "--skip-unlabelled" in str(e.value)
+    assert f"{path}:7: cannot parse label line" in caplog.text
+    assert (f"{transcript}:4: utterance Ses02F_impro01_M000 has a wav and a transcript but no "
+            f"label (expected in {path})") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        out = prepare(corpus, tmp_path, skip_unlabelled=True)
+    assert "2 label line(s) or utterance(s) without a parsed label dropped" in caplog.text
+    assert f"{path}:7: cannot parse label line" in caplog.text
+    assert len(read_data_dir(out / "all")["utt2spk"]) == 5 * 8 + 1 - 1
+
+
+def test_empty_label_file_is_reported_and_an_error(corpus, tmp_path, caplog, capsys):
+    path = corpus / "Session5" / "dialog" / "EmoEvaluation" / "Ses05M_script01_1.txt"
+    path.write_text("")
+    with pytest.raises(SystemExit) as e:
+        prepare_cli.main(["--iemocap", str(corpus), str(tmp_path / "data")])
+    assert str(e.value).startswith("prepare_iemocap: 2 label line(s) that do not parse or "
+                                   "utterance(s) with a wav and a transcript but no label")
+    err = capsys.readouterr().err
+    assert f"{path}: no label line" in err
+    for utt in ("Ses05M_script01_1_F000", "Ses05M_script01_1_M000"):
+        assert f"utterance {utt} has a wav and a transcript but no label" in err
+    prepare_cli.main(["--iemocap", str(corpus), str(tmp_path / "data"), "--skip-unlabelled"])
+    utt2spk = read_data_dir(tmp_path / "data" / "all")["utt2spk"]
+    assert len(utt2spk) == 5 * 8 + 1 - 2 and "Ses05F_Ses05M_script01_1_F000" not in utt2spk

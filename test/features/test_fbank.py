@@ -59,3 +59,45 @@ def test_unknown_key_is_an_error():
         resolve_config({"extractor": "fbank", "num_mel_bin": 40})
     with pytest.raises(FeatureConfigError, match="unknown extractor"):
         resolve_config({"extractor": "mfcc"})
+
+
+@pytest.mark.parametrize("line,message", [
+    ("num_mel_bins: eighty", "num_mel_bins: expected an integer, got 'eighty' (str)"),
+    ('use_pitch: "no"', "use_pitch: expected true or false, got 'no' (str)"),
+    ("frame_shift_ms: [10]", "frame_shift_ms: expected an integer or a number, got [10] (list)"),
+    ("sample_rate: true", "sample_rate: expected an integer, got True (bool)"),
+    ("skip_bad: 1", "skip_bad: expected true or false, got 1 (int)"),
+])
+def test_config_values_are_type_checked_naming_file_and_key(tmp_path, line, message):
+    """What utils/dump_feats.sh runs: the error names the YAML file and the key, no traceback."""
+    from mser.bin import extract_feats
+
+    conf = tmp_path / "fbank.yaml"
+    conf.write_text(f"extractor: fbank\n{line}\n")
+    with pytest.raises(SystemExit) as e:
+        extract_feats.main(["--config", str(conf), "--data-dir", str(tmp_path), "--out-dir",
+                            str(tmp_path / "dump"), "--nj", "1", "--job", "1"])
+    assert str(e.value) == f"extract_feats (job 1/1): {conf}: {message}"
+
+
+def test_config_types_accept_documented_values():
+    conf = resolve_config({"extractor": "fbank", "frame_shift_ms": 10, "use_pitch": False,
+                           "high_freq": -200})
+    assert conf["frame_shift_ms"] == 10 and conf["high_freq"] == -200
+    text = resolve_config({"extractor": "hf_text", "layers": [1, 2], "tag_pattern": None,
+                           "model_dir": "${MSER_MODELS:-downloads}/mpnet"})
+    assert text["tag_pattern"] is None
+    assert resolve_config({"extractor": "hf_text", "layers": "4-6"})["layers"] == "4-6"
+    with pytest.raises(FeatureConfigError, match=r"^max_length: expected an integer, got None"):
+        resolve_config({"extractor": "hf_text", "max_length": None})
+
+
+def test_too_short_audio_has_the_right_width_and_a_clear_reason():
+    extractor = build_extractor({"extractor": "fbank", "use_energy": True, "use_pitch": True})
+    assert extractor.extract_wav(np.full(320, 0.01, np.float32), 16000).shape == (0, 84)
+    assert extractor.min_samples() == 400 and extractor.num_frames(400) == 1
+    assert extractor.length_problem(400) is None
+    assert extractor.length_problem(320) == ("too short (0.020 s) for a single feature frame; "
+                                             "the features need at least 0.025 s")
+    centred = build_extractor({"extractor": "fbank", "snip_edges": False})
+    assert centred.min_samples() == 80 and centred.num_frames(79) == 0

@@ -57,3 +57,15 @@ def test_dump_logs_empty_transcripts(make_data_dir, tmp_path, caplog):
     assert sorted(feats) == sorted(texts)
     assert feats["spk1_a"].shape == (2, 384)
     assert load_feat_conf(out)["frame_rate"] is None
+
+
+def test_tag_pattern_rule_and_a_bad_pattern():
+    from mser.features import FeatureConfigError
+    from mser.features.transcript import clean_transcript, is_empty_transcript
+
+    assert clean_transcript(" [LAUGHTER] so  <noise> funny ", r"\[[^\]]*\]|<[^>]*>") == "so funny"
+    assert [is_empty_transcript(t) for t in (None, "", " [LAUGHTER] <noise> ", "[x] hi")] == \
+        [True, True, True, False]
+    assert not is_empty_transcript("[LAUGHTER]", {"tag_pattern": None})  # null keeps the tags
+    with pytest.raises(FeatureConfigError, match=r"tag_pattern: '\[unclosed' is not a regular"):
+        build_extractor({"extractor": "hf_text", "tag_pattern": "[unclosed"})

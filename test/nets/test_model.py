@@ -128,3 +128,22 @@ def test_bad_conf_and_features_are_clear_errors():
         build_model({}, AUDIO, None, 4)
     with pytest.raises(ValueError, match="do not match"):
         make("full")(torch.zeros(1, 5, 7), torch.tensor([5]), torch.zeros(1, 2, 5), torch.tensor([2]))
+
+
+def test_eval_encoder_attention_equals_the_module_path():
+    """Eval mode's memory-efficient self-attention computes what nn.TransformerEncoderLayer
+    does (run in train mode without dropout), at every valid position."""
+    from mser.nets.frontend import UnimodalEncoder, padding_mask
+
+    torch.manual_seed(0)
+    encoder = UnimodalEncoder(16, num_layers=2, heads=4, ff_dim=32, dropout=0.0)
+    with torch.no_grad():
+        for parameter in encoder.parameters():  # norms and biases away from their init
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    x, lengths = torch.randn(3, 23, 16), torch.tensor([23, 11, 1])
+    pad = padding_mask(lengths, 23)
+    reference = encoder.train()(x, pad)
+    with torch.inference_mode():
+        efficient = encoder.eval()(x, pad)
+    for i, n in enumerate(lengths):
+        torch.testing.assert_close(efficient[i, :n], reference[i, :n], atol=1e-5, rtol=1e-5)
