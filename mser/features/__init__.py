@@ -35,7 +35,8 @@ EXTRACTORS = {
     "hf_text": "mser.features.hf_text:TextEncoderExtractor",
 }
 # Keys common to every extractor (storage and job options).
-COMMON_DEFAULTS = {"extractor": None, "compress": False, "compression_method": 2, "skip_bad": False}
+COMMON_DEFAULTS = {"extractor": None, "storage": None, "compress": False, "compression_method": 2,
+                   "skip_bad": False}
 # Keys that merge adds to feat_conf.yaml; accepted (and dropped) so a feat_conf.yaml is a config.
 DERIVED_KEYS = ("modality", "dim", "num_layers", "frame_rate")
 
