@@ -95,9 +95,9 @@ def _read_scp(scp):
     return entries
 
 
-def _read_header(f, where):
-    """Read the header of the matrix at ``f``'s position: (type, rows, cols, dtype of the data
-    that follows; None for compressed). ``f`` is left at the data; nothing else is read."""
+def _parse_header(f):
+    """(type, rows, cols, dtype of the data that follows; None if compressed) of the matrix at
+    ``f``'s position, leaving ``f`` at its data; else a description of what is there."""
     start = f.read(2)
     if start == b"\0B":
         kind = f.read(4).partition(b" ")[0].decode("ascii", "replace")
@@ -108,7 +108,8 @@ def _read_header(f, where):
         if kind in COMPRESSED:
             _, _, rows, cols = struct.unpack("<ffii", f.read(16))
             return kind, rows, cols, None
-    elif start == b"NP" and f.read(1) == b"Y":
+        return f"a Kaldi {kind!r} entry"
+    if start == b"NP" and f.read(1) == b"Y":
         f.read(f.read(1)[0])  # kaldiio's length of the NPY file that follows
         version = np.lib.format.read_magic(f)
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
@@ -116,11 +117,20 @@ def _read_header(f, where):
         shape, fortran_order, dtype = read(f)
         if len(shape) == 2 and not fortran_order and dtype in NPY_DTYPES:
             return "NPY", *shape, dtype
-        kind = f"NPY {dtype} {shape}{' Fortran order' if fortran_order else ''}"
-    else:
-        kind = repr(start)
-    raise DataDirError(f"{where}: a {kind} entry, not a matrix mser writes (Kaldi FM, CM, CM2, "
-                       f"CM3 or a C-order 2-D float16/float32 NPY array); re-extract the features")
+        return f"an NPY {dtype} array of shape {shape}{' (Fortran order)' if fortran_order else ''}"
+    return f"an entry starting {start!r}"
+
+
+def _read_header(f, where):
+    """:func:`_parse_header`, or an error naming ``where`` if it is not a matrix mser writes."""
+    try:
+        header = _parse_header(f)
+    except (struct.error, IndexError, ValueError) as e:  # truncated or garbled
+        header = f"an unreadable header ({e})"
+    if isinstance(header, str):
+        raise DataDirError(f"{where}: {header}, not a matrix mser writes (Kaldi FM, CM, CM2, CM3 "
+                           f"or a C-order 2-D float16/float32 NPY array); re-extract the features")
+    return header
 
 
 def _read_matrix(f, where, dtype=np.float32):

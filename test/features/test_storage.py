@@ -108,6 +108,9 @@ def test_pickled_or_truncated_entries_are_refused(tmp_path):
     os.truncate(good_ark, os.path.getsize(good_ark) - 10)
     with pytest.raises(DataDirError, match=r"utterance spk2_b .*truncated"):
         open_feats(good)["spk2_b"]
+    os.truncate(good_ark, 40)  # inside the first header
+    with pytest.raises(DataDirError, match=r"utterance spk1_a .*unreadable header"):
+        read_shapes(good)
 
 
 def test_storage_key(tmp_path):
