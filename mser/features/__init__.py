@@ -35,13 +35,14 @@ EXTRACTORS = {
     "hf_text": "mser.features.hf_text:TextEncoderExtractor",
 }
 # Keys common to every extractor (storage and job options).
-COMMON_DEFAULTS = {"extractor": None, "compress": False, "compression_method": 2, "skip_bad": False}
+COMMON_DEFAULTS = {"extractor": None, "storage": None, "compress": False, "compression_method": 2,
+                   "skip_bad": False}
 # Keys that merge adds to feat_conf.yaml; accepted (and dropped) so a feat_conf.yaml is a config.
 DERIVED_KEYS = ("modality", "dim", "num_layers", "frame_rate")
 # Value types of the keys whose default does not tell (None, or "last" for layers); every other
 # key takes its default's type (an int is also a valid float). None is accepted where the
 # default is None and for NULLABLE_KEYS.
-KEY_TYPES = {"extractor": (str,), "model_dir": (str,), "hf_repo": (str,), "layer_reduce": (str,),
+KEY_TYPES = {"extractor": (str,), "storage": (str,), "model_dir": (str,), "hf_repo": (str,), "layer_reduce": (str,),
              "layers": (int, str, list), "chunk_seconds": (int, float),
              "batch_seconds": (int, float)}
 NULLABLE_KEYS = ("tag_pattern",)

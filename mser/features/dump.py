@@ -18,8 +18,8 @@ from mser.data.datadir import DataDirError, c_sort_key, read_table, write_table
 from mser.features import derived_info, extractor_class
 from mser.features.audio import BadUtteranceError, audio_info, batches_by_length, read_wav, \
     resampled_length
-from mser.features.storage import JobArkWriter, job_paths, open_feats, read_utt2num_frames, \
-    write_feat_conf
+from mser.features.storage import JobArkWriter, job_paths, read_shapes, read_utt2num_frames, \
+    storage_name, write_feat_conf
 from mser.features.transcript import is_empty_transcript
 from mser.utils.fileio import atomic_write_text
 
@@ -69,7 +69,7 @@ def run_job(conf, data_dir, out_dir, nj, job, device="cpu"):
             os.unlink(os.path.join(out_dir, merged))
     os.makedirs(out_dir, exist_ok=True)
     extractor = extractor_class(conf["extractor"])(conf, device=device)
-    writer = JobArkWriter(out_dir, job, conf["compression_method"] if conf["compress"] else None)
+    writer = JobArkWriter(out_dir, job, storage_name(conf), conf["compression_method"])
     skipped = {}
     try:
         extract = _extract_audio if extractor.modality == "audio" else _extract_text
@@ -177,7 +177,7 @@ def merge(conf, data_dir, out_dir, nj):
     write_table(os.path.join(out_dir, "utt2num_frames"), num_frames)
     write_table(os.path.join(out_dir, "skipped"), skipped)
     write_table(os.path.join(out_dir, "feats.scp"), scp)
-    write_feat_conf(out_dir, {**conf, **info})
+    write_feat_conf(out_dir, {**conf, "storage": storage_name(conf), **info})
     atomic_write_text(os.path.join(out_dir, ".done"),
                       yaml.safe_dump({"fingerprint": fingerprint(conf, source)}))
     for utt, reason in skipped.items():
@@ -188,13 +188,12 @@ def merge(conf, data_dir, out_dir, nj):
 
 
 def _check_shapes(scp, num_frames, width):
-    """Read every matrix of ``scp`` back and compare its shape with utt2num_frames and the dim."""
-    feats = open_feats(scp)
-    if set(feats) != set(num_frames):
+    """Compare the shape in every matrix header of ``scp`` with utt2num_frames and the dim."""
+    shapes = read_shapes(scp)
+    if set(shapes) != set(num_frames):
         raise DataDirError(f"{scp}: utterances differ from its utt2num_frames; remove "
                            f"{os.path.dirname(scp)}/.done.* and rerun utils/dump_feats.sh")
-    for utt in tqdm(list(num_frames), desc=f"checking {scp}", unit="utt", mininterval=5):
-        shape = feats[utt].shape
+    for utt, shape in shapes.items():
         if shape != (num_frames[utt], width):
             raise DataDirError(f"{scp}: utterance {utt} has shape {shape}, expected "
                                f"({num_frames[utt]}, {width}) from utt2num_frames and the "

@@ -153,3 +153,29 @@ def test_dump_feats_sh_from_a_recipe_dir(make_data_dir, tmp_path):
         os.chdir(cwd)
     again = subprocess.run(args, cwd=recipe, env=env, capture_output=True, text=True)
     assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+@pytest.mark.parametrize("storage", ["float16", "kaldi_compressed"])
+def test_merge_checks_shapes_from_headers_only(make_data_dir, tmp_path, monkeypatch, storage):
+    data = make_data_dir(DURATIONS)
+    conf = resolve_config({"extractor": "fbank", "storage": storage})
+    out = str(tmp_path / "dump")
+    for job in (1, 2):
+        dump.run_job(conf, data, out, 2, job)
+    with monkeypatch.context() as m:
+        def no_matrix_reads(*args, **kwargs):
+            raise AssertionError("merge read a whole matrix")
+        for reader in ("mser.features.storage._read_matrix", "kaldiio.matio.read_kaldi",
+                       "kaldiio.matio.read_matrix_or_vector"):
+            m.setattr(reader, no_matrix_reads)
+        dump.merge(conf, data, out, 2)
+    assert load_feat_conf(out)["storage"] == storage
+    assert open_feats(f"{out}/feats.scp")["spk2_a"].shape == (203, 80)
+    frames = f"{out}/utt2num_frames.2"
+    with open(frames) as f:
+        lines = f.read().replace("spk2_a 203", "spk2_a 202")
+    with open(frames, "w") as f:
+        f.write(lines)
+    with pytest.raises(DataDirError, match=r"feats.2.scp: utterance spk2_a has shape \(203, 80\), "
+                                           r"expected \(202, 80\)"):
+        dump.merge(conf, data, out, 2)
