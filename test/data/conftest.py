@@ -1,9 +1,14 @@
-"""Helpers for the corpus tests: tiny sound files and data-dir checks."""
+"""Helpers for the corpus tests: tiny sound files, data-dir checks, the recipes' local/data.sh."""
+import os
+import subprocess
+
 import numpy as np
 import pytest
 import soundfile
 
 from mser.data.datadir import read_data_dir, read_table, validate_data_dir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def write_tone(path, seconds=0.1, rate=16000, amplitude=0.1):
@@ -52,3 +57,15 @@ def prepared():
 def speaker_independent():
     """assert_speaker_independent(folds): no speaker in two subsets of a fold."""
     return assert_speaker_independent
+
+
+@pytest.fixture
+def data_sh():
+    """data_sh(recipe, *args): run egs/<recipe>/local/data.sh; the CompletedProcess."""
+    if not os.path.isfile(os.path.join(ROOT, "tools", "venv", "bin", "activate")):
+        pytest.skip("needs tools/venv: run bash tools/install.sh")
+
+    def run(recipe, *args):
+        return subprocess.run(["bash", "local/data.sh", *map(str, args)], text=True, timeout=300,
+                              cwd=os.path.join(ROOT, "egs", recipe), capture_output=True)
+    return run

@@ -86,3 +86,10 @@ def test_cli(corpus, tmp_path):
         prepare_corpus.main(["crema_d", str(corpus), str(out), "--expected-counts", "clips=40"])
     with pytest.raises(SystemExit, match="cannot parse 'files=3'"):
         prepare_corpus.main(["crema_d", str(corpus), str(out), "--expected-counts", "files=3"])
+
+
+def test_recipe_data_sh(corpus, tmp_path, data_sh):
+    result = data_sh("crema_d", "--num-folds", 2, "--dev-speakers", 1, "--expected-counts", "none",
+                     corpus, tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "fold2" / "test" / "wav.scp").is_file()

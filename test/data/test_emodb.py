@@ -66,3 +66,12 @@ def test_cli(corpus, tmp_path):
     out = tmp_path / "data"
     prepare_corpus.main(["emodb", str(corpus), str(out), "--expected-counts", "none"])
     assert len(read_data_dir(str(out / "all"))["utt2spk"]) == 40
+
+
+def test_recipe_data_sh(corpus, tmp_path, data_sh):
+    result = data_sh("emodb", "--num-folds", 5, "--dev-speakers", 2, "--expected-counts",
+                     "utterances=40,speakers=10", corpus, tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    assert "speaker-independent, 5 folds" in (tmp_path / "data" / "protocol").read_text()
+    result = data_sh("emodb", corpus, tmp_path / "data")
+    assert result.returncode != 0 and "utterances: found 40, documented 535" in result.stderr

@@ -143,3 +143,12 @@ def test_cli(corpus, tmp_path):
                          str(tmp_path / "wavs"), "--expected-counts", "train=4,dev=3,test=2"])
     assert (tmp_path / "wavs" / "test" / "dia0_utt0.wav").is_file()
     assert (out / "all" / "classes.txt").read_text() == "neutral\npositive\nnegative\n"
+
+
+def test_recipe_data_sh(corpus, tmp_path, data_sh):
+    result = data_sh("meld", "--nj", 2, "--wav-dir", tmp_path / "wavs", "--expected-counts",
+                     "train=4,dev=3,test=2", corpus, tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "data" / "all" / "wav.scp").read_text().splitlines()) == 7
+    result = data_sh("meld", "--label", "valence", corpus, tmp_path / "data")
+    assert result.returncode != 0 and "invalid choice: 'valence'" in result.stderr

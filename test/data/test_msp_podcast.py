@@ -91,3 +91,10 @@ def test_cli(corpus, tmp_path):
     assert (out / "all" / "classes.txt").read_text() == "neu\nhap\nsad\nang\n"
     with pytest.raises(SystemExit, match="cannot parse 'Test3=1'"):
         prepare_corpus.main(["msp_podcast", str(corpus), str(out), "--expected-counts", "Test3=1"])
+
+
+def test_recipe_data_sh(corpus, tmp_path, data_sh):
+    result = data_sh("msp_podcast", "--class-set", "4class", "--expected-counts", "Train=5",
+                     corpus, tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    assert "(4class; EmoBox uses Test1)" in (tmp_path / "data" / "protocol").read_text()

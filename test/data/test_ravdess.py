@@ -78,3 +78,10 @@ def test_cli(corpus, tmp_path):
     prepare_corpus.main(["ravdess", str(corpus), str(out), "--expected-counts", "files=72,actors=24",
                          "--dev-speakers", "1"])
     assert len(read_data_dir(str(out / "fold6" / "dev"))["utt2spk"]) == len(FILES)
+
+
+def test_recipe_data_sh(corpus, tmp_path, data_sh):
+    result = data_sh("ravdess", "--fold-groups", "balanced", "--num-folds", 3, "--dev-speakers", 1,
+                     "--expected-counts", "files=72,actors=24", corpus, tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    assert "3 gender-balanced folds" in (tmp_path / "data" / "protocol").read_text()
