@@ -37,7 +37,8 @@ def get_parser():
         sub.add_argument("root", help="the corpus root (set it in the recipe's db.sh)")
         sub.add_argument("data_dir", help="output directory")
         documented = getattr(module, "DOCUMENTED_TOTALS", {})
-        sub.add_argument("--expected-counts", default=None, metavar="SPEC", help=_totals(documented))
+        sub.add_argument("--expected-counts", default=None, metavar="SPEC",
+                         help=_totals(documented))
         sub.add_argument("--skip-bad-audio", action="store_true",
                          help="skip (and list) unreadable or missing audio the corpus does not "
                               "document as broken, instead of failing")

@@ -10,7 +10,7 @@ official split is ``fold1``), ``<data>/protocol`` and ``<data>/skipped``.
 ``mser.data.datadir.read_table``, or ``awk '$1 == "folds"'``)::
 
     corpus RAVDESS
-    description leave-4-speakers-out, 6 folds (EmoBox speaker groups), dev = 2 speakers of the next group
+    description leave-4-actors-out, 6 folds (EmoBox speaker groups), dev = 2 actors of the next fold
     folds fold1 fold2 fold3 fold4 fold5 fold6
     headline ua
     metrics ua wa macro_f1
@@ -69,7 +69,8 @@ class Skips:
             by_reason.setdefault(reason, []).append(name)
         for reason, names in by_reason.items():
             more = f" and {len(names) - show} more" if len(names) > show else ""
-            logging.warning("skipped %d: %s: %s%s", len(names), reason, ", ".join(names[:show]), more)
+            logging.warning("skipped %d: %s: %s%s", len(names), reason, ", ".join(names[:show]),
+                            more)
         if out_dir is not None:
             atomic_write_text(os.path.join(out_dir, "skipped"),
                               "".join(f"{name} {reason}\n" for name, reason in self.items))
@@ -96,11 +97,24 @@ def check_counts(counts, expected, source):
     wrong = [f"{k}: found {counts.get(k, 0)}, documented {v}" for k, v in expected.items()
              if counts.get(k, 0) != v]
     if wrong:
-        raise DataDirError(f"{source}: counts differ from the documented totals ({'; '.join(wrong)}); "
-                           f"is the copy complete and unmodified? Pass --expected-counts with this "
-                           f"copy's totals (or 'none') to prepare it anyway")
+        raise DataDirError(f"{source}: counts differ from the documented totals "
+                           f"({'; '.join(wrong)}); is the copy complete and unmodified? Pass "
+                           f"--expected-counts with this copy's totals (or 'none') to prepare it "
+                           f"anyway")
     if expected:
         logging.info("%s: counts match the documented totals", source)
+
+
+def wav_files(directory, skips, missing_hint):
+    """(stem, path) of the .wav files in ``directory``, sorted; other files are named skips."""
+    if not os.path.isdir(directory):
+        raise DataDirError(f"{directory}: no such directory; {missing_hint}")
+    for name in sorted(os.listdir(directory)):
+        stem, ext = os.path.splitext(name)
+        if name.startswith(".") or ext.lower() != ".wav":
+            skips.add(name, "not a .wav file")
+            continue
+        yield stem, os.path.join(directory, name)
 
 
 def _read_problem(path, check_signal):
@@ -171,8 +185,10 @@ def count_table(utts, classes, column):
     counts = Counter((u.label, column(u)) for u in utts)
     rows = [["class", *columns, "total"]]
     for c in classes:
-        rows.append([c, *(str(counts[c, k]) for k in columns), str(sum(counts[c, k] for k in columns))])
-    rows.append(["total", *(str(sum(counts[c, k] for c in classes)) for k in columns), str(len(utts))])
+        rows.append([c, *(str(counts[c, k]) for k in columns),
+                     str(sum(counts[c, k] for k in columns))])
+    rows.append(["total", *(str(sum(counts[c, k] for c in classes)) for k in columns),
+                 str(len(utts))])
     width = max(7, *(len(cell) + 1 for row in rows for cell in row))
     return "\n".join("".join(cell.rjust(width) for cell in row) for row in rows)
 
@@ -184,8 +200,9 @@ def write_protocol(out_dir, corpus, description, folds, headline, metrics, class
                       "".join(f"{key} {value}\n" for key, value in fields.items()))
 
 
-def write_corpus(out_dir, utts, classes, folds, protocol, skips):
-    """Write the data dirs, ``protocol`` and ``skipped``; log the skips and per-fold counts.
+def write_corpus(out_dir, utts, classes, folds, protocol, skips, by):
+    """Write the data dirs, ``protocol`` and ``skipped``; log the skips and the counts per fold
+    and per class x ``by`` = (name, function of an utterance).
 
     ``protocol``: dict with corpus, description, headline, metrics (see the module docstring).
     """
@@ -205,3 +222,4 @@ def write_corpus(out_dir, utts, classes, folds, protocol, skips):
     logging.info("%s: wrote all (%d utterances, %.1f h) and %s (%s: %s)", out_dir, len(utts),
                  sum(u.duration for u in utts) / 3600, ", ".join(folds),
                  "/".join(next(iter(folds.values()))), sizes)
+    logging.info("utterances per class and %s:\n%s", by[0], count_table(utts, classes, by[1]))

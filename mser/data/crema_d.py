@@ -21,7 +21,7 @@ import logging
 import os
 import re
 
-from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, count_table, write_corpus
+from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, wav_files, write_corpus
 from mser.data.datadir import DataDirError
 from mser.data.folds import balanced_groups, speaker_group_folds
 
@@ -68,28 +68,20 @@ def read_genders(root):
 
 def load_crema_d(root, skip_bad_audio=False):
     """(utterances, skips, counts) of every clip under ``<root>/AudioWAV``."""
-    audio_dir = os.path.join(root, "AudioWAV")
-    if not os.path.isdir(audio_dir):
-        raise DataDirError(f"{root}: no AudioWAV directory; pass the root of a CREMA-D clone "
-                           f"(set CREMA_D in db.sh)")
     utts, skips, actors, clips = [], Skips(), set(), 0
-    for name in sorted(os.listdir(audio_dir)):
-        stem, ext = os.path.splitext(name)
-        if name.startswith(".") or ext.lower() != ".wav":
-            skips.add(name, "not a .wav file")
-            continue
+    for stem, path in wav_files(os.path.join(root, "AudioWAV"), skips,
+                                "pass the root of a CREMA-D clone (set CREMA_D in db.sh)"):
         clips += 1
         if stem in MISNAMED:
-            logging.warning("%s: misnamed (CREMA-D issue #6), read as %s", name, MISNAMED[stem])
+            logging.warning("%s.wav: misnamed (CREMA-D issue #6), read as %s", stem, MISNAMED[stem])
             stem = MISNAMED[stem]
         match = NAME_RE.fullmatch(stem)
         if (match is None or match.group(2) not in SENTENCES or match.group(3) not in EMOTIONS
                 or match.group(4) not in LEVELS):
-            raise DataDirError(f"{os.path.join(audio_dir, name)}: not a CREMA-D clip name "
+            raise DataDirError(f"{path}: not a CREMA-D clip name "
                                f"<actor>_<sentence>_<emotion>_<level>.wav")
         actor, sentence, emotion, _ = match.groups()
         actors.add(actor)
-        path = os.path.join(audio_dir, name)
         duration = audio_duration(path, stem, skips, DOCUMENTED_PROBLEMS.get(stem), skip_bad_audio)
         if duration is not None:
             utts.append(Utterance(stem, actor, actor, EMOTIONS[emotion], SENTENCES[sentence],
@@ -99,17 +91,16 @@ def load_crema_d(root, skip_bad_audio=False):
 
 def prepare_crema_d(root, out_dir, num_folds=5, dev_speakers=9, expected_counts=DOCUMENTED_TOTALS,
                     skip_bad_audio=False):
-    """Write ``<out_dir>/all``, ``fold1..fold<num_folds>`` and ``protocol``; return the utterances."""
+    """Write ``<out_dir>/all``, ``fold1..fold<num_folds>`` and ``protocol``; return the utts."""
     utts, skips, counts = load_crema_d(root, skip_bad_audio)
     check_counts(counts, expected_counts, f"{root}/AudioWAV")
     groups = balanced_groups({u.speaker for u in utts}, num_folds, read_genders(root))
     folds = speaker_group_folds(utts, groups, dev_speakers)
     protocol = {"corpus": "CREMA-D", "headline": "ua", "metrics": ("ua", "wa"),
-                "description": f"speaker-independent, {num_folds} folds of actors (gender-balanced, "
-                               f"not EmoBox: its CREMA-D split is speaker-dependent), "
-                               f"dev = {dev_speakers} actors of the next fold"}
-    write_corpus(out_dir, utts, CLASSES, folds, protocol, skips)
-    logging.info("utterances per class and fold (test side):\n%s",
-                 count_table(utts, CLASSES, lambda u: next(f for f, s in folds.items()
-                                                           if u.utt_id in s["test"])))
+                "description": f"speaker-independent, {num_folds} folds of actors "
+                               f"(gender-balanced, not EmoBox: its CREMA-D split is "
+                               f"speaker-dependent), dev = {dev_speakers} actors of the next fold"}
+    test_fold = {utt: fold for fold, subsets in folds.items() for utt in subsets["test"]}
+    write_corpus(out_dir, utts, CLASSES, folds, protocol, skips,
+                 by=("test fold", lambda u: test_fold[u.utt_id]))
     return utts

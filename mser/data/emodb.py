@@ -13,11 +13,10 @@ gender-balanced), dev = the next fold's speaker(s). EmoBox's 5 EmoDB folds come 
 outside this distribution and put every speaker in every test fold (speaker-dependent), so they
 are not followed.
 """
-import logging
 import os
 import re
 
-from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, count_table, write_corpus
+from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, wav_files, write_corpus
 from mser.data.datadir import DataDirError
 from mser.data.folds import balanced_groups, speaker_group_folds
 
@@ -43,25 +42,17 @@ NAME_RE = re.compile(r"(\d\d)([ab]\d\d)([A-Z])([a-z])")
 
 def load_emodb(root, skip_bad_audio=False):
     """(utterances, skips, counts) of every recording under ``<root>/wav``."""
-    wav_dir = os.path.join(root, "wav")
-    if not os.path.isdir(wav_dir):
-        raise DataDirError(f"{root}: no wav directory; unpack EmoDB's download.zip there "
-                           f"(set EMODB in db.sh)")
     utts, skips, speakers, files = [], Skips(), set(), 0
-    for name in sorted(os.listdir(wav_dir)):
-        stem, ext = os.path.splitext(name)
-        if name.startswith(".") or ext.lower() != ".wav":
-            skips.add(name, "not a .wav file")
-            continue
+    for stem, path in wav_files(os.path.join(root, "wav"), skips,
+                                "unpack EmoDB's download.zip there (set EMODB in db.sh)"):
         match = NAME_RE.fullmatch(stem)
         if (match is None or match.group(1) not in SPEAKERS or match.group(2) not in TEXTS
                 or match.group(3) not in EMOTIONS):
-            raise DataDirError(f"{os.path.join(wav_dir, name)}: not an EmoDB file name "
+            raise DataDirError(f"{path}: not an EmoDB file name "
                                f"<speaker><text><emotion><version>.wav (e.g. 03a01Fa.wav)")
         speaker, text, emotion, _ = match.groups()
         files += 1
         speakers.add(speaker)
-        path = os.path.join(wav_dir, name)
         duration = audio_duration(path, stem, skips, skip_bad=skip_bad_audio)
         if duration is not None:
             utts.append(Utterance(stem, speaker, speaker, EMOTIONS[emotion], TEXTS[text],
@@ -80,6 +71,6 @@ def prepare_emodb(root, out_dir, num_folds=10, dev_speakers=1, expected_counts=D
     protocol = {"corpus": "EmoDB", "headline": "ua", "metrics": ("ua", "wa"),
                 "description": ("leave-one-speaker-out, " if loso else "speaker-independent, ")
                 + f"{len(groups)} folds, dev = {dev_speakers} speaker(s) of the next fold"}
-    write_corpus(out_dir, utts, CLASSES, folds, protocol, skips)
-    logging.info("utterances per class and speaker:\n%s", count_table(utts, CLASSES, lambda u: u.speaker))
+    write_corpus(out_dir, utts, CLASSES, folds, protocol, skips,
+                 by=("speaker", lambda u: u.speaker))
     return utts

@@ -37,7 +37,7 @@ def balanced_groups(speakers, num_groups, gender):
 
 
 def speaker_group_folds(utts, groups, dev_speakers):
-    """Fold k tests on ``groups[k-1]``; dev is the first ``dev_speakers`` speakers of the next group."""
+    """Fold k tests on ``groups[k-1]``; dev: the first ``dev_speakers`` speakers of the next group."""
     found = {u.speaker for u in utts}
     listed = [spk for group in groups for spk in group]
     if len(set(listed)) != len(listed):

@@ -37,8 +37,8 @@ from multiprocessing import Pool
 import numpy as np
 import soundfile
 
-from mser.data.corpus import (Skips, Utterance, check_counts, count_table, skip_or_fail,
-                              speaker_token, write_corpus)
+from mser.data.corpus import (Skips, Utterance, check_counts, skip_or_fail, speaker_token,
+                              write_corpus)
 from mser.data.datadir import DataDirError
 from mser.data.folds import official_folds
 from mser.utils.fileio import atomic_open
@@ -212,8 +212,9 @@ def read_meld(root):
         split_rows = read_csv(paths[csv_name], split, text_counts)
         counts[split] = len(split_rows)
         rows += split_rows
-    logging.info("text: %d of %d transcripts normalised (%d repaired mojibake, %d with Windows-1252 "
-                 "control characters, %d typographic punctuation to ASCII; %d lines not UTF-8)",
+    logging.info("text: %d of %d transcripts normalised (%d repaired mojibake, %d with "
+                 "Windows-1252 control characters, %d typographic punctuation to ASCII; %d lines "
+                 "not UTF-8)",
                  text_counts["changed"], text_counts["transcripts"], text_counts["mojibake"],
                  text_counts["windows-1252"], text_counts["punctuation"],
                  text_counts["windows-1252 line"])
@@ -259,13 +260,14 @@ def decode_clips(paths, rows, wav_dir, label="emotion", nj=1, skip_bad_audio=Fal
         raise DataDirError(f"{len(bad)} clip(s) missing or undecodable; the first: {bad[0]}")
     if long_clips:
         logging.warning("%d clip(s) longer than %.0f s kept (MELD issue #20 reports clips cut "
-                        "wrongly): %s", len(long_clips), LONG_CLIP_SECONDS, ", ".join(long_clips[:5]))
+                        "wrongly): %s", len(long_clips), LONG_CLIP_SECONDS,
+                        ", ".join(long_clips[:5]))
     return utts, skips
 
 
 def prepare_meld(root, out_dir, label="emotion", wav_dir=None, nj=1,
                  expected_counts=DOCUMENTED_TOTALS, skip_bad_audio=False):
-    """Write ``<out_dir>/all``, ``fold1/{train,dev,test}`` and ``protocol``; return the utterances."""
+    """Write ``<out_dir>/all``, ``fold1/{train,dev,test}`` and ``protocol``; return the utts."""
     paths, rows, counts = read_meld(root)
     check_counts(counts, expected_counts, f"{root} CSV rows")
     utts, skips = decode_clips(paths, rows, wav_dir or os.path.join(out_dir, "wav"), label, nj,
@@ -273,6 +275,6 @@ def prepare_meld(root, out_dir, label="emotion", wav_dir=None, nj=1,
     classes = CLASS_SETS[label]
     protocol = {"corpus": "MELD", "headline": "weighted_f1", "metrics": ("weighted_f1", "wa", "ua"),
                 "description": f"official train/dev/test split ({label}, as EmoBox)"}
-    write_corpus(out_dir, utts, classes, official_folds(utts), protocol, skips)
-    logging.info("utterances per class and split:\n%s", count_table(utts, classes, lambda u: u.split))
+    write_corpus(out_dir, utts, classes, official_folds(utts), protocol, skips,
+                 by=("split", lambda u: u.split))
     return utts

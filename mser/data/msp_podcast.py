@@ -22,7 +22,7 @@ import logging
 import os
 from collections import Counter
 
-from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, count_table, write_corpus
+from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, write_corpus
 from mser.data.datadir import DataDirError
 from mser.data.folds import official_folds
 
@@ -76,7 +76,8 @@ def load_msp_podcast(root, class_set="8class", skip_bad_audio=False):
         partition, code = row["Split_Set"].strip(), row["EmoClass"].strip()
         counts[partition] += 1
         if partition not in PARTITIONS:
-            skips.add(stem, f"partition {partition!r} is not used (Train, Development, Test1, Test2)")
+            skips.add(stem, f"partition {partition!r} is not used (Train, Development, Test1, "
+                            f"Test2)")
             continue
         if code not in CODES:
             raise DataDirError(f"{labels}:{lineno}: EmoClass {code!r} is not one of "
@@ -111,10 +112,10 @@ def prepare_msp_podcast(root, out_dir, class_set="8class", expected_counts=None,
     check_counts(counts, expected_counts or {}, f"{root}/Labels/labels_consensus.csv rows")
     classes = CLASS_SETS[class_set]
     extra = ("test2",) if any(u.split == "test2" for u in utts) else ()
-    protocol = {"corpus": "MSP-Podcast", "headline": "macro_f1", "metrics": ("macro_f1", "ua", "wa"),
+    protocol = {"corpus": "MSP-Podcast", "headline": "macro_f1",
+                "metrics": ("macro_f1", "ua", "wa"),
                 "description": f"official partitions Train/Development/Test1"
                                f"{'/Test2' if extra else ''} ({class_set}; EmoBox uses Test1)"}
-    write_corpus(out_dir, utts, classes, official_folds(utts, extra), protocol, skips)
-    logging.info("utterances per class and partition:\n%s",
-                 count_table(utts, classes, lambda u: u.split))
+    write_corpus(out_dir, utts, classes, official_folds(utts, extra), protocol, skips,
+                 by=("partition", lambda u: u.split))
     return utts

@@ -12,13 +12,13 @@ male. Documented totals: 1,440 speech files of 24 actors (60 each). Files of the
 Protocol (``fold_groups="emobox"``, the default): EmoBox's 6 folds of 4 actors, read from its
 published fold lists (data/ravdess/fold_k); EmoBox trains on the other 20 actors without a dev
 set, mser holds out ``dev_speakers`` actors of the next fold's group as dev (genders
-alternating where the group has both), so training sees 18. ``fold_groups="balanced"``: ``num_folds`` gender-balanced groups.
+alternating where the group has both), so training sees 18. ``fold_groups="balanced"``:
+``num_folds`` gender-balanced groups.
 """
-import logging
 import os
 import re
 
-from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, count_table, write_corpus
+from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, write_corpus
 from mser.data.datadir import DataDirError
 from mser.data.folds import balanced_groups, interleave_by_gender, speaker_group_folds
 
@@ -53,8 +53,8 @@ def load_ravdess(root, skip_bad_audio=False):
             path = os.path.join(actor_dir, name)
             match = NAME_RE.fullmatch(stem)
             if match is None:
-                raise DataDirError(f"{path}: not a RAVDESS file name "
-                                   f"03-01-<emotion>-<intensity>-<statement>-<repetition>-<actor>.wav")
+                raise DataDirError(f"{path}: not a RAVDESS file name 03-01-<emotion>-"
+                                   f"<intensity>-<statement>-<repetition>-<actor>.wav")
             modality, channel, emotion, intensity, statement, _, actor = match.groups()
             if (modality, channel, ext.lower()) != ("03", "01", ".wav"):
                 what = "song" if channel == "02" else "video"
@@ -101,6 +101,6 @@ def prepare_ravdess(root, out_dir, fold_groups="emobox", num_folds=6, dev_speake
     folds = speaker_group_folds(utts, groups, dev_speakers)
     protocol = {"corpus": "RAVDESS", "description": description, "headline": "ua",
                 "metrics": ("ua", "wa")}
-    write_corpus(out_dir, utts, CLASSES, folds, protocol, skips)
-    logging.info("utterances per class and actor:\n%s", count_table(utts, CLASSES, lambda u: u.speaker[-2:]))
+    write_corpus(out_dir, utts, CLASSES, folds, protocol, skips,
+                 by=("actor", lambda u: u.speaker[-2:]))
     return utts

@@ -63,7 +63,7 @@ def test_parse_folds_texts_skips(corpus, tmp_path, caplog, prepared, speaker_ind
 def test_count_check_and_errors(corpus, tmp_path):
     with pytest.raises(DataDirError, match=r"clips: found 43, documented 7442"):
         prepare_crema_d(str(corpus), str(tmp_path / "d"))
-    with pytest.raises(DataDirError, match="no AudioWAV directory"):
+    with pytest.raises(DataDirError, match="AudioWAV: no such directory; pass the root of a CREMA-D clone"):
         prepare_crema_d(str(tmp_path), str(tmp_path / "d"))
     (corpus / "AudioWAV" / "1002_TAI_FEA_LO.wav").write_bytes(b"not audio")
     with pytest.raises(DataDirError, match="1002_TAI_FEA_LO: .*unreadable.*--skip-bad-audio"):

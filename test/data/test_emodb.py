@@ -55,7 +55,7 @@ def test_grouped_folds_and_errors(corpus, tmp_path, prepared, speaker_independen
         prepare_emodb(str(corpus), str(tmp_path / "d"))
     with pytest.raises(DataDirError, match="cannot make 11 speaker folds from 10 speakers"):
         prepare_emodb(str(corpus), str(tmp_path / "d"), num_folds=11, expected_counts=expected())
-    with pytest.raises(DataDirError, match="no wav directory"):
+    with pytest.raises(DataDirError, match="wav: no such directory; unpack EmoDB.s download.zip"):
         prepare_emodb(str(tmp_path), str(tmp_path / "d"))
     (corpus / "wav" / "03x01Fa.wav").write_bytes(b"")
     with pytest.raises(DataDirError, match="03x01Fa.wav: not an EmoDB file name"):
