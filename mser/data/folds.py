@@ -38,6 +38,8 @@ def balanced_groups(speakers, num_groups, gender):
 
 def speaker_group_folds(utts, groups, dev_speakers):
     """Fold k tests on ``groups[k-1]``; dev: the first ``dev_speakers`` speakers of the next group."""
+    if len(groups) < 2:
+        raise DataDirError(f"speaker folds need at least 2 speaker groups, found {groups}")
     found = {u.speaker for u in utts}
     listed = [spk for group in groups for spk in group]
     if len(set(listed)) != len(listed):
