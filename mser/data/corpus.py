@@ -7,13 +7,15 @@ checks its counts against the documented totals (:func:`check_counts`) and hands
 official split is ``fold1``), ``<data>/protocol`` and ``<data>/skipped``.
 
 ``<data>/protocol`` is a Kaldi-style ``key value`` table (read it with
-``mser.data.datadir.read_table``, or ``awk '$1 == "folds"'``)::
+``mser.data.datadir.read_table``, or ``awk '$1 == "folds"'``); ``tests`` lists the subsets of each
+fold to decode (MSP-Podcast: ``test test2``)::
 
     corpus RAVDESS
     description leave-4-actors-out, 6 folds (EmoBox speaker groups), dev = 2 actors of the next fold
     folds fold1 fold2 fold3 fold4 fold5 fold6
+    tests test
     headline ua
-    metrics ua wa macro_f1
+    metrics ua wa
     classes neu cal hap sad ang fea dis sur
 """
 import logging
@@ -194,8 +196,10 @@ def count_table(utts, classes, column):
 
 
 def write_protocol(out_dir, corpus, description, folds, headline, metrics, classes):
+    tests = [name for name in next(iter(folds.values())) if name not in ("train", "dev")]
     fields = {"corpus": corpus, "description": description, "folds": " ".join(folds),
-              "headline": headline, "metrics": " ".join(metrics), "classes": " ".join(classes)}
+              "tests": " ".join(tests), "headline": headline, "metrics": " ".join(metrics),
+              "classes": " ".join(classes)}
     atomic_write_text(os.path.join(out_dir, "protocol"),
                       "".join(f"{key} {value}\n" for key, value in fields.items()))
 
@@ -215,7 +219,7 @@ def write_corpus(out_dir, utts, classes, folds, protocol, skips, by):
                                    f"this protocol")
     os.makedirs(out_dir, exist_ok=True)
     write_prepared(out_dir, utterance_tables(utts), classes, folds)
-    write_protocol(out_dir, folds=list(folds), classes=classes, **protocol)
+    write_protocol(out_dir, folds=folds, classes=classes, **protocol)
     skips.report(out_dir)
     sizes = ", ".join(f"{fold} " + "/".join(str(len(s)) for s in subsets.values())
                       for fold, subsets in folds.items())

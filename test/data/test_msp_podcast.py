@@ -62,6 +62,7 @@ def test_8class(corpus, tmp_path, caplog, prepared, speaker_independent):
     assert {k: len(v) for k, v in folds["fold1"].items()} == {"train": 4, "dev": 2, "test": 2,
                                                                "test2": 1}
     assert protocol["headline"] == "macro_f1" and protocol["folds"] == "fold1"
+    assert protocol["tests"] == "test test2"
     assert "Train/Development/Test1/Test2 (8class" in protocol["description"]
     assert (out / "all" / "classes.txt").read_text().split() == \
         ["neu", "hap", "sad", "ang", "sur", "fea", "dis", "con"]

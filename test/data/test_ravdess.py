@@ -42,7 +42,8 @@ def test_emobox_folds(corpus, tmp_path, caplog, prepared, speaker_independent):
     assert "03-02-03-01-01-01-03 song file" in (out / "skipped").read_text()
     folds, protocol = prepared(out)
     assert protocol["folds"].split() == [f"fold{k}" for k in range(1, 7)]
-    assert "EmoBox speaker groups" in protocol["description"]
+    assert "EmoBox speaker groups" in protocol["description"] and protocol["tests"] == "test"
+    assert protocol["metrics"] == "ua wa" and protocol["classes"].split()[:2] == ["neu", "cal"]
     speaker_independent(folds)
     for k, group in enumerate(EMOBOX_GROUPS):
         test = set(folds[f"fold{k + 1}"]["test"].values())
