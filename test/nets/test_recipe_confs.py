@@ -12,10 +12,12 @@ from mser.utils.config import parse_args
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFS = sorted(glob.glob(os.path.join(ROOT, "egs", "*", "conf", "train.yaml"))
                + glob.glob(os.path.join(ROOT, "egs", "*", "conf", "tuning", "*.yaml")))
-# Per-layer dims and layer counts of the recipes' features (synthetic: fbank+pitch, MiniLM;
-# IEMOCAP: 5 HuBERT-large layers, 4 MPNet layers, as conf/feats).
-INFOS = {"synth_iemocap": ({"dim": 84, "num_layers": 1}, {"dim": 384, "num_layers": 1}),
-         "iemocap": ({"dim": 1024, "num_layers": 5}, {"dim": 768, "num_layers": 4})}
+# Per-layer dims and layer counts of the recipes' features (synthetic and the other corpora's
+# CPU baselines: fbank+pitch, MiniLM; IEMOCAP: 5 HuBERT-large layers, 4 MPNet layers, as conf/feats).
+FBANK_MINILM = ({"dim": 84, "num_layers": 1}, {"dim": 384, "num_layers": 1})
+INFOS = {"synth_iemocap": FBANK_MINILM,
+         "iemocap": ({"dim": 1024, "num_layers": 5}, {"dim": 768, "num_layers": 4}),
+         **dict.fromkeys(("meld", "msp_podcast", "crema_d", "ravdess", "emodb"), FBANK_MINILM)}
 
 
 def test_recipes_have_confs():

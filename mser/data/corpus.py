@@ -1,0 +1,229 @@
+"""What the corpus preparations (MELD, MSP-Podcast, CREMA-D, RAVDESS, EmoDB) share.
+
+Each corpus module parses its distribution into :class:`Utterance` records, reports every
+dropped file through :class:`Skips` (counted, named on the console and in ``<data>/skipped``),
+checks its counts against the documented totals (:func:`check_counts`) and hands the records to
+:func:`write_corpus`, which writes ``<data>/all``, ``<data>/fold<k>/{train,dev,test}`` (an
+official split is ``fold1``), ``<data>/protocol`` and ``<data>/skipped``.
+
+``<data>/protocol`` is a Kaldi-style ``key value`` table (read it with
+``mser.data.datadir.read_table``, or ``awk '$1 == "folds"'``); ``tests`` lists the subsets of each
+fold to decode (MSP-Podcast: ``test test2``)::
+
+    corpus RAVDESS
+    description leave-4-actors-out, 6 folds (EmoBox speaker groups), dev = 2 actors of the next fold
+    folds fold1 fold2 fold3 fold4 fold5 fold6
+    tests test
+    headline ua
+    metrics ua wa
+    classes neu cal hap sad ang fea dis sur
+"""
+import logging
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import soundfile
+
+from mser.data.datadir import DataDirError, c_sort_key
+from mser.data.iemocap import write_prepared
+from mser.utils.fileio import atomic_write_text
+
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+SPEAKER_ID_RE = re.compile(r"[^A-Za-z0-9.]+")
+
+
+@dataclass
+class Utterance:
+    utt_id: str    # begins with the speaker id
+    speaker: str
+    session: str   # recording unit: dialogue, podcast, speaker
+    label: str     # class name as in classes.txt
+    text: str
+    wav: str       # a file libsndfile reads
+    duration: float
+    split: str = ""  # official partition (train, dev, test, ...), "" for fold-based corpora
+
+
+def speaker_token(name):
+    """A free-text speaker name as an id without spaces: ``Mr. Geller`` -> ``Mr.Geller``."""
+    token = SPEAKER_ID_RE.sub("-", name.strip()).strip("-")
+    return token or "unknown"
+
+
+class Skips:
+    """Dropped source files by reason; nothing is dropped without being counted and named."""
+
+    def __init__(self):
+        self.items = []  # (name, reason)
+
+    def add(self, name, reason):
+        self.items.append((name, reason))
+
+    def __len__(self):
+        return len(self.items)
+
+    def report(self, out_dir=None, show=5):
+        """Log the skips per reason (count and the first names); write ``<out_dir>/skipped``."""
+        by_reason = {}
+        for name, reason in self.items:
+            by_reason.setdefault(reason, []).append(name)
+        for reason, names in by_reason.items():
+            more = f" and {len(names) - show} more" if len(names) > show else ""
+            logging.warning("skipped %d: %s: %s%s", len(names), reason, ", ".join(names[:show]),
+                            more)
+        if out_dir is not None:
+            atomic_write_text(os.path.join(out_dir, "skipped"),
+                              "".join(f"{name} {reason}\n" for name, reason in self.items))
+
+
+def parse_expected(spec, keys):
+    """``"train=9989,dev=1109"`` -> ``{"train": 9989, "dev": 1109}``; ``"none"`` -> ``{}``."""
+    if spec is None or spec.strip().lower() in ("", "none"):
+        return {}
+    expected = {}
+    for item in spec.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in keys or not value.strip().isdigit():
+            raise DataDirError(f"--expected-counts: cannot parse {item!r}; expected "
+                               f"'key=count,...' with keys from {', '.join(keys)}, or 'none'")
+        expected[key] = int(value)
+    return expected
+
+
+def check_counts(counts, expected, source):
+    """Log ``counts``; raise if one differs from its documented total in ``expected``."""
+    logging.info("%s: %s", source, ", ".join(f"{k} {v}" for k, v in counts.items()))
+    wrong = [f"{k}: found {counts.get(k, 0)}, documented {v}" for k, v in expected.items()
+             if counts.get(k, 0) != v]
+    if wrong:
+        raise DataDirError(f"{source}: counts differ from the documented totals "
+                           f"({'; '.join(wrong)}); is the copy complete and unmodified? Pass "
+                           f"--expected-counts with this copy's totals (or 'none') to prepare it "
+                           f"anyway")
+    if expected:
+        logging.info("%s: counts match the documented totals", source)
+
+
+def wav_files(directory, skips, missing_hint):
+    """(stem, path) of the .wav files in ``directory``, sorted; other files are named skips."""
+    if not os.path.isdir(directory):
+        raise DataDirError(f"{directory}: no such directory; {missing_hint}")
+    for name in sorted(os.listdir(directory)):
+        stem, ext = os.path.splitext(name)
+        if name.startswith(".") or ext.lower() != ".wav":
+            skips.add(name, "not a .wav file")
+            continue
+        yield stem, os.path.join(directory, name)
+
+
+def _read_problem(path, check_signal):
+    """(duration, None) of a readable sound file, else (None, what is wrong)."""
+    if not os.path.isfile(path):
+        return None, "missing"
+    try:
+        info = soundfile.info(path)
+        if info.frames <= 0:
+            return None, "no samples"
+        if check_signal:
+            data, _ = soundfile.read(path, dtype="float32", always_2d=True)
+            if float(abs(data).max()) <= 1e-4:
+                return None, "silent"
+    except Exception:  # soundfile raises several types for unreadable audio
+        with open(path, "rb") as f:
+            if f.read(len(LFS_POINTER)) == LFS_POINTER:
+                raise DataDirError(f"{path} is a Git LFS pointer, not audio: clone the corpus with "
+                                   f"git-lfs installed (git lfs install; git lfs pull)") from None
+        return None, "unreadable"
+    return info.frames / info.samplerate, None
+
+
+def audio_duration(path, name, skips, documented_problem=None, skip_bad=False):
+    """Duration in seconds of a sound file, or None (recorded in ``skips``) when it is unusable.
+
+    A file the corpus owners document as broken (``documented_problem``) is skipped when it is
+    missing, does not read or is silent; any other such file is an error unless ``skip_bad``.
+    """
+    duration, problem = _read_problem(path, check_signal=documented_problem is not None)
+    if problem is None:
+        return duration
+    skip_or_fail(name, problem, path, skips, documented_problem, skip_bad)
+    return None
+
+
+def skip_or_fail(name, problem, where, skips, documented_problem=None, skip_bad=False):
+    """Record an unusable file as a named skip if documented (or ``skip_bad``), else raise an
+    error that names ``where`` it is."""
+    if documented_problem is not None:
+        skips.add(name, f"documented as broken ({documented_problem}): {problem}")
+    elif skip_bad:
+        skips.add(name, f"bad audio ({problem}); --skip-bad-audio")
+    else:
+        raise DataDirError(f"{name}: {problem} ({where}); fix or remove the file, or pass "
+                           f"--skip-bad-audio to skip such files (they are listed)")
+
+
+def utterance_tables(utts):
+    """The per-utterance tables of a data dir."""
+    tables = {name: {} for name in ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur")}
+    for u in utts:
+        if u.utt_id in tables["wav.scp"]:
+            raise DataDirError(f"utterance id {u.utt_id} occurs twice ({u.wav} and "
+                               f"{tables['wav.scp'][u.utt_id]})")
+        tables["wav.scp"][u.utt_id] = u.wav
+        tables["text"][u.utt_id] = u.text
+        tables["utt2spk"][u.utt_id] = u.speaker
+        tables["utt2emo"][u.utt_id] = u.label
+        tables["utt2sess"][u.utt_id] = u.session
+        tables["utt2dur"][u.utt_id] = f"{u.duration:.3f}"
+    return tables
+
+
+def count_table(utts, classes, column):
+    """A class x ``column(utt)`` count table, as text."""
+    columns = sorted({column(u) for u in utts}, key=c_sort_key)
+    counts = Counter((u.label, column(u)) for u in utts)
+    rows = [["class", *columns, "total"]]
+    for c in classes:
+        rows.append([c, *(str(counts[c, k]) for k in columns),
+                     str(sum(counts[c, k] for k in columns))])
+    rows.append(["total", *(str(sum(counts[c, k] for c in classes)) for k in columns),
+                 str(len(utts))])
+    width = max(7, *(len(cell) + 1 for row in rows for cell in row))
+    return "\n".join("".join(cell.rjust(width) for cell in row) for row in rows)
+
+
+def write_protocol(out_dir, corpus, description, folds, headline, metrics, classes):
+    tests = [name for name in next(iter(folds.values())) if name not in ("train", "dev")]
+    fields = {"corpus": corpus, "description": description, "folds": " ".join(folds),
+              "tests": " ".join(tests), "headline": headline, "metrics": " ".join(metrics),
+              "classes": " ".join(classes)}
+    atomic_write_text(os.path.join(out_dir, "protocol"),
+                      "".join(f"{key} {value}\n" for key, value in fields.items()))
+
+
+def write_corpus(out_dir, utts, classes, folds, protocol, skips, by):
+    """Write the data dirs, ``protocol`` and ``skipped``; log the skips and the counts per fold
+    and per class x ``by`` = (name, function of an utterance).
+
+    ``protocol``: dict with corpus, description, headline, metrics (see the module docstring).
+    """
+    if not utts:
+        raise DataDirError(f"no utterance left to write to {out_dir}")
+    for fold, subsets in folds.items():
+        for subset, ids in subsets.items():
+            if not ids:
+                raise DataDirError(f"{fold}/{subset} is empty; the corpus copy is too small for "
+                                   f"this protocol")
+    os.makedirs(out_dir, exist_ok=True)
+    write_prepared(out_dir, utterance_tables(utts), classes, folds)
+    write_protocol(out_dir, folds=folds, classes=classes, **protocol)
+    skips.report(out_dir)
+    sizes = ", ".join(f"{fold} " + "/".join(str(len(s)) for s in subsets.values())
+                      for fold, subsets in folds.items())
+    logging.info("%s: wrote all (%d utterances, %.1f h) and %s (%s: %s)", out_dir, len(utts),
+                 sum(u.duration for u in utts) / 3600, ", ".join(folds),
+                 "/".join(next(iter(folds.values()))), sizes)
+    logging.info("utterances per class and %s:\n%s", by[0], count_table(utts, classes, by[1]))
