@@ -22,6 +22,7 @@ import yaml
 from mser.data.datadir import DataDirError, read_table
 
 MODALITIES = ("audio", "text")
+SHOWN_DROPPED = 5  # utterances without features named in the warning
 
 
 def read_classes(path):
@@ -72,13 +73,24 @@ class EmotionDataset(torch.utils.data.Dataset):
         if not self.readers:
             raise ValueError("EmotionDataset needs at least one feats.scp")
         utts = list(utt2emo)
+        self.dropped = {}  # utt -> why it has no features
         for modality, reader in self.readers.items():
-            missing = [u for u in utts if u not in reader]
-            if missing:
-                logging.warning("%s: %d of %d utterance(s) have no %s features in %s (e.g. %s; "
-                                "see its dump dir's 'skipped'); dropped", data_dir, len(missing),
-                                len(utts), modality, feats[modality], missing[0])
-                utts = [u for u in utts if u in reader]
+            skipped = read_skipped(feats[modality])
+            for utt in utts:
+                if utt not in reader:
+                    self.dropped[utt] = (f"no {modality} features in {feats[modality]}: "
+                                         + (f"skipped by the dump ({skipped[utt]})"
+                                            if utt in skipped else "never extracted"))
+            utts = [u for u in utts if u in reader]
+        if self.dropped:
+            shown = list(self.dropped.items())[:SHOWN_DROPPED]
+            logging.warning(
+                "%s: %d of %d utterance(s) dropped, without features: %s%s. Fix: 'skipped by the "
+                "dump' = their extraction failed (reason in the dump dir's skipped file and log/); "
+                "'never extracted' = the features were dumped for another data dir: re-run the "
+                "feature dump stage for this corpus", data_dir, len(self.dropped), len(utt2emo),
+                "; ".join(f"{u} ({why})" for u, why in shown),
+                " ..." if len(self.dropped) > len(shown) else "")
         if not utts:
             raise DataDirError(f"{data_dir}: no utterance has features in "
                                f"{', '.join(feats.values())}; were they extracted for this corpus?")
@@ -126,6 +138,12 @@ class EmotionDataset(torch.utils.data.Dataset):
 
     def label_counts(self):
         return np.bincount(np.asarray(self.labels), minlength=len(self.classes))
+
+
+def read_skipped(scp):
+    """{utt: reason} of the ``skipped`` file the feature dump writes next to ``scp``."""
+    path = os.path.join(os.path.dirname(scp), "skipped")
+    return read_table(path) if os.path.exists(path) else {}
 
 
 def dataset_from_config(config, data_dir, cache=False):

@@ -1,6 +1,5 @@
 """mser.bin.train end to end on a tiny synthetic fold: single process, 2-process gloo DDP,
 resume, dev-only selection, and what the experiment dir holds."""
-import argparse
 import os
 import subprocess
 import sys
@@ -11,7 +10,8 @@ import pytest
 import torch
 import yaml
 
-from mser.bin.train import lr_lambda, selection_conditions
+from mser.train.schedule import lr_lambda, training_length
+from mser.train.trainer import selection_conditions
 from mser.data.datadir import write_data_dir
 from mser.utils.checkpoint import load_model
 
@@ -21,7 +21,7 @@ AUDIO_DIM, AUDIO_LAYERS, TEXT_DIM = 6, 2, 5
 TINY = ["--d-model", "16", "--encoder-layers", "1", "--encoder-heads", "2", "--encoder-ff-dim", "32",
         "--decoder-layers", "1", "--decoder-heads", "2", "--decoder-ff-dim", "32",
         "--classifier-hidden", "16", "--num-queries", "2", "--batch-size", "8", "--lr", "0.01",
-        "--warmup-steps", "2", "--patience", "0", "--dropout", "0.1"]
+        "--warmup-steps", "2", "--min-steps", "0", "--patience", "0", "--dropout", "0.1"]
 
 
 def write_feats(dump_dir, feats, modality, dim, num_layers):
@@ -118,8 +118,9 @@ def test_ddp_two_processes_agree_and_resume_equals_uninterrupted(fold, tmp_path)
     log = (resumed / "train.log").read_text()
     assert "extending a finished 2-epoch run to 3 epochs" in log
     assert "resumed from" in log and "epoch 3/3" in log
-    # Same seed, same data order (seed + epoch), restored optimiser/scheduler/RNG of every rank
-    # and deterministic gloo all-reduce on CPU: the resumed run is bit-identical.
+    # Same seed, same data order (seed + epoch), restored optimiser/scheduler, every rank
+    # reseeded from (seed, epoch, rank) and deterministic gloo all-reduce on CPU: the resumed run
+    # is bit-identical.
     for name, tensor in final_params(full, 3).items():
         assert torch.equal(tensor, final_params(resumed, 3)[name]), name
 
@@ -163,7 +164,7 @@ def test_unknown_yaml_key_is_an_error(fold, tmp_path):
 
 @pytest.mark.parametrize("scheduler", ["warmup", "cosine"])
 def test_learning_rate_schedules(scheduler):
-    factor = lr_lambda(argparse.Namespace(warmup_steps=10, epochs=5, scheduler=scheduler), 20)
+    factor = lr_lambda(scheduler, warmup_steps=10, total_steps=5 * 20)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     if scheduler == "warmup":  # inverse square root, no horizon
         assert factor(39) == pytest.approx(0.5) and factor(10**6) > 0
