@@ -76,21 +76,21 @@ class EmotionDataset(torch.utils.data.Dataset):
         self.dropped = {}  # utt -> why it has no features
         for modality, reader in self.readers.items():
             skipped = read_skipped(feats[modality])
-            for utt in utts:
-                if utt not in reader:
-                    self.dropped[utt] = (f"no {modality} features in {feats[modality]}: "
-                                         + (f"skipped by the dump ({skipped[utt]})"
-                                            if utt in skipped else "never extracted"))
-            utts = [u for u in utts if u in reader]
-        if self.dropped:
-            shown = list(self.dropped.items())[:SHOWN_DROPPED]
-            logging.warning(
-                "%s: %d of %d utterance(s) dropped, without features: %s%s. Fix: 'skipped by the "
-                "dump' = their extraction failed (reason in the dump dir's skipped file and log/); "
-                "'never extracted' = the features were dumped for another data dir: re-run the "
-                "feature dump stage for this corpus", data_dir, len(self.dropped), len(utt2emo),
-                "; ".join(f"{u} ({why})" for u, why in shown),
-                " ..." if len(self.dropped) > len(shown) else "")
+            missing = {u: (f"no {modality} features: " + (f"skipped by the dump ({skipped[u]})"
+                                                          if u in skipped else "never extracted"))
+                       for u in utts if u not in reader}
+            if missing:
+                shown = list(missing.items())[:SHOWN_DROPPED]
+                logging.warning(
+                    "%s: %d of %d utterance(s) have no %s features in %s; dropped: %s%s. Fix: "
+                    "'skipped by the dump' = their extraction failed (reason in the dump dir's "
+                    "skipped file and log/); 'never extracted' = the features were dumped for "
+                    "another data dir: re-run the feature dump stage for this corpus", data_dir,
+                    len(missing), len(utts), modality, feats[modality],
+                    "; ".join(f"{u} ({why})" for u, why in shown),
+                    " ..." if len(missing) > len(shown) else "")
+                self.dropped.update(missing)
+                utts = [u for u in utts if u not in missing]
         if not utts:
             raise DataDirError(f"{data_dir}: no utterance has features in "
                                f"{', '.join(feats.values())}; were they extracted for this corpus?")

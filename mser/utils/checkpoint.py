@@ -54,7 +54,7 @@ def load_checkpoint(path, device="cpu"):
 
 def refused_global(error):
     """The object torch's safe unpickler refused, from its message."""
-    match = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    match = re.search(r"GLOBAL ([\w.]+)", str(error))
     return f"refused: {match.group(1)}" if match else f"refused: {type(error).__name__}"
 
 

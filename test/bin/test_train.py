@@ -12,8 +12,10 @@ import yaml
 
 from mser.train.schedule import lr_lambda, training_length
 from mser.train.trainer import selection_conditions
+from mser.bin.train import main as train_main
 from mser.data.datadir import write_data_dir
-from mser.utils.checkpoint import load_model
+from mser.train import trainer
+from mser.utils.checkpoint import load_checkpoint, load_model
 
 CLASSES = ("neu", "hap", "ang", "sad")
 AUDIO_DIM, AUDIO_LAYERS, TEXT_DIM = 6, 2, 5
@@ -210,3 +212,41 @@ def test_selection_on_the_mean_of_dev_conditions(fold, tmp_path):
     assert selection_conditions(["both", "text_only"], ["audio", "text"]) == ["both", "text_only"]
     bad = run_train(fold, tmp_path / "bad", "--select-conditions", "video_only", check=False)
     assert bad.returncode and "choose from both, audio_only, text_only" in bad.stderr
+
+
+class Killed(BaseException):
+    """The process dies here (raised by a patched save)."""
+
+
+def test_a_kill_between_the_epoch_checkpoint_and_best_pt_leaves_no_stale_best(fold, tmp_path,
+                                                                                 monkeypatch):
+    """Killed after checkpoints/epochN.pt (whose state says best epoch N) but before best.pt is
+    written, the resumed run still ends with the best epoch's weights in best.pt."""
+    argv = ["--data-dir", fold["data_dir"], "--audio-feats", fold["audio"], "--text-feats",
+            fold["text"], "--seed", "3", *TINY, "--epochs", "3", "--lr", "0.003",
+            "--select-metric", "loss"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    train_main([*argv, "--exp-dir", str(full)])
+    best_epoch = load_checkpoint(full / "best.pt")["epoch"]
+    assert best_epoch >= 2, "the fixture must improve after epoch 1 for this test to bite"
+
+    save = trainer.save_checkpoint
+
+    def save_then_die_before_best(path, checkpoint):
+        if str(path).endswith("best.pt") and checkpoint["epoch"] == best_epoch:
+            raise Killed
+        save(path, checkpoint)
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die_before_best)
+    with pytest.raises(Killed):
+        train_main([*argv, "--exp-dir", str(killed)])
+    monkeypatch.undo()
+    stale = load_checkpoint(killed / "best.pt")["epoch"]
+    assert stale < best_epoch == load_checkpoint(
+        killed / "checkpoints" / f"epoch{best_epoch}.pt")["state"]["best_epoch"]
+
+    train_main([*argv, "--exp-dir", str(killed)])
+    assert yaml.safe_load((killed / ".done").read_text())["best_epoch"] == best_epoch
+    resumed, uninterrupted = (load_checkpoint(exp / "best.pt") for exp in (killed, full))
+    assert resumed["epoch"] == best_epoch
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
