@@ -58,6 +58,7 @@ TRAIN_OPTIONS = {
     },
 }
 OPTIONS = {key: spec for options in TRAIN_OPTIONS.values() for key, spec in options.items()}
+RESUMABLE = {key for key, spec in OPTIONS.items() if spec.resumable}
 # Saved in config.yaml but not options: a resumed run may differ in them.
 PROVENANCE = ("git_commit", "torch_version", "train_config")
 
@@ -109,7 +110,7 @@ def resolve_config(args, train_set):
 
 def check_same_run(saved, config, exp_dir):
     """A resumed run must have the config of the saved one, up to the resumable options."""
-    ignored = {key for key, spec in OPTIONS.items() if spec.resumable} | set(PROVENANCE)
+    ignored = RESUMABLE | set(PROVENANCE)
     changed = sorted(k for k in set(saved) | set(config)
                      if k not in ignored and saved.get(k) != config.get(k))
     if changed:

@@ -12,10 +12,12 @@ import yaml
 
 from mser.train.schedule import lr_lambda, training_length
 from mser.train.trainer import selection_conditions
-from mser.bin.train import main as train_main
+from mser.bin.train import get_parser, main as train_main
 from mser.data.datadir import write_data_dir
 from mser.train import trainer
+from mser.train.options import RESUMABLE
 from mser.utils.checkpoint import load_checkpoint, load_model
+from mser.utils.config import parse_args
 
 CLASSES = ("neu", "hap", "ang", "sad")
 AUDIO_DIM, AUDIO_LAYERS, TEXT_DIM = 6, 2, 5
@@ -250,3 +252,23 @@ def test_a_kill_between_the_epoch_checkpoint_and_best_pt_leaves_no_stale_best(fo
     assert resumed["epoch"] == best_epoch
     for name, tensor in uninterrupted["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_min_steps_stretches_epochs_and_patience_of_a_small_corpus():
+    large = training_length(epochs=15, patience=5, min_steps=600, steps_per_epoch=60)
+    assert (large.epochs, large.patience, large.total_steps) == (15, 5, 900)  # unchanged
+    small = training_length(epochs=15, patience=5, min_steps=600, steps_per_epoch=10)
+    assert (small.epochs, small.patience) == (60, 20) and small.total_steps >= 600
+    assert training_length(15, 0, 600, 7).patience == 0  # "never stop early" stays so
+    assert training_length(15, 5, 0, 7).epochs == 15
+
+
+def test_options_are_checked_against_their_choices():
+    parser = get_parser()
+    args = parse_args(parser, ["--amp", "bf16", "--select-conditions", "both", "text_only"])
+    assert args.amp == "bf16" and args.select_conditions == ["both", "text_only"]
+    for bad in (["--amp", "fp32"], ["--verbose", "3"], ["--scheduler", "linear"]):
+        with pytest.raises(SystemExit):
+            parse_args(parser, bad)
+    assert RESUMABLE >= {"epochs", "patience", "min_steps", "num_workers"}
+    assert not RESUMABLE & {"lr", "seed", "warmup_steps", "batch_size"}
