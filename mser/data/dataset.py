@@ -173,11 +173,12 @@ def collate(items):
 class LengthBucketBatchSampler(torch.utils.data.Sampler):
     """Batches of indices, of similar length when ``bucketing``, reshuffled every epoch.
 
-    A batch holds ``batch_size`` utterances, or, with ``max_frames > 0``, as many as fit in
-    ``max_frames`` padded frames (batch size x longest length; one over-long utterance forms its
-    own batch). Every rank builds the same global list from ``seed`` and the epoch, pads it
-    by repeating its first batches to a multiple of ``num_replicas`` and takes every
-    ``num_replicas``-th batch from ``rank``: disjoint batches, the same number on every rank.
+    A batch is what one optimiser step sees, whatever the number of processes: ``batch_size``
+    utterances, or, with ``max_frames > 0``, as many as fit in ``max_frames`` padded frames
+    (batch size x longest length; one over-long utterance forms its own batch). Every rank
+    builds the same list from ``seed`` and the epoch and takes every ``num_replicas``-th
+    utterance of each batch from ``rank`` (a batch smaller than ``num_replicas`` repeats its
+    utterances so that no rank is idle): disjoint shares, as many steps on every rank as on one.
     """
 
     def __init__(self, lengths, batch_size=32, max_frames=0, bucketing=True, shuffle=True, seed=0,
@@ -212,11 +213,13 @@ class LengthBucketBatchSampler(torch.utils.data.Sampler):
             batches.append(batch)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        extra = -len(batches) % self.num_replicas
-        return batches + [batches[i % len(batches)] for i in range(extra)]
+        return batches
 
     def __iter__(self):
-        return iter(self.global_batches()[self.rank::self.num_replicas])
+        for batch in self.global_batches():
+            if len(batch) < self.num_replicas:
+                batch = [batch[i % len(batch)] for i in range(self.num_replicas)]
+            yield batch[self.rank::self.num_replicas]
 
     def __len__(self):
-        return len(self.global_batches()) // self.num_replicas
+        return len(self.global_batches())

@@ -44,9 +44,11 @@ TRAIN_OPTIONS = {
                                       "last epoch (a resume with another length reshapes it)",
                             choices=("warmup", "cosine")),
         "warmup_steps": Option(200, "linear warm-up, in optimiser steps"),
-        "batch_size": Option(32, "utterances per batch (per process) when --max-frames is 0"),
-        "max_frames": Option(0, "padded frames per batch (per process) of the bucketing stream "
-                                "(audio if used, else text); 0: use --batch-size"),
+        "batch_size": Option(32, "utterances per optimiser step (split between the processes) "
+                                 "when --max-frames is 0"),
+        "max_frames": Option(0, "padded frames per optimiser step (split between the "
+                                "processes) of the bucketing stream (audio if used, else text); "
+                                "0: use --batch-size"),
         "bucketing": Option(True, "batch utterances of similar length"),
         "grad_clip": Option(5.0, "gradient norm clipping (0: off)"),
         "class_weight": Option("none", "loss class weights (balanced: from the training label "

@@ -123,8 +123,8 @@ def train(args, ctx, threads):
         scaler.load_state_dict(checkpoint["scaler"])
         state = checkpoint["state"]
         if checkpoint.get("world_size", ctx.world_size) != ctx.world_size:
-            logging.warning("resuming with %d processes instead of %d: each process sees other "
-                            "batches, so the result differs from an uninterrupted run",
+            logging.warning("resuming with %d processes instead of %d: the same optimiser steps, "
+                            "but other dropout and masking draws than an uninterrupted run",
                             ctx.world_size, checkpoint["world_size"])
         if ctx.is_main:  # the best epoch's own checkpoint, whatever a kill left in best.pt
             copy_checkpoint(checkpoint_path(exp_dir, state["best_epoch"]),
@@ -351,7 +351,7 @@ def train_one_epoch(args, ctx, model, loader, optimizer, scheduler, scaler, crit
             raise FloatingPointError(f"epoch {epoch}: non-finite loss on {batch['utts'][:3]}...; "
                                      f"lower --lr or check the features")
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(loss * batch_share(ctx, criterion, labels)).backward()
         if args.grad_clip > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
@@ -365,6 +365,15 @@ def train_one_epoch(args, ctx, model, loader, optimizer, scheduler, scaler, crit
             writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], scheduler.last_epoch)
     loss_sum, utts = distributed.all_reduce_sum(ctx, [loss_sum, utts])
     return loss_sum / utts, int(utts)
+
+
+def batch_share(ctx, criterion, labels):
+    """World size x this rank's share of the global batch's loss normaliser (utterances, or
+    their class weights): DDP averages gradients over ranks, so each rank's mean loss scaled by
+    this gives the gradient of the mean over the whole batch (exactly 1.0 on one process)."""
+    local = float(len(labels) if criterion.weight is None else criterion.weight[labels].sum())
+    total, = distributed.all_reduce_sum(ctx, [local])
+    return local * ctx.world_size / total
 
 
 def log_epoch(writer, epoch, train_loss, dev, per_condition):

@@ -272,3 +272,17 @@ def test_options_are_checked_against_their_choices():
             parse_args(parser, bad)
     assert RESUMABLE >= {"epochs", "patience", "min_steps", "num_workers"}
     assert not RESUMABLE & {"lr", "seed", "warmup_steps", "batch_size"}
+
+
+def test_one_and_two_processes_run_the_same_optimiser_steps_and_schedule(fold, tmp_path):
+    """The configured batch is per optimiser step (split between the processes), so --nproc 2
+    trains the experiment of --nproc 1: same steps per epoch, same learning rates."""
+    runs = {}
+    for nproc in (1, 2):
+        exp = tmp_path / f"nproc{nproc}"
+        run_train(fold, exp, "--nproc", str(nproc), "--epochs", "2", "--warmup-steps", "12")
+        runs[nproc] = load_checkpoint(exp / "checkpoints" / "epoch2.pt")
+    steps = {n: c["scheduler"]["last_epoch"] for n, c in runs.items()}
+    assert steps[1] == steps[2] == 2 * 4  # 32 training utterances in batches of 8
+    lrs = {n: [h["lr"] for h in c["state"]["history"]] for n, c in runs.items()}
+    assert lrs[1] == lrs[2] == pytest.approx([0.01 * 5 / 12, 0.01 * 9 / 12])  # warm-up, by step
