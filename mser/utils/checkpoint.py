@@ -8,9 +8,9 @@ Layout of an experiment dir::
 
 A checkpoint is a dict with ``model`` (state dict, normalisation statistics included),
 ``optimizer``, ``scheduler``, ``scaler``, ``epoch``, ``state`` (best metric, history, ...),
-``seed`` and ``git_commit``: tensors and plain Python types only, so that every read is
-``torch.load(weights_only=True)``, which cannot execute code. Random states are not stored: the
-trainer reseeds every epoch from (seed, epoch, rank).
+``seed``, ``world_size`` and ``git_commit``: tensors and plain Python types only, so that every
+read is ``torch.load(weights_only=True)``, which cannot execute code. Random states are not
+stored: the trainer reseeds every epoch from (seed, epoch, rank).
 """
 import os
 import pickle
