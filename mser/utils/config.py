@@ -5,8 +5,7 @@ Precedence: command line > ``--config`` YAML > defaults. YAML keys use underscor
 that is no option is an error naming the file, the key and the closest option.
 
     parser = make_parser(__doc__)
-    add_options(parser, {"lr": (1e-3, "peak learning rate"),
-                         "amp": Option("none", "mixed precision", choices=("none", "bf16"))})
+    add_options(parser, {"lr": (1e-3, "peak learning rate"), ...})
     args = parse_args(parser, argv)
 """
 import dataclasses
