@@ -22,6 +22,7 @@ import yaml
 from mser.data.datadir import DataDirError, read_table
 
 MODALITIES = ("audio", "text")
+SHOWN_DROPPED = 5  # utterances without features named in the warning
 
 
 def read_classes(path):
@@ -72,13 +73,24 @@ class EmotionDataset(torch.utils.data.Dataset):
         if not self.readers:
             raise ValueError("EmotionDataset needs at least one feats.scp")
         utts = list(utt2emo)
+        self.dropped = {}  # utt -> why it has no features
         for modality, reader in self.readers.items():
-            missing = [u for u in utts if u not in reader]
+            skipped = read_skipped(feats[modality])
+            missing = {u: (f"no {modality} features: " + (f"skipped by the dump ({skipped[u]})"
+                                                          if u in skipped else "never extracted"))
+                       for u in utts if u not in reader}
             if missing:
-                logging.warning("%s: %d of %d utterance(s) have no %s features in %s (e.g. %s; "
-                                "see its dump dir's 'skipped'); dropped", data_dir, len(missing),
-                                len(utts), modality, feats[modality], missing[0])
-                utts = [u for u in utts if u in reader]
+                shown = list(missing.items())[:SHOWN_DROPPED]
+                logging.warning(
+                    "%s: %d of %d utterance(s) have no %s features in %s; dropped: %s%s. Fix: "
+                    "'skipped by the dump' = their extraction failed (reason in the dump dir's "
+                    "skipped file and log/); 'never extracted' = the features were dumped for "
+                    "another data dir: re-run the feature dump stage for this corpus", data_dir,
+                    len(missing), len(utts), modality, feats[modality],
+                    "; ".join(f"{u} ({why})" for u, why in shown),
+                    " ..." if len(missing) > len(shown) else "")
+                self.dropped.update(missing)
+                utts = [u for u in utts if u not in missing]
         if not utts:
             raise DataDirError(f"{data_dir}: no utterance has features in "
                                f"{', '.join(feats.values())}; were they extracted for this corpus?")
@@ -128,6 +140,12 @@ class EmotionDataset(torch.utils.data.Dataset):
         return np.bincount(np.asarray(self.labels), minlength=len(self.classes))
 
 
+def read_skipped(scp):
+    """{utt: reason} of the ``skipped`` file the feature dump writes next to ``scp``."""
+    path = os.path.join(os.path.dirname(scp), "skipped")
+    return read_table(path) if os.path.exists(path) else {}
+
+
 def dataset_from_config(config, data_dir, cache=False):
     """The dataset a saved training config (``<exp-dir>/config.yaml``) implies for ``data_dir``."""
     modalities = config["model_conf"]["modalities"]
@@ -155,11 +173,12 @@ def collate(items):
 class LengthBucketBatchSampler(torch.utils.data.Sampler):
     """Batches of indices, of similar length when ``bucketing``, reshuffled every epoch.
 
-    A batch holds ``batch_size`` utterances, or, with ``max_frames > 0``, as many as fit in
-    ``max_frames`` padded frames (batch size x longest length; one over-long utterance forms its
-    own batch). Every rank builds the same global list from ``seed`` and the epoch, pads it
-    by repeating its first batches to a multiple of ``num_replicas`` and takes every
-    ``num_replicas``-th batch from ``rank``: disjoint batches, the same number on every rank.
+    A batch is what one optimiser step sees, whatever the number of processes: ``batch_size``
+    utterances, or, with ``max_frames > 0``, as many as fit in ``max_frames`` padded frames
+    (batch size x longest length; one over-long utterance forms its own batch). Every rank
+    builds the same list from ``seed`` and the epoch and takes every ``num_replicas``-th
+    utterance of each batch from ``rank`` (a batch smaller than ``num_replicas`` repeats its
+    utterances so that no rank is idle): disjoint shares, as many steps on every rank as on one.
     """
 
     def __init__(self, lengths, batch_size=32, max_frames=0, bucketing=True, shuffle=True, seed=0,
@@ -194,11 +213,13 @@ class LengthBucketBatchSampler(torch.utils.data.Sampler):
             batches.append(batch)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        extra = -len(batches) % self.num_replicas
-        return batches + [batches[i % len(batches)] for i in range(extra)]
+        return batches
 
     def __iter__(self):
-        return iter(self.global_batches()[self.rank::self.num_replicas])
+        for batch in self.global_batches():
+            if len(batch) < self.num_replicas:
+                batch = [batch[i % len(batch)] for i in range(self.num_replicas)]
+            yield batch[self.rank::self.num_replicas]
 
     def __len__(self):
-        return len(self.global_batches()) // self.num_replicas
+        return len(self.global_batches())

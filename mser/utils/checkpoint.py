@@ -1,4 +1,4 @@
-"""Checkpoints: atomic saves, resume discovery, pruning, RNG state, and model loading.
+"""Checkpoints: atomic saves, safe loads, resume discovery, pruning, and model loading.
 
 Layout of an experiment dir::
 
@@ -8,13 +8,15 @@ Layout of an experiment dir::
 
 A checkpoint is a dict with ``model`` (state dict, normalisation statistics included),
 ``optimizer``, ``scheduler``, ``scaler``, ``epoch``, ``state`` (best metric, history, ...),
-``rng_states`` (one per rank), ``seed`` and ``git_commit``.
+``seed``, ``world_size`` and ``git_commit``: tensors and plain Python types only, so that every
+read is ``torch.load(weights_only=True)``, which cannot execute code. Random states are not
+stored: the trainer reseeds every epoch from (seed, epoch, rank).
 """
 import os
-import random
+import pickle
 import re
+import shutil
 
-import numpy as np
 import torch
 
 from mser.utils.config import load_config
@@ -28,10 +30,32 @@ def save_checkpoint(path, checkpoint):
         torch.save(checkpoint, f)
 
 
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint that only an unpickling able to run code could read."""
+
+
 def load_checkpoint(path, device="cpu"):
+    """The checkpoint dict at ``path``, read with ``weights_only=True``: tensors and plain
+    types only; a file holding other Python objects is refused, never executed."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    return torch.load(path, map_location=device, weights_only=False)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(
+            f"{path}: holds Python objects besides tensors and plain values, and mser never loads "
+            f"a checkpoint in a way that can run code (torch.load weights_only=False). A "
+            f"checkpoint of an older mser (random states in 'rng_states') or from an untrusted "
+            f"source does this. Re-train, or, only if you made this file yourself, strip the "
+            f"objects once: python -c \"import torch; c = torch.load('{path}', "
+            f"weights_only=False); c.pop('rng_states', None); torch.save(c, '{path}')\" "
+            f"({refused_global(e)})") from None
+
+
+def refused_global(error):
+    """The object torch's safe unpickler refused, from its message."""
+    match = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return f"refused: {match.group(1)}" if match else f"refused: {type(error).__name__}"
 
 
 def checkpoint_path(exp_dir, epoch):
@@ -53,20 +77,10 @@ def prune_checkpoints(exp_dir, keep_last, protect=()):
             os.remove(checkpoint_path(exp_dir, epoch))
 
 
-def rng_state(device):
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state, device):
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+def copy_checkpoint(source, target):
+    """Atomically replace ``target`` with a copy of the checkpoint file ``source``."""
+    with open(source, "rb") as src, atomic_open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
 
 
 def load_model(exp_dir, device="cpu", checkpoint="best.pt"):

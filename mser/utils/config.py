@@ -8,6 +8,7 @@ that is no option is an error naming the file, the key and the closest option.
     add_options(parser, {"lr": (1e-3, "peak learning rate"), ...})
     args = parse_args(parser, argv)
 """
+import dataclasses
 import difflib
 import os
 import subprocess
@@ -47,18 +48,44 @@ def option_strings(key):
     return list(dict.fromkeys([f"--{key.replace('_', '-')}", f"--{key}"]))
 
 
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option: its default (which sets the type), help, allowed values (``choices``; for a
+    list option, of each element) and whether a resumed run may change it (``resumable``)."""
+    default: object
+    help: str
+    choices: tuple = ()
+    resumable: bool = False
+
+
+def _choice(convert, choices):
+    def check(value):
+        value = convert(value)
+        if value not in choices:
+            raise configargparse.ArgumentTypeError(
+                f"{value!r}: choose from {', '.join(map(str, choices))}")
+        return value
+    check.__name__ = convert.__name__  # argparse names the type in its own messages
+    return check
+
+
 def add_options(parser, options, group=None):
-    """Add ``key -> (default, help)`` options; the type follows the default (bool, list, ...)."""
+    """Add ``key -> Option`` (or ``key -> (default, help)``) options; the type follows the
+    default (bool, list, ...)."""
     target = parser.add_argument_group(group) if group else parser
-    for key, (default, help_text) in options.items():
-        kwargs = {"dest": key, "default": default, "help": help_text}
-        if isinstance(default, bool):
+    for key, spec in options.items():
+        spec = spec if isinstance(spec, Option) else Option(*spec)
+        kwargs = {"dest": key, "default": spec.default, "help": spec.help}
+        if isinstance(spec.default, bool):
             kwargs["type"] = str2bool
-        elif isinstance(default, (list, tuple)):
+        elif isinstance(spec.default, (list, tuple)):
             kwargs["nargs"] = "*"
-            kwargs["type"] = type(default[0]) if default else str
-        elif default is not None:
-            kwargs["type"] = type(default)
+            kwargs["type"] = type(spec.default[0]) if spec.default else str
+        elif spec.default is not None:
+            kwargs["type"] = type(spec.default)
+        if spec.choices:
+            kwargs["type"] = _choice(kwargs.get("type", str), spec.choices)
+            kwargs["metavar"] = "{" + ",".join(map(str, spec.choices)) + "}"
         target.add_argument(*option_strings(key), **kwargs)
 
 

@@ -1,7 +1,9 @@
-"""Distributed data parallel helpers: torchrun re-launch, process group set-up, collectives.
+"""Distributed data parallel helpers: torchrun re-launch, process group set-up, CPU threads,
+collectives.
 
-The entry point reads the torchrun environment once (:func:`context_from_env`) and passes the
-resulting :class:`DistContext` down; nothing below reads environment variables.
+The entry point reads the environment once (:func:`context_from_env`, :func:`cpu_threads` with
+``os.environ`` and the CPU affinity mask) and passes the results down; nothing below reads
+environment variables.
 """
 import dataclasses
 import logging
@@ -17,6 +19,7 @@ class DistContext:
     local_rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
+    local_world_size: int = 1  # processes on this machine
 
     @property
     def is_main(self):
@@ -41,9 +44,36 @@ def launched_by_torchrun(environ):
     return "LOCAL_RANK" in environ and "WORLD_SIZE" in environ
 
 
-def relaunch_with_torchrun(nproc, module, argv):
+def cpu_threads(environ, affinity_cpus, local_procs):
+    """(intra-op threads per process, the reason). ``OMP_NUM_THREADS`` when set (a count per
+    process, as OpenMP defines it); else the CPUs this job may use, the fewest of
+    ``SLURM_CPUS_PER_TASK`` and ``affinity_cpus`` (``len(os.sched_getaffinity(0))``: taskset,
+    cgroup cpusets, Slurm binding; not ``os.cpu_count()``, the whole node), divided by the
+    ``local_procs`` processes on this machine."""
+    def count(name):
+        value = environ.get(name, "").strip()
+        if not value:
+            return None
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{name}={value!r}: expected a positive integer")
+        return int(value)
+
+    omp = count("OMP_NUM_THREADS")
+    if omp:
+        return omp, f"OMP_NUM_THREADS={omp}"
+    limits = {"CPUs in the affinity mask": affinity_cpus}
+    slurm = count("SLURM_CPUS_PER_TASK")
+    if slurm:
+        limits["SLURM_CPUS_PER_TASK"] = slurm
+    source = min(limits, key=limits.get)
+    threads = max(1, limits[source] // local_procs)
+    return threads, f"{limits[source]} {source} / {local_procs} local process(es)"
+
+
+def relaunch_with_torchrun(nproc, module, argv, threads):
     """Run ``python -m module argv`` in ``nproc`` processes through torchrun (this process is
-    its agent); returns the exit code.
+    its agent), each with ``threads`` CPU threads (their ``OMP_NUM_THREADS``, which torchrun
+    would otherwise set to 1); returns the exit code.
 
     ``argv`` is set after torchrun parses its own options: left on its command line, an option
     such as ``--nproc`` would be taken as an abbreviation of torchrun's ``--nproc-per-node``.
@@ -54,6 +84,7 @@ def relaunch_with_torchrun(nproc, module, argv):
     launch = get_args_parser().parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m",
                                            module])
     launch.training_script_args = list(argv)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # the children's environment
     logging.info("re-launching through torchrun: torchrun --standalone --nproc_per_node=%d -m "
                  "%s %s", nproc, module, " ".join(argv))
     try:
@@ -72,17 +103,16 @@ def context_from_env(environ, ngpu):
         return DistContext(device=torch.device("cuda", 0) if ngpu > 0 else torch.device("cpu"))
     rank, local_rank = int(environ["RANK"]), int(environ["LOCAL_RANK"])
     world_size = int(environ["WORLD_SIZE"])
+    local_world_size = int(environ.get("LOCAL_WORLD_SIZE", world_size))
     device = torch.device("cuda", local_rank) if ngpu > 0 else torch.device("cpu")
-    return DistContext(rank, local_rank, world_size, device)
+    return DistContext(rank, local_rank, world_size, device, local_world_size)
 
 
-def init_process_group(ctx):
-    """nccl on GPUs, gloo on CPU; also splits the CPU cores between local processes."""
+def init_process_group(ctx, threads):
+    """nccl on GPUs, gloo on CPU; ``threads`` CPU threads (see :func:`cpu_threads`)."""
+    torch.set_num_threads(threads)
     if ctx.device.type == "cuda":
         torch.cuda.set_device(ctx.device)
-    else:
-        local_procs = ctx.world_size if ctx.distributed else 1
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_procs))
     if ctx.distributed:
         backend = "nccl" if ctx.device.type == "cuda" else "gloo"
         dist.init_process_group(backend, rank=ctx.rank, world_size=ctx.world_size)

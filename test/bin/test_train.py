@@ -1,6 +1,5 @@
 """mser.bin.train end to end on a tiny synthetic fold: single process, 2-process gloo DDP,
 resume, dev-only selection, and what the experiment dir holds."""
-import argparse
 import os
 import subprocess
 import sys
@@ -11,9 +10,14 @@ import pytest
 import torch
 import yaml
 
-from mser.bin.train import lr_lambda, selection_conditions
+from mser.train.schedule import lr_lambda, training_length
+from mser.train.trainer import selection_conditions
+from mser.bin.train import get_parser, main as train_main
 from mser.data.datadir import write_data_dir
-from mser.utils.checkpoint import load_model
+from mser.train import trainer
+from mser.train.options import RESUMABLE
+from mser.utils.checkpoint import load_checkpoint, load_model
+from mser.utils.config import parse_args
 
 CLASSES = ("neu", "hap", "ang", "sad")
 AUDIO_DIM, AUDIO_LAYERS, TEXT_DIM = 6, 2, 5
@@ -21,7 +25,7 @@ AUDIO_DIM, AUDIO_LAYERS, TEXT_DIM = 6, 2, 5
 TINY = ["--d-model", "16", "--encoder-layers", "1", "--encoder-heads", "2", "--encoder-ff-dim", "32",
         "--decoder-layers", "1", "--decoder-heads", "2", "--decoder-ff-dim", "32",
         "--classifier-hidden", "16", "--num-queries", "2", "--batch-size", "8", "--lr", "0.01",
-        "--warmup-steps", "2", "--patience", "0", "--dropout", "0.1"]
+        "--warmup-steps", "2", "--min-steps", "0", "--patience", "0", "--dropout", "0.1"]
 
 
 def write_feats(dump_dir, feats, modality, dim, num_layers):
@@ -118,8 +122,9 @@ def test_ddp_two_processes_agree_and_resume_equals_uninterrupted(fold, tmp_path)
     log = (resumed / "train.log").read_text()
     assert "extending a finished 2-epoch run to 3 epochs" in log
     assert "resumed from" in log and "epoch 3/3" in log
-    # Same seed, same data order (seed + epoch), restored optimiser/scheduler/RNG of every rank
-    # and deterministic gloo all-reduce on CPU: the resumed run is bit-identical.
+    # Same seed, same data order (seed + epoch), restored optimiser/scheduler, every rank
+    # reseeded from (seed, epoch, rank) and deterministic gloo all-reduce on CPU: the resumed run
+    # is bit-identical.
     for name, tensor in final_params(full, 3).items():
         assert torch.equal(tensor, final_params(resumed, 3)[name]), name
 
@@ -163,7 +168,7 @@ def test_unknown_yaml_key_is_an_error(fold, tmp_path):
 
 @pytest.mark.parametrize("scheduler", ["warmup", "cosine"])
 def test_learning_rate_schedules(scheduler):
-    factor = lr_lambda(argparse.Namespace(warmup_steps=10, epochs=5, scheduler=scheduler), 20)
+    factor = lr_lambda(scheduler, warmup_steps=10, total_steps=5 * 20)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     if scheduler == "warmup":  # inverse square root, no horizon
         assert factor(39) == pytest.approx(0.5) and factor(10**6) > 0
@@ -209,3 +214,75 @@ def test_selection_on_the_mean_of_dev_conditions(fold, tmp_path):
     assert selection_conditions(["both", "text_only"], ["audio", "text"]) == ["both", "text_only"]
     bad = run_train(fold, tmp_path / "bad", "--select-conditions", "video_only", check=False)
     assert bad.returncode and "choose from both, audio_only, text_only" in bad.stderr
+
+
+class Killed(BaseException):
+    """The process dies here (raised by a patched save)."""
+
+
+def test_a_kill_between_the_epoch_checkpoint_and_best_pt_leaves_no_stale_best(fold, tmp_path,
+                                                                                 monkeypatch):
+    """Killed after checkpoints/epochN.pt (whose state says best epoch N) but before best.pt is
+    written, the resumed run still ends with the best epoch's weights in best.pt."""
+    argv = ["--data-dir", fold["data_dir"], "--audio-feats", fold["audio"], "--text-feats",
+            fold["text"], "--seed", "3", *TINY, "--epochs", "3", "--lr", "0.003",
+            "--select-metric", "loss"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    train_main([*argv, "--exp-dir", str(full)])
+    best_epoch = load_checkpoint(full / "best.pt")["epoch"]
+    assert best_epoch >= 2, "the fixture must improve after epoch 1 for this test to bite"
+
+    save = trainer.save_checkpoint
+
+    def save_then_die_before_best(path, checkpoint):
+        if str(path).endswith("best.pt") and checkpoint["epoch"] == best_epoch:
+            raise Killed
+        save(path, checkpoint)
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die_before_best)
+    with pytest.raises(Killed):
+        train_main([*argv, "--exp-dir", str(killed)])
+    monkeypatch.undo()
+    stale = load_checkpoint(killed / "best.pt")["epoch"]
+    assert stale < best_epoch == load_checkpoint(
+        killed / "checkpoints" / f"epoch{best_epoch}.pt")["state"]["best_epoch"]
+
+    train_main([*argv, "--exp-dir", str(killed)])
+    assert yaml.safe_load((killed / ".done").read_text())["best_epoch"] == best_epoch
+    resumed, uninterrupted = (load_checkpoint(exp / "best.pt") for exp in (killed, full))
+    assert resumed["epoch"] == best_epoch
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_min_steps_stretches_epochs_and_patience_of_a_small_corpus():
+    large = training_length(epochs=15, patience=5, min_steps=600, steps_per_epoch=60)
+    assert (large.epochs, large.patience, large.total_steps) == (15, 5, 900)  # unchanged
+    small = training_length(epochs=15, patience=5, min_steps=600, steps_per_epoch=10)
+    assert (small.epochs, small.patience) == (60, 20) and small.total_steps >= 600
+    assert training_length(15, 0, 600, 7).patience == 0  # "never stop early" stays so
+    assert training_length(15, 5, 0, 7).epochs == 15
+
+
+def test_options_are_checked_against_their_choices():
+    parser = get_parser()
+    args = parse_args(parser, ["--amp", "bf16", "--select-conditions", "both", "text_only"])
+    assert args.amp == "bf16" and args.select_conditions == ["both", "text_only"]
+    for bad in (["--amp", "fp32"], ["--verbose", "3"], ["--scheduler", "linear"]):
+        with pytest.raises(SystemExit):
+            parse_args(parser, bad)
+    assert RESUMABLE >= {"epochs", "patience", "min_steps", "num_workers"}
+    assert not RESUMABLE & {"lr", "seed", "warmup_steps", "batch_size"}
+
+
+def test_one_and_two_processes_run_the_same_optimiser_steps_and_schedule(fold, tmp_path):
+    """The configured batch is per optimiser step (split between the processes), so --nproc 2
+    trains the experiment of --nproc 1: same steps per epoch, same learning rates."""
+    runs = {}
+    for nproc in (1, 2):
+        exp = tmp_path / f"nproc{nproc}"
+        run_train(fold, exp, "--nproc", str(nproc), "--epochs", "2", "--warmup-steps", "12")
+        runs[nproc] = load_checkpoint(exp / "checkpoints" / "epoch2.pt")
+    steps = {n: c["scheduler"]["last_epoch"] for n, c in runs.items()}
+    assert steps[1] == steps[2] == 2 * 4  # 32 training utterances in batches of 8
+    lrs = {n: [h["lr"] for h in c["state"]["history"]] for n, c in runs.items()}
+    assert lrs[1] == lrs[2] == pytest.approx([0.01 * 5 / 12, 0.01 * 9 / 12])  # warm-up, by step

@@ -9,6 +9,7 @@ import yaml
 from mser.data.datadir import DataDirError, write_data_dir
 from mser.data.dataset import (EmotionDataset, LengthBucketBatchSampler, collate,
                                dataset_from_config, load_feat_info)
+from mser.train.trainer import write_dropped
 
 CLASSES = ["neu", "hap", "ang", "sad"]
 
@@ -37,6 +38,32 @@ def test_missing_features_are_dropped_with_a_logged_count(tmp_path, caplog):
     assert "1 of 3 utterance(s) have no audio features" in caplog.text and "s1_b" in caplog.text
     assert dataset.lengths == [2, 3]  # read from the matrices: no utt2num_frames here
     assert dataset[1]["audio"].shape == (3, 3) and load_feat_info(scp)["dim"] == 3
+
+
+def test_dropped_utterances_are_named_with_their_cause_and_listed_by_training(tmp_path, caplog):
+    labels = {f"s1_{i}": "neu" for i in range(8)}
+    data, scp = make_data(tmp_path, labels, ["s1_0", "s1_7"])
+    (tmp_path / "dump" / "skipped").write_text("s1_1 too short (0.01 s)\ns1_2 unreadable wav\n")
+    with caplog.at_level(logging.WARNING):
+        dataset = EmotionDataset(data, {"audio": scp})
+    warning = caplog.text
+    assert "6 of 8 utterance(s) have no audio features" in warning and "s1_1, " not in warning
+    assert "s1_1 (no audio features: skipped by the dump (too short (0.01 s)))" in warning
+    assert "s1_3 (no audio features: never extracted)" in warning
+    assert "s1_5" in warning and "s1_6" not in warning and warning.count(" ...") == 1
+    assert "re-run the feature dump stage" in warning
+    assert sorted(dataset.dropped) == [f"s1_{i}" for i in range(1, 7)]
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        write_dropped(str(exp), {"train": dataset, "dev": EmotionDataset(data, {"audio": scp})})
+    lines = (exp / "dropped_utts").read_text().splitlines()
+    assert len(lines) == 12 and lines[0].startswith("train s1_1 no audio features: skipped")
+    assert "6 train, 6 dev" in caplog.text and str(exp / "dropped_utts") in caplog.text
+    dataset.dropped.clear()  # features fixed: a re-run removes the stale list
+    write_dropped(str(exp), {"train": dataset})
+    assert not (exp / "dropped_utts").exists()
 
 
 def test_unknown_label_names_the_utterance_and_classes_txt(tmp_path):
@@ -71,9 +98,14 @@ def test_distributed_batches_are_disjoint_equal_and_deterministic(max_frames):
         shares = [list(s) for s in samplers]
         assert len({len(share) for share in shares}) == 1 and len(samplers[0]) == len(shares[0])
         flat = [i for share in shares for batch in share for i in batch]
-        assert set(flat) == set(range(103))  # every utterance, padding repeats a few batches
+        assert set(flat) == set(range(103))  # every utterance
         global_batches = samplers[0].global_batches()
-        assert len(global_batches) % 3 == 0
+        assert len(shares[0]) == len(global_batches)  # as many optimiser steps as one process
+        for step, batch in enumerate(global_batches):  # the ranks split each step's batch
+            parts = [share[step] for share in shares]
+            assert all(parts) and max(map(len, parts)) - min(map(len, parts)) <= 1
+            assert set().union(*parts) == set(batch)
+            assert sum(map(len, parts)) == max(len(batch), 3)  # disjoint unless padded to 3
         if max_frames:
             assert all(s <= max_frames for b, s in zip(global_batches, sizes(lengths, global_batches))
                        if len(b) > 1)

@@ -1,0 +1,121 @@
+"""The training options, one :class:`~mser.utils.config.Option` each (default, help, choices,
+whether a resumed run may change it), the checks on them, and the resolved config they give."""
+import torch
+
+from mser.data.dataset import load_feat_info
+from mser.nets import MODEL_OPTIONS, resolve_model_conf
+from mser.utils.conditions import CONDITIONS
+from mser.utils.config import Option, add_options, git_commit
+
+TRAIN_OPTIONS = {
+    "run": {
+        "data_dir": Option(None, "fold dir holding train/ and dev/ (test/ is never read)"),
+        "audio_feats": Option(None, "feats.scp of the acoustic features (dump/<name>/feats.scp)"),
+        "text_feats": Option(None, "feats.scp of the linguistic features"),
+        "exp_dir": Option(None, "output dir of this fold"),
+        "ngpu": Option(0, "GPUs (one process each); 0 = CPU", resumable=True),
+        "nproc": Option(1, "CPU processes (DDP over gloo) when --ngpu 0", resumable=True),
+        "seed": Option(0, "random seed (data order, initialisation; dropout and masking are "
+                          "reseeded every epoch from seed, epoch and rank)"),
+        "num_workers": Option(-1, "DataLoader worker processes; -1: 0 with --cache-feats (the "
+                                  "cache lives in the main process), else half of this "
+                                  "process's CPU threads, at most 4", resumable=True),
+        "cache_feats": Option(True, "keep read features in memory (small corpora)",
+                              resumable=True),
+        "verbose": Option(1, "0: warnings, 1: info, 2: debug", choices=(0, 1, 2), resumable=True),
+    },
+    "optimisation": {
+        "epochs": Option(30, "maximum number of epochs (see --min-steps)", resumable=True),
+        "patience": Option(8, "stop after this many epochs without dev improvement (0: never; "
+                              "see --min-steps)", resumable=True),
+        "min_steps": Option(600, "least optimiser steps of a run: when --epochs x steps per "
+                                 "epoch is fewer (a small corpus), --epochs and --patience are "
+                                 "stretched by the same factor (0: off)", resumable=True),
+        "select_metric": Option("ua", "dev metric for model selection", choices=("ua", "wa",
+                                                                                  "loss")),
+        "select_conditions": Option(["both"], "dev conditions whose mean --select-metric "
+                                              "selects the model and stops early; those the "
+                                              "model's modalities cannot serve are left out",
+                                    choices=CONDITIONS),
+        "lr": Option(1e-3, "peak learning rate (AdamW)"),
+        "weight_decay": Option(0.01, "AdamW weight decay"),
+        "scheduler": Option("warmup", "warmup: linear warm-up then inverse-sqrt decay (no "
+                                      "horizon); cosine: warm-up then cosine decay to 0 at the "
+                                      "last epoch (a resume with another length reshapes it)",
+                            choices=("warmup", "cosine")),
+        "warmup_steps": Option(200, "linear warm-up, in optimiser steps"),
+        "batch_size": Option(32, "utterances per optimiser step (split between the processes) "
+                                 "when --max-frames is 0"),
+        "max_frames": Option(0, "padded frames per optimiser step (split between the "
+                                "processes) of the bucketing stream (audio if used, else text); "
+                                "0: use --batch-size"),
+        "bucketing": Option(True, "batch utterances of similar length"),
+        "grad_clip": Option(5.0, "gradient norm clipping (0: off)"),
+        "class_weight": Option("none", "loss class weights (balanced: from the training label "
+                                       "counts)", choices=("none", "balanced")),
+        "label_smoothing": Option(0.0, "cross-entropy label smoothing"),
+        "amp": Option("none", "mixed precision on GPU (fp16 with GradScaler)",
+                      choices=("none", "fp16", "bf16")),
+        "keep_checkpoints": Option(3, "epoch checkpoints kept besides the best"),
+    },
+}
+OPTIONS = {key: spec for options in TRAIN_OPTIONS.values() for key, spec in options.items()}
+RESUMABLE = {key for key, spec in OPTIONS.items() if spec.resumable}
+# Saved in config.yaml but not options: a resumed run may differ in them.
+PROVENANCE = ("git_commit", "torch_version", "train_config")
+
+
+def add_train_options(parser):
+    for group, options in TRAIN_OPTIONS.items():
+        add_options(parser, options, group)
+    add_options(parser, MODEL_OPTIONS, "model")
+
+
+def model_conf_from_args(args):
+    return resolve_model_conf({key: getattr(args, key) for key in MODEL_OPTIONS})
+
+
+def check_args(parser, args):
+    for key in ("data_dir", "exp_dir"):
+        if not getattr(args, key):
+            parser.error(f"--{key.replace('_', '-')} is required")
+    if not args.select_conditions:
+        parser.error(f"--select-conditions: choose from {', '.join(CONDITIONS)}")
+    for modality in model_conf_from_args(args)["modalities"]:
+        if not getattr(args, f"{modality}_feats"):
+            parser.error(f"the model uses {modality} but --{modality}-feats is not given")
+
+
+def resolve_config(args, train_set):
+    """Everything inference needs, besides the checkpoint."""
+    model_conf = model_conf_from_args(args)
+    config = {key: getattr(args, key) for key in OPTIONS}
+    config.update({
+        "train_config": args.config,
+        "model_conf": model_conf,
+        "audio_info": (load_feat_info(args.audio_feats) if "audio" in model_conf["modalities"]
+                       else None),
+        "text_info": (load_feat_info(args.text_feats) if "text" in model_conf["modalities"]
+                      else None),
+        "classes": train_set.classes,
+        "train_utts": len(train_set),
+        "git_commit": git_commit(),
+        "torch_version": str(torch.__version__),
+    })
+    for modality in ("audio", "text"):
+        info = config[f"{modality}_info"]
+        if info and info["modality"] != modality:
+            raise ValueError(f"--{modality}-feats {getattr(args, modality + '_feats')} holds "
+                             f"{info['modality']} features (feat_conf.yaml); swap the options?")
+    return config
+
+
+def check_same_run(saved, config, exp_dir):
+    """A resumed run must have the config of the saved one, up to the resumable options."""
+    ignored = RESUMABLE | set(PROVENANCE)
+    changed = sorted(k for k in set(saved) | set(config)
+                     if k not in ignored and saved.get(k) != config.get(k))
+    if changed:
+        details = "; ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in changed)
+        raise ValueError(f"{exp_dir} holds a run with a different config ({details}); use another "
+                         f"--exp-dir or delete {exp_dir} to start over")

@@ -1,0 +1,408 @@
+"""The training loop of one fold: data, model, optimiser, epochs with dev evaluation, early
+stopping, checkpoints and resume (``mser.bin.train`` parses the options and calls :func:`train`).
+
+Every epoch starts by reseeding Python, numpy and torch from (seed, epoch, rank), so a resumed
+run draws the same dropout and masking as an uninterrupted one without saving random states,
+and checkpoints hold only tensors and plain values (read with ``weights_only=True``).
+``best.pt`` is re-derived from the best epoch's checkpoint on resume, so a kill between saving
+``checkpoints/epoch<N>.pt`` and ``best.pt`` cannot leave a stale best model.
+"""
+import logging
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from mser.data.dataset import EmotionDataset, LengthBucketBatchSampler, collate, read_classes
+from mser.nets import build_model
+from mser.train.options import check_same_run, model_conf_from_args, resolve_config
+from mser.train.schedule import lr_lambda, training_length
+from mser.utils import distributed
+from mser.utils.checkpoint import (checkpoint_path, copy_checkpoint, load_checkpoint,
+                                   prune_checkpoints, save_checkpoint, saved_epochs)
+from mser.utils.conditions import CONDITION_MODALITIES, conditions_for
+from mser.utils.config import load_config, save_config
+from mser.utils.fileio import atomic_write_text
+from mser.utils.logging import setup_logging
+from mser.utils.metrics import unweighted_accuracy, weighted_accuracy
+from mser.utils.plotting import pyplot, save_figure
+
+BEST = "best.pt"
+DONE = ".done"
+DROPPED = "dropped_utts"  # <split> <utt> <reason> of utterances left out for lack of features
+
+
+def train(args, ctx, threads):
+    """Train ``args.exp_dir`` (resuming it if it holds checkpoints) on process ``ctx``;
+    ``threads``: (CPU threads of this process, why) from :func:`distributed.cpu_threads`."""
+    exp_dir = args.exp_dir
+    os.makedirs(exp_dir, exist_ok=True)
+    setup_logging(args.verbose, os.path.join(exp_dir, "train.log") if ctx.is_main else None,
+                  ctx.rank)
+    done = read_done(exp_dir)
+    distributed.barrier(ctx)  # every rank has read .done before rank 0 may remove it
+    device = ctx.device
+    if args.amp != "none" and device.type != "cuda":
+        logging.warning("--amp %s is GPU-only; training in fp32 on CPU", args.amp)
+        args.amp = "none"
+    logging.info("command: python -m mser.bin.train %s", " ".join(sys.argv[1:]))
+    logging.info("rank %d of %d on %s, %d CPU thread(s) (%s)", ctx.rank, ctx.world_size, device,
+                 *threads)
+
+    model_conf = model_conf_from_args(args)
+    modalities = model_conf["modalities"]
+    select_conditions = selection_conditions(args.select_conditions, modalities)
+    train_set, dev_set = load_datasets(args, modalities)
+    sampler = LengthBucketBatchSampler(train_set.lengths, args.batch_size, args.max_frames,
+                                       args.bucketing, shuffle=True, seed=args.seed,
+                                       num_replicas=ctx.world_size, rank=ctx.rank)
+    length = training_length(args.epochs, args.patience, args.min_steps, len(sampler))
+    if done:
+        if done["reason"] != "max_epochs" or length.epochs <= done["epoch"]:
+            logging.info("%s: already finished (%s after epoch %d, best epoch %d); skipped",
+                         exp_dir, done["reason"], done["epoch"], done["best_epoch"])
+            return
+        logging.info("%s: extending a finished %d-epoch run to %d epochs", exp_dir,
+                     done["epoch"], length.epochs)
+        if ctx.is_main:
+            os.remove(os.path.join(exp_dir, DONE))
+    config = resolve_config(args, train_set)
+    config["dev_utts"] = len(dev_set)
+    config_path = os.path.join(exp_dir, "config.yaml")
+    resume_epoch = max(saved_epochs(exp_dir), default=0)
+    if resume_epoch and os.path.exists(config_path):
+        check_same_run(load_config(config_path), config, exp_dir)
+    if ctx.is_main:
+        save_config(config_path, config)
+        write_dropped(exp_dir, {"train": train_set, "dev": dev_set})
+    logging.info("%d training / %d dev utterances, classes %s", len(train_set), len(dev_set),
+                 " ".join(train_set.classes))
+    if length.epochs != args.epochs:
+        logging.info("%d epochs of %d optimiser steps are fewer than --min-steps %d: training up "
+                     "to %d epochs with patience %d", args.epochs, length.steps_per_epoch,
+                     args.min_steps, length.epochs, length.patience)
+
+    torch.manual_seed(args.seed)  # identical initialisation on every rank
+    model = build_model(model_conf, config["audio_info"], config["text_info"],
+                        len(train_set.classes)).to(device)
+    logging.info("model: %s fusion, %s; %.2fM parameters; selected on dev %s of %s",
+                 model_conf["fusion"], "+".join(modalities),
+                 sum(p.numel() for p in model.parameters()) / 1e6, args.select_metric,
+                 " + ".join(select_conditions))
+    num_workers = resolve_num_workers(args.num_workers, args.cache_feats, threads[0])
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate,
+                                         num_workers=num_workers,
+                                         pin_memory=device.type == "cuda")
+    dev_loader = torch.utils.data.DataLoader(
+        dev_set, collate_fn=collate, num_workers=num_workers,
+        batch_sampler=LengthBucketBatchSampler(dev_set.lengths, args.batch_size, args.max_frames,
+                                               shuffle=False))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(args.scheduler, args.warmup_steps, length.total_steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp == "fp16")
+    weights = class_weights(train_set, args.class_weight)
+    criterion = torch.nn.CrossEntropyLoss(
+        weight=None if weights is None else weights.to(device),
+        label_smoothing=args.label_smoothing)
+    dev_criterion = torch.nn.CrossEntropyLoss()  # comparable across configs
+
+    state = {"best_metric": None, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    if resume_epoch:
+        path = checkpoint_path(exp_dir, resume_epoch)
+        checkpoint = load_checkpoint(path, device)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        state = checkpoint["state"]
+        if checkpoint.get("world_size", ctx.world_size) != ctx.world_size:
+            logging.warning("resuming with %d processes instead of %d: the same optimiser steps, "
+                            "but other dropout and masking draws than an uninterrupted run",
+                            ctx.world_size, checkpoint["world_size"])
+        if ctx.is_main:  # the best epoch's own checkpoint, whatever a kill left in best.pt
+            copy_checkpoint(checkpoint_path(exp_dir, state["best_epoch"]),
+                            os.path.join(exp_dir, BEST))
+        logging.info("resumed from %s (best dev %s %.4f at epoch %d)", path, args.select_metric,
+                     state["best_metric"], state["best_epoch"])
+    elif ctx.is_main:
+        compute_normalization(model, train_set, modalities)
+    raw_model = model
+    if ctx.distributed:  # DDP broadcasts rank 0's parameters and buffers (statistics) to all
+        model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
+                                        else None)
+
+    writer = None
+    if ctx.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(os.path.join(exp_dir, "tensorboard"),
+                               purge_step=resume_epoch * len(sampler) if resume_epoch else None)
+    reason = "max_epochs"
+    epoch = resume_epoch
+    for epoch in range(resume_epoch + 1, length.epochs + 1):
+        if length.patience and state["bad_epochs"] >= length.patience:
+            reason, epoch = "early_stop", epoch - 1
+            break
+        seed_epoch(args.seed, epoch, ctx.rank)
+        sampler.set_epoch(epoch)
+        start = time.time()
+        train_loss, train_utts = train_one_epoch(args, ctx, model, loader, optimizer, scheduler,
+                                                 scaler, criterion, epoch, writer)
+        dev = evaluate(raw_model, dev_loader, dev_criterion, device, len(train_set.classes),
+                       select_conditions) if ctx.is_main else None
+        dev = distributed.broadcast_object(ctx, dev)
+        elapsed = time.time() - start
+        value = dev[args.select_metric]
+        improved = is_better(args.select_metric, value, state["best_metric"])
+        if improved:
+            state.update(best_metric=value, best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        state["history"].append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"],
+                                 "dev_ua": dev["ua"], "dev_wa": dev["wa"],
+                                 "dev_conditions": dev["conditions"],
+                                 "lr": optimizer.param_groups[0]["lr"], "seconds": elapsed})
+        checksums = distributed.all_gather_object(ctx, parameter_checksum(raw_model))
+        by_condition = "" if len(select_conditions) == 1 else " (UA %s)" % ", ".join(
+            f"{c} {m['ua']:.4f}" for c, m in dev["conditions"].items())
+        logging.info("epoch %d/%d: train loss %.4f, dev loss %.4f UA %.4f WA %.4f%s, lr %.2e, "
+                     "%.1f s (%.1f utt/s)%s", epoch, length.epochs, train_loss, dev["loss"],
+                     dev["ua"], dev["wa"], by_condition, optimizer.param_groups[0]["lr"], elapsed,
+                     train_utts / elapsed, ", new best" if improved else "")
+        logging.info("parameter checksum per rank: %s",
+                     " ".join(f"{c:.10e}" for c in checksums))
+        if len(set(checksums)) != 1:
+            raise RuntimeError(f"ranks hold different parameters after epoch {epoch}: {checksums}")
+        if ctx.is_main:
+            checkpoint = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                          "epoch": epoch, "state": state, "seed": args.seed,
+                          "world_size": ctx.world_size, "git_commit": config["git_commit"]}
+            save_checkpoint(checkpoint_path(exp_dir, epoch), checkpoint)
+            if improved:
+                save_checkpoint(os.path.join(exp_dir, BEST), checkpoint)
+            prune_checkpoints(exp_dir, args.keep_checkpoints, protect={state["best_epoch"]})
+            log_epoch(writer, epoch, train_loss, dev, len(select_conditions) > 1)
+            plot_curves(state["history"], os.path.join(exp_dir, "train_curve.png"))
+        distributed.barrier(ctx)
+    if ctx.is_main:
+        writer.close()
+        summary = {"reason": reason, "epoch": epoch, "best_epoch": state["best_epoch"],
+                   f"best_dev_{args.select_metric}": state["best_metric"]}
+        atomic_write_text(os.path.join(exp_dir, DONE), yaml.safe_dump(summary))
+        logging.info("finished (%s): best dev %s %.4f at epoch %d -> %s", reason,
+                     args.select_metric, state["best_metric"], state["best_epoch"],
+                     os.path.join(exp_dir, BEST))
+    distributed.barrier(ctx)
+
+
+def read_done(exp_dir):
+    path = os.path.join(exp_dir, DONE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def seed_epoch(seed, epoch, rank):
+    """Seed Python, numpy and torch (CPU and CUDA) from (seed, epoch, rank) alone."""
+    value = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+def resolve_num_workers(requested, cache_feats, threads):
+    """``requested``, or for -1: none when features are cached (workers would each hold, and
+    lose every epoch, their own cache), else half of this process's CPU threads, at most 4."""
+    if requested >= 0:
+        return requested
+    workers = 0 if cache_feats else min(4, threads // 2)
+    logging.info("--num-workers -1: %d DataLoader worker(s)", workers)
+    return workers
+
+
+def load_datasets(args, modalities):
+    feats = {m: getattr(args, f"{m}_feats") for m in modalities}
+    train_dir, dev_dir = (os.path.join(args.data_dir, s) for s in ("train", "dev"))
+    train_set = EmotionDataset(train_dir, feats, cache=args.cache_feats)
+    dev_classes_path = os.path.join(dev_dir, "classes.txt")
+    if os.path.exists(dev_classes_path) and read_classes(dev_classes_path) != train_set.classes:
+        raise ValueError(f"{dev_classes_path} differs from {train_dir}/classes.txt; re-run data "
+                         f"preparation")
+    dev_set = EmotionDataset(dev_dir, feats, classes=train_set.classes, cache=args.cache_feats)
+    for subset in (train_set, dev_set):
+        if not subset.has_labels:
+            raise ValueError(f"{subset.data_dir}/utt2emo: not found; training needs labels")
+    return train_set, dev_set
+
+
+def write_dropped(exp_dir, splits):
+    """List the utterances each split left out (no features) in <exp_dir>/dropped_utts and say
+    so; remove a stale list when none are."""
+    path = os.path.join(exp_dir, DROPPED)
+    lines = [f"{split} {utt} {why}\n" for split, dataset in splits.items()
+             for utt, why in dataset.dropped.items()]
+    if not lines:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    atomic_write_text(path, "".join(lines))
+    counts = ", ".join(f"{len(d.dropped)} {split}" for split, d in splits.items() if d.dropped)
+    logging.warning("training without %s utterance(s) that have no features (see the warnings "
+                    "above); all listed in %s", counts, path)
+
+
+def compute_normalization(model, train_set, modalities):
+    """Global mean/std of each normalised stream over every frame of the training split."""
+    for modality in modalities:
+        if not model.conf[f"normalize_{modality}"]:
+            continue
+        total, total_sq, count = 0.0, 0.0, 0
+        for index in tqdm(range(len(train_set)), desc=f"{modality} statistics", mininterval=5):
+            mat = torch.from_numpy(train_set[index][modality].astype(np.float64))
+            total, total_sq = total + mat.sum(0), total_sq + (mat * mat).sum(0)
+            count += len(mat)
+        mean = total / count
+        std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+        model.normalizer(modality).set_statistics(mean.float(), std.float())
+        logging.info("%s normalisation: statistics of %d frames of %d training utterances",
+                     modality, count, len(train_set))
+
+
+def class_weights(train_set, mode):
+    if mode == "none":
+        return None
+    counts = train_set.label_counts()
+    weights = len(train_set) / (len(counts) * np.maximum(counts, 1))
+    logging.info("class weights (%s): %s", mode, ", ".join(
+        f"{c} {w:.3f} ({n} utts)" for c, w, n in zip(train_set.classes, weights, counts)))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def model_inputs(batch, device):
+    return {k: (batch[k].to(device, non_blocking=True) if batch[k] is not None else None)
+            for k in ("audio", "audio_lens", "text", "text_lens")}
+
+
+def autocast(args, device):
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def selection_conditions(requested, modalities):
+    """The requested dev conditions the model can serve; a single-modality model: its own."""
+    supported = conditions_for(modalities)
+    return [c for c in requested if c in supported] or supported
+
+
+@torch.no_grad()
+def evaluate(model, loader, criterion, device, num_classes, conditions):
+    """Dev loss, UA and WA (one process, the whole dev set) per condition, and their means."""
+    model.eval()
+    per_condition = {}
+    for condition in conditions:
+        losses, y_true, y_pred = [], [], []
+        for batch in loader:
+            logits = model(**model_inputs(batch, device),
+                           modalities=CONDITION_MODALITIES[condition])["logits"].float()
+            labels = batch["labels"].to(device)
+            losses.append(criterion(logits, labels).item() * len(labels))
+            y_true.append(batch["labels"].numpy())
+            y_pred.append(logits.argmax(-1).cpu().numpy())
+        y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
+        per_condition[condition] = {"loss": sum(losses) / len(y_true),
+                                    "ua": unweighted_accuracy(y_true, y_pred, num_classes),
+                                    "wa": weighted_accuracy(y_true, y_pred)}
+    means = {k: float(np.mean([m[k] for m in per_condition.values()])) for k in ("loss", "ua", "wa")}
+    return {**means, "conditions": per_condition}
+
+
+def is_better(metric, value, best):
+    if best is None:
+        return True
+    return value < best if metric == "loss" else value > best
+
+
+def parameter_checksum(model):
+    return float(sum(p.detach().double().sum().item() for p in model.parameters()))
+
+
+def train_one_epoch(args, ctx, model, loader, optimizer, scheduler, scaler, criterion, epoch,
+                    writer):
+    """Mean training loss over all ranks, and the number of utterances seen."""
+    model.train()
+    device = ctx.device
+    loss_sum, utts = 0.0, 0
+    progress = tqdm(loader, desc=f"epoch {epoch}", disable=not ctx.is_main, mininterval=5,
+                    leave=False)
+    for batch in progress:
+        labels = batch["labels"].to(device)
+        with autocast(args, device):
+            logits = model(**model_inputs(batch, device))["logits"]
+        loss = criterion(logits.float(), labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"epoch {epoch}: non-finite loss on {batch['utts'][:3]}...; "
+                                     f"lower --lr or check the features")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss * batch_share(ctx, criterion, labels)).backward()
+        if args.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += loss.item() * len(labels)
+        utts += len(labels)
+        if writer is not None:
+            writer.add_scalar("train/loss", loss.item(), scheduler.last_epoch)
+            writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], scheduler.last_epoch)
+    loss_sum, utts = distributed.all_reduce_sum(ctx, [loss_sum, utts])
+    return loss_sum / utts, int(utts)
+
+
+def batch_share(ctx, criterion, labels):
+    """World size x this rank's share of the global batch's loss normaliser (utterances, or
+    their class weights): DDP averages gradients over ranks, so each rank's mean loss scaled by
+    this gives the gradient of the mean over the whole batch (exactly 1.0 on one process)."""
+    local = float(len(labels) if criterion.weight is None else criterion.weight[labels].sum())
+    total, = distributed.all_reduce_sum(ctx, [local])
+    return local * ctx.world_size / total
+
+
+def log_epoch(writer, epoch, train_loss, dev, per_condition):
+    for key in ("loss", "ua", "wa"):
+        writer.add_scalar(f"dev/{key}", dev[key], epoch)
+        if per_condition:
+            for condition, metrics in dev["conditions"].items():
+                writer.add_scalar(f"dev_{condition}/{key}", metrics[key], epoch)
+    writer.add_scalar("train/epoch_loss", train_loss, epoch)
+
+
+def plot_curves(history, path):
+    plt = pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax_loss.plot(epochs, [h["dev_loss"] for h in history], "o-", label="dev")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    conditions = history[-1].get("dev_conditions", {})
+    mean_of = f" (mean of {', '.join(conditions)})" if len(conditions) > 1 else ""
+    ax_acc.plot(epochs, [h["dev_ua"] for h in history], "o-", label=f"dev UA{mean_of}")
+    ax_acc.plot(epochs, [h["dev_wa"] for h in history], "o-", label=f"dev WA{mean_of}")
+    if len(conditions) > 1:
+        for condition in conditions:
+            ax_acc.plot(epochs, [h["dev_conditions"][condition]["ua"] for h in history], ":",
+                        label=f"dev UA, {condition}")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="dev accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
