@@ -110,8 +110,11 @@ class SpeechRecognizer:
         inputs = self.feature_extractor(waveforms, sampling_rate=self.sample_rate, padding=True,
                                         return_attention_mask=self.use_mask, return_tensors="pt")
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        logits = self.model(**inputs).logits
-        return self.processor.batch_decode(logits.argmax(dim=-1))
+        ids = self.model(**inputs).logits.argmax(dim=-1)
+        if "attention_mask" not in inputs:  # batches of equal lengths: no padding frames
+            return self.processor.batch_decode(ids)
+        lengths = self.model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1))
+        return [self.processor.decode(row[:n]) for row, n in zip(ids, lengths)]
 
 
 def job_paths(out_dir, nj, job):
