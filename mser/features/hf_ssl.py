@@ -10,9 +10,14 @@ feature-extractor config):
    utterance, as Wav2Vec2FeatureExtractor does, before any chunking.
 2. Chunking (``chunk_seconds``, ``chunk_overlap_seconds``): chunks start on frame boundaries;
    neighbours overlap, and each keeps the frames up to half the overlap into its neighbour, so the
-   stitched output has exactly the frame count of the whole utterance. Whisper always works on
-   30 s windows (its encoder needs the 30 s padded log-mel input); its output is trimmed to the
-   real audio length (``ceil((samples // 160) / 2)`` frames).
+   stitched output has exactly the frame count of the whole utterance. Whisper works on 30 s
+   windows: with ``whisper_window: padded`` (default, its training condition) every chunk is
+   padded to 30 s of log-mel and the output trimmed to the real audio length
+   (``ceil((samples // 160) / 2)`` frames); with ``whisper_window: utterance`` the encoder runs
+   on the chunk's own frames with the positional embeddings sliced to them (a deviation from
+   Whisper's training condition: attention never sees the padding; ~10x less compute for a
+   3 s utterance; bench/bench_whisper.py measures speed and cosine similarity to the padded
+   features).
 3. Batching (``batch_seconds`` of padded audio per forward; default 100 s on CUDA, one chunk at
    a time on CPU, where batching measured no faster): the longest chunks first. Models
    whose feature extractor sets ``return_attention_mask`` (the layer-norm "large" models) get
@@ -100,6 +105,7 @@ class SpeechEncoderExtractor(AudioExtractor):
         "chunk_overlap_seconds": 2.0,
         "batch_seconds": None,            # padded audio per forward; None: 100 on CUDA, 0 on CPU
         "fp16": True,                     # on CUDA only
+        "whisper_window": "padded",       # Whisper only: padded (30 s) or utterance (see above)
     }
 
     def __init__(self, conf, device="cpu"):
@@ -126,6 +132,10 @@ class SpeechEncoderExtractor(AudioExtractor):
         self.sample_rate = self.feature_extractor.sampling_rate
         self.dim = config.d_model if self.is_whisper else config.hidden_size
         self.num_layers = 1 if self.layer_reduce else len(self.layer_indices)
+        if conf["whisper_window"] not in ("padded", "utterance"):
+            raise FeatureConfigError(f"whisper_window: {conf['whisper_window']!r}; use padded "
+                                     f"or utterance")
+        self.whisper_window = conf["whisper_window"] if self.is_whisper else None
         if self.is_whisper:
             self.hop = WHISPER_HOP * WHISPER_STRIDE
             self.normalize, self.use_mask = False, False
@@ -183,7 +193,7 @@ class SpeechEncoderExtractor(AudioExtractor):
         outputs = [None] * len(pieces)
         lengths = [len(p[2]) for p in pieces]
         budget = self.batch_seconds * self.sample_rate
-        same_length = not (self.use_mask or self.is_whisper)
+        same_length = not (self.use_mask or self.whisper_window == "padded")
         for group in batches_by_length(lengths, budget, same_length=same_length):
             for index, feats in zip(group, self._forward([pieces[j][2] for j in group])):
                 outputs[index] = feats
@@ -192,6 +202,14 @@ class SpeechEncoderExtractor(AudioExtractor):
 
     def _forward(self, chunks):
         """Selected hidden states of each chunk, padding frames removed: list of (T_i, L*D)."""
+        if self.whisper_window == "utterance":
+            inputs = self.feature_extractor(chunks, sampling_rate=self.sample_rate,
+                                            padding="longest", truncation=False,
+                                            return_tensors="pt")
+            hidden = whisper_encoder_hidden_states(
+                self.model, inputs.input_features.to(self.device, self.dtype))
+            feats = select_layers(hidden, self.layer_indices, self.layer_reduce).float().cpu().numpy()
+            return [f[:self.num_frames(len(c))] for f, c in zip(feats, chunks)]
         if self.is_whisper:
             inputs = self.feature_extractor(chunks, sampling_rate=self.sample_rate,
                                             return_tensors="pt")
@@ -222,3 +240,22 @@ class SpeechEncoderExtractor(AudioExtractor):
         keep_to = keep_from[1:] + [self.num_frames(num_samples)]
         return np.concatenate([feats[a - s:b - s] for (_, feats), s, a, b
                                in zip(chunk_feats, starts, keep_from, keep_to)])
+
+
+def whisper_encoder_hidden_states(encoder, input_features):
+    """The hidden states ``WhisperEncoder(..., output_hidden_states=True)`` returns, for log-mel
+    input of any length up to 30 s: the positional embeddings are sliced to the frames (the
+    original forward requires exactly 3000 mel frames). Index 0 is the input of layer 1, the
+    last index is after the final layer norm."""
+    hidden = torch.nn.functional.gelu(encoder.conv1(input_features))
+    hidden = torch.nn.functional.gelu(encoder.conv2(hidden)).transpose(1, 2)
+    if hidden.shape[1] > encoder.embed_positions.num_embeddings:
+        raise FeatureConfigError(f"{hidden.shape[1]} encoder frames exceed Whisper's "
+                                 f"{encoder.embed_positions.num_embeddings}")
+    hidden = hidden + encoder.embed_positions.weight[:hidden.shape[1]]
+    states = [hidden]
+    for layer in encoder.layers:
+        hidden = layer(hidden, None)
+        states.append(hidden)
+    states[-1] = encoder.layer_norm(hidden)
+    return tuple(states)

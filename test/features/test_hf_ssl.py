@@ -123,6 +123,47 @@ def test_whisper_encoder_is_trimmed_to_the_audio(tmp_path):
     assert extractor.frame_rate == 50
 
 
+def test_whisper_utterance_window_slices_the_positional_embeddings(tmp_path):
+    """whisper_window: utterance runs the encoder on the utterance's own log-mel frames; its
+    layer code equals transformers' on the padded 30 s input."""
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    from mser.features.hf_ssl import whisper_encoder_hidden_states
+
+    config = WhisperConfig(d_model=16, encoder_layers=2, decoder_layers=1,
+                           encoder_attention_heads=2, decoder_attention_heads=2,
+                           encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80)
+    WhisperModel(config).save_pretrained(tmp_path)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(tmp_path)
+    encoder = WhisperModel.from_pretrained(tmp_path).get_encoder().eval()
+    mel = torch.randn(2, 80, 3000)
+    with torch.inference_mode():
+        want = encoder(mel, output_hidden_states=True).hidden_states
+        got = whisper_encoder_hidden_states(encoder, mel)
+    assert len(got) == len(want) == 3
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+    conf = {"extractor": "hf_ssl", "model_dir": str(tmp_path), "layers": [0, 2]}
+    utterance = build_extractor({**conf, "whisper_window": "utterance"})
+    padded = build_extractor(conf)
+    waves = random_waves(1.0, 2.5, 2.5, seed=4)
+    feats = utterance.extract_batch(waves)
+    assert [f.shape for f in feats] == [(50, 32), (125, 32), (125, 32)]
+    fe = WhisperFeatureExtractor.from_pretrained(tmp_path)
+    mel = fe(waves[0], sampling_rate=16000, padding="longest", truncation=False,
+             return_tensors="pt").input_features
+    assert mel.shape == (1, 80, 100)
+    with torch.inference_mode():
+        alone = whisper_encoder_hidden_states(encoder, mel)
+    np.testing.assert_allclose(feats[0], torch.cat([alone[0], alone[2]], -1)[0].numpy(),
+                               atol=1e-5)
+    # a deviation: the same layers differ from the padded window's (attention sees no padding)
+    assert not np.allclose(feats[1], padded.extract_batch([waves[1]])[0], atol=1e-3)
+    with pytest.raises(FeatureConfigError, match="whisper_window: 'short'"):
+        build_extractor({**conf, "whisper_window": "short"})
+
+
 def test_channels_last_cnn_equals_the_original(w2v2_dir, w2v2_base_dir):
     """The CPU fast path of the layer-norm ("large" style) CNN front end computes the same
     features; group-norm ("base" style) front ends are left as they are."""

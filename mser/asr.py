@@ -1,0 +1,224 @@
+"""Speech recognition of Kaldi data dirs with a local transformers model: Whisper of any size
+(``packaged:whisper-tiny.en`` / ``packaged:whisper-base`` or a downloaded ``openai/whisper-*``
+dir) or a CTC model (wav2vec2 / HuBERT / WavLM fine-tuned with CTC, greedy decoding).
+
+:class:`SpeechRecognizer` transcribes waveforms in batches. :func:`run_job` transcribes job
+``j`` of ``nj`` of a data dir's wav.scp into ``<out>/split<nj>/{text,skipped,done}.<j>`` (the
+contiguous slice :func:`mser.features.dump.job_slice` gives; a finished job with the same
+fingerprint is not redone); :func:`merge` then writes ``<out>`` as a copy of the data dir whose
+``text`` holds the recognised transcripts.
+
+An utterance whose audio cannot be read is named on the console with the reason, listed in
+``<out>/skipped`` and left out of every per-utterance file of ``<out>`` (spk2utt regenerated):
+it has no audio features either, and an empty transcript would be indistinguishable from ASR
+that heard nothing. An utterance the recogniser returns nothing for keeps an empty ``text``.
+"""
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mser.data.datadir import DataDirError, read_data_dir, read_table, write_data_dir, \
+    write_table
+from mser.features.audio import BadUtteranceError, audio_info, batches_by_length, read_wav, \
+    resampled_length
+from mser.features.dump import fingerprint, job_slice
+from mser.features.hf_common import resolve_model_dir
+from mser.utils.fileio import atomic_write_text
+
+WHISPER_WINDOW_SECONDS = 30.0   # longer utterances are decoded one by one, long-form
+DEFAULT_BATCH_SIZE = 8          # utterances per forward
+
+
+def one_line(text):
+    """A transcript as one Kaldi ``text`` value: whitespace runs (newlines too) to one space."""
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class SpeechRecognizer:
+    """``transcribe(waveforms)`` -> transcripts, for waveforms at ``sample_rate``.
+
+    ``language`` is passed to multilingual Whisper models only (English-only Whisper and CTC
+    models have none; ``None`` lets Whisper detect it); ``num_beams`` > 1 is beam search
+    (Whisper)."""
+
+    def __init__(self, model_dir, device="cpu", batch_size=DEFAULT_BATCH_SIZE, language="en",
+                 num_beams=1):
+        from transformers import AutoConfig, AutoModelForCTC, AutoModelForSpeechSeq2Seq, \
+            AutoProcessor
+
+        self.path = resolve_model_dir(model_dir, "openai/whisper-small")
+        self.device, self.batch_size = torch.device(device), batch_size
+        config = AutoConfig.from_pretrained(self.path)
+        self.processor = AutoProcessor.from_pretrained(self.path)
+        self.feature_extractor = self.processor.feature_extractor
+        self.sample_rate = self.feature_extractor.sampling_rate
+        self.is_whisper = config.model_type == "whisper"
+        if self.is_whisper:
+            model = AutoModelForSpeechSeq2Seq.from_pretrained(self.path)
+            self.generate_kwargs = {"num_beams": num_beams}
+            if model.generation_config.is_multilingual and language:
+                self.generate_kwargs.update(language=language, task="transcribe")
+        elif config.is_encoder_decoder:
+            raise ValueError(f"{self.path}: {config.model_type} encoder-decoder models are not "
+                             f"supported; use Whisper or a CTC model")
+        else:
+            model = AutoModelForCTC.from_pretrained(self.path)
+            self.use_mask = getattr(self.feature_extractor, "return_attention_mask", False)
+        self.model = model.eval().to(self.device)
+        logging.info("ASR %s: %s on %s", self.path, type(model).__name__, self.device)
+
+    def batches(self, lengths):
+        """Index groups (samples ``lengths``) that :meth:`transcribe` takes at once."""
+        if self.is_whisper:
+            window = WHISPER_WINDOW_SECONDS * self.sample_rate
+            short = [i for i, n in enumerate(lengths) if n <= window]
+            order = sorted(short, key=lambda i: -lengths[i])  # similar output lengths together
+            return [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)] \
+                + [[i] for i, n in enumerate(lengths) if n > window]
+        budget = self.batch_size * max(lengths, default=0)
+        return batches_by_length(lengths, budget, same_length=not self.use_mask)
+
+    @torch.inference_mode()
+    def transcribe(self, waveforms):
+        waveforms = [np.asarray(w, dtype=np.float32) for w in waveforms]
+        if self.is_whisper:
+            return [one_line(t) for t in self._whisper(waveforms)]
+        return [one_line(t) for t in self._ctc(waveforms)]
+
+    def _whisper(self, waveforms):
+        long_form = any(len(w) > WHISPER_WINDOW_SECONDS * self.sample_rate for w in waveforms)
+        if long_form and len(waveforms) > 1:
+            return [text for w in waveforms for text in self._whisper([w])]
+        # long form: the whole utterance, decoded 30 s window after window with timestamps
+        options = {"truncation": False, "padding": "longest"} if long_form else {}
+        inputs = self.feature_extractor(waveforms, sampling_rate=self.sample_rate,
+                                        return_attention_mask=True, return_tensors="pt",
+                                        **options)
+        ids = self.model.generate(inputs.input_features.to(self.device, self.model.dtype),
+                                  attention_mask=inputs.attention_mask.to(self.device),
+                                  return_timestamps=long_form, **self.generate_kwargs)
+        return self.processor.batch_decode(ids, skip_special_tokens=True)
+
+    def _ctc(self, waveforms):
+        inputs = self.feature_extractor(waveforms, sampling_rate=self.sample_rate, padding=True,
+                                        return_attention_mask=self.use_mask, return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        ids = self.model(**inputs).logits.argmax(dim=-1)
+        if "attention_mask" not in inputs:  # batches of equal lengths: no padding frames
+            return self.processor.batch_decode(ids)
+        lengths = self.model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1))
+        return [self.processor.decode(row[:n]) for row, n in zip(ids, lengths)]
+
+
+def job_paths(out_dir, nj, job):
+    split = os.path.join(out_dir, f"split{nj}")
+    return {name: os.path.join(split, f"{name}.{job}") for name in ("text", "skipped", "done")}
+
+
+def _read_json(path):
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run_job(recognizer_factory, options, data_dir, out_dir, nj, job):
+    """Transcribe job ``job`` of ``nj``; ``options`` (model and decoding options) make the
+    fingerprint, ``recognizer_factory()`` builds the recogniser only when there is work.
+    Returns False when the job was already done."""
+    part = job_slice(read_table(os.path.join(data_dir, "wav.scp")), nj, job)
+    paths = job_paths(out_dir, nj, job)
+    stamp = fingerprint(options, part)
+    done = _read_json(paths["done"])
+    if done and done["fingerprint"] == stamp:
+        logging.info("job %d/%d: already done (%s); skipping", job, nj, paths["done"])
+        return False
+    with contextlib.suppress(FileNotFoundError):  # the merged dir is stale from now on
+        os.unlink(os.path.join(out_dir, ".done"))
+    recognizer = recognizer_factory()
+    rate = recognizer.sample_rate
+    lengths, skipped = {}, {}
+    for utt, wav in part.items():
+        try:
+            num_samples, wav_rate = audio_info(utt, wav)
+            lengths[utt] = resampled_length(num_samples, wav_rate, rate)
+        except BadUtteranceError as e:
+            _skip(e, skipped)
+    utts = list(lengths)
+    text = {}
+    with tqdm(total=sum(lengths.values()) / rate, desc="transcribing", unit="s",
+              mininterval=5) as progress:
+        for batch in recognizer.batches([lengths[u] for u in utts]):
+            waveforms = {}
+            for utt in (utts[i] for i in batch):
+                try:
+                    waveforms[utt] = read_wav(utt, part[utt], rate)[0]
+                except BadUtteranceError as e:
+                    _skip(e, skipped)
+            if waveforms:
+                text.update(zip(waveforms, recognizer.transcribe(list(waveforms.values()))))
+            progress.update(sum(len(w) for w in waveforms.values()) / rate)
+    write_table(paths["text"], text)
+    write_table(paths["skipped"], skipped)
+    atomic_write_text(paths["done"], json.dumps({"fingerprint": stamp, "model": recognizer.path}))
+    logging.info("job %d/%d: %d utterance(s) transcribed, %d skipped -> %s", job, nj, len(text),
+                 len(skipped), paths["text"])
+    return True
+
+
+def _skip(error, skipped):
+    logging.warning("skipping utterance %s: %s: %s", error.utt, error.source, error.reason)
+    skipped[error.utt] = error.reason
+
+
+def is_done(options, data_dir, out_dir):
+    done = _read_json(os.path.join(out_dir, ".done"))
+    wav_scp = read_table(os.path.join(data_dir, "wav.scp"))
+    return bool(done) and done["fingerprint"] == fingerprint(options, wav_scp)
+
+
+def merge(options, data_dir, out_dir, nj):
+    """Write ``out_dir``: ``data_dir`` with the recognised ``text``, skipped utterances left out
+    of every per-utterance file and listed in ``out_dir/skipped``. Returns (text, skipped)."""
+    if os.path.abspath(data_dir) == os.path.abspath(out_dir):
+        raise DataDirError(f"{out_dir}: the output dir must differ from the data dir")
+    wav_scp = read_table(os.path.join(data_dir, "wav.scp"))
+    text, skipped = {}, {}
+    for job in range(1, nj + 1):
+        paths = job_paths(out_dir, nj, job)
+        done = _read_json(paths["done"])
+        if not done or done["fingerprint"] != fingerprint(options, job_slice(wav_scp, nj, job)):
+            raise DataDirError(f"{out_dir}: job {job}/{nj} has not finished with these options "
+                               f"and data dir (see {out_dir}/log/transcribe.{job}.log); rerun it")
+        text.update(read_table(paths["text"], allow_empty_value=True))
+        skipped.update(read_table(paths["skipped"]))
+    missing = set(wav_scp) - set(text) - set(skipped)
+    if missing:
+        raise DataDirError(f"{out_dir}: {len(missing)} utterance(s) of {data_dir}/wav.scp have "
+                           f"neither a transcript nor a line in skipped (e.g. {min(missing)})")
+    tables = read_data_dir(data_dir)
+    tables["text"] = text
+    tables = {name: {u: v for u, v in table.items() if u not in skipped}
+              for name, table in tables.items()}
+    write_data_dir(out_dir, tables)
+    for name in sorted(os.listdir(data_dir)):  # classes.txt and the like, as they are
+        source = os.path.join(data_dir, name)
+        if name not in tables and name != "spk2utt" and os.path.isfile(source):
+            shutil.copyfile(source, os.path.join(out_dir, name))
+    write_table(os.path.join(out_dir, "skipped"), skipped)
+    atomic_write_text(os.path.join(out_dir, ".done"),
+                      json.dumps({"fingerprint": fingerprint(options, wav_scp)}))
+    for utt, reason in skipped.items():
+        logging.warning("skipped %s: %s (left out of %s, listed in %s/skipped)", utt, reason,
+                        out_dir, out_dir)
+    empty = sum(1 for t in text.values() if not t)
+    logging.info("%s: %d utterance(s) transcribed (%d empty), %d skipped", out_dir, len(text),
+                 empty, len(skipped))
+    return text, skipped
