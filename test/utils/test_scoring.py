@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from mser.utils.scoring import compare_experiments, write_experiment_scores
+from mser.scoring.aggregate import write_experiment_scores
+from mser.scoring.paired import compare_experiments
 
 CLASSES = ["neu", "hap", "ang", "sad"]
 
