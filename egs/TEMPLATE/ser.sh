@@ -55,7 +55,7 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   [ -s data/protocol.txt ] || die "local/data.sh wrote no data/protocol.txt (see egs/TEMPLATE/README.md)"
 fi
 
-folds=${folds:-$(ls -d data/fold* 2>/dev/null | sed 's:data/fold::' | sort -n | tr '\n' ' ')}
+folds=${folds:-$(ls -d data/fold* 2>/dev/null | sed 's:data/fold::' | sort -n | paste -sd ' ')}
 [ $stop_stage -lt 3 ] || [ -n "$folds" ] || die "no data/fold<k>: run stage 0 first"
 jobs=JOB=$(echo $folds | tr ' ' ,)  # the job array: one job per fold
 
