@@ -8,7 +8,6 @@ set -euo pipefail
 
 ./ser.sh \
   --corpus "$SYNTH_IEMOCAP" \
-  --local_data_opts "--nj 2" \
   --nj 2 \
   --audio_feat fbank \
   --text_feat minilm \
