@@ -51,7 +51,7 @@ def recipe(tmp_path_factory):
     """The recipe copy after ./run.sh (stages 0..5, folds 1 and 2 at once)."""
     work = copy_recipe(tmp_path_factory.mktemp("egs") / "synth_iemocap")
     args = ["--local_data_opts", "--utts_per_session 24", "--folds", "1 2", "--fold_jobs", "2",
-            "--train_opts", "--epochs 2"]
+            "--train_opts", "--epochs 2 --min-steps 0"]
     result = run_recipe(work, *args)
     if result.returncode:
         pytest.fail(f"./run.sh {' '.join(args)} failed in {work}:\n{result.stdout[-3000:]}\n"
@@ -107,7 +107,7 @@ def test_cue_breakdown_adds_up_to_the_scores(recipe):
 def test_unused_modality_has_no_stage_and_no_place_in_the_tag(recipe):
     """A text-only config skips the acoustic dump and is tagged by its text features only."""
     out = run_recipe(recipe, "--stage", "1", "--stop_stage", "3", "--folds", "1",
-                     "--train_config", "conf/tuning/text_only.yaml", "--train_opts", "--epochs 1")
+                     "--train_config", "conf/tuning/text_only.yaml", "--train_opts", "--epochs 1 --min-steps 0")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Stage 1" not in out.stdout and "Stage 2" in out.stdout
     exp = recipe / "exp" / "text_only_minilm"

@@ -5,8 +5,9 @@
         --exp-dir exp/train_fbank_minilm/fold1 [--ngpu 0] [--nproc 1] [--seed 0]
 
 With --nproc > 1 or --ngpu > 1 this re-launches itself through torchrun (gloo on CPU, nccl on
-GPU). Each process uses OMP_NUM_THREADS CPU threads if set, else its share of the CPUs the job
-may use (SLURM_CPUS_PER_TASK, the affinity mask). A re-run resumes from the last checkpoint; a
+GPU). The job's CPU threads (OMP_NUM_THREADS if set, else the CPUs it may use:
+SLURM_CPUS_PER_TASK, the affinity mask) are split between its processes; under an external
+torchrun, OMP_NUM_THREADS counts per process. A re-run resumes from the last checkpoint; a
 finished run (<exp-dir>/.done) is skipped, unless --epochs now asks for more epochs than it ran
 without early stopping (it then continues). Writes <exp-dir>/{config.yaml, best.pt,
 checkpoints/, train.log, tensorboard/, train_curve.png} (the loop: mser/train/trainer.py).
@@ -39,8 +40,11 @@ def main(argv=None):
                      else os.cpu_count() or 1)
     if world_size > 1 and not distributed.launched_by_torchrun(os.environ):
         setup_logging(args.verbose)
-        threads, why = distributed.cpu_threads(os.environ, affinity_cpus, world_size)
-        logging.info("%d CPU thread(s) per process (%s)", threads, why)
+        # This job's budget (OMP_NUM_THREADS included, e.g. a job runner's share) is split
+        # between the processes it starts.
+        budget, why = distributed.cpu_threads(os.environ, affinity_cpus, 1)
+        threads = max(1, budget // world_size)
+        logging.info("%d CPU thread(s) per process (%s / %d processes)", threads, why, world_size)
         sys.exit(distributed.relaunch_with_torchrun(world_size, "mser.bin.train", argv, threads))
     ctx = distributed.context_from_env(os.environ, args.ngpu)
     threads = distributed.cpu_threads(os.environ, affinity_cpus, ctx.local_world_size)
