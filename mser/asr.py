@@ -6,7 +6,8 @@ dir) or a CTC model (wav2vec2 / HuBERT / WavLM fine-tuned with CTC, greedy decod
 ``j`` of ``nj`` of a data dir's wav.scp into ``<out>/split<nj>/{text,skipped,done}.<j>`` (the
 contiguous slice :func:`mser.features.dump.job_slice` gives; a finished job with the same
 fingerprint is not redone); :func:`merge` then writes ``<out>`` as a copy of the data dir whose
-``text`` holds the recognised transcripts.
+``text`` holds the recognised transcripts; :func:`asr_subset` gives a subset of it (a fold's
+train, dev or test set) the same way.
 
 An utterance whose audio cannot be read is named on the console with the reason, listed in
 ``<out>/skipped`` and left out of every per-utterance file of ``<out>`` (spk2utt regenerated):
@@ -184,6 +185,43 @@ def is_done(options, data_dir, out_dir):
     return bool(done) and done["fingerprint"] == fingerprint(options, wav_scp)
 
 
+def _write_with_text(data_dir, out_dir, text, skipped):
+    """``out_dir``: ``data_dir`` with ``text``, the ``skipped`` utterances left out of every
+    per-utterance file and listed in ``out_dir/skipped``."""
+    tables = read_data_dir(data_dir)
+    tables["text"] = text
+    tables = {name: {u: v for u, v in table.items() if u not in skipped}
+              for name, table in tables.items()}
+    write_data_dir(out_dir, tables)
+    for name in sorted(os.listdir(data_dir)):  # classes.txt and the like, as they are
+        source = os.path.join(data_dir, name)
+        if name not in tables and name not in ("spk2utt", "skipped") and os.path.isfile(source):
+            shutil.copyfile(source, os.path.join(out_dir, name))
+    write_table(os.path.join(out_dir, "skipped"), skipped)
+
+
+def asr_subset(asr_dir, data_dir, out_dir):
+    """Write ``out_dir``: the utterances of ``data_dir`` (e.g. a fold's test set) with their
+    transcripts from ``asr_dir`` (a :func:`merge` output of a superset, e.g. ``data/all_asr``).
+    Utterances ``asr_dir`` lacks are named on the console with the reason the recogniser gave,
+    left out and listed in ``out_dir/skipped``. Returns the skipped ``{utt: reason}``."""
+    asr_text = read_table(os.path.join(asr_dir, "text"), allow_empty_value=True)
+    asr_skipped_path = os.path.join(asr_dir, "skipped")
+    asr_skipped = read_table(asr_skipped_path) if os.path.exists(asr_skipped_path) else {}
+    utts = read_table(os.path.join(data_dir, "utt2spk"))
+    skipped = {u: f"not transcribed by the ASR ({asr_skipped.get(u, f'absent from {asr_dir}')})"
+               for u in utts if u not in asr_text}
+    if len(skipped) == len(utts):
+        raise DataDirError(f"{out_dir}: none of the {len(utts)} utterance(s) of {data_dir} has a "
+                           f"transcript in {asr_dir}/text; was it transcribed from another corpus?")
+    _write_with_text(data_dir, out_dir, {u: asr_text[u] for u in utts if u in asr_text}, skipped)
+    if skipped:
+        logging.warning("%s: %d of %d utterance(s) of %s left out (listed in %s/skipped): %s",
+                        out_dir, len(skipped), len(utts), data_dir, out_dir,
+                        "; ".join(f"{u} {why}" for u, why in sorted(skipped.items())))
+    return skipped
+
+
 def merge(options, data_dir, out_dir, nj):
     """Write ``out_dir``: ``data_dir`` with the recognised ``text``, skipped utterances left out
     of every per-utterance file and listed in ``out_dir/skipped``. Returns (text, skipped)."""
@@ -203,16 +241,7 @@ def merge(options, data_dir, out_dir, nj):
     if missing:
         raise DataDirError(f"{out_dir}: {len(missing)} utterance(s) of {data_dir}/wav.scp have "
                            f"neither a transcript nor a line in skipped (e.g. {min(missing)})")
-    tables = read_data_dir(data_dir)
-    tables["text"] = text
-    tables = {name: {u: v for u, v in table.items() if u not in skipped}
-              for name, table in tables.items()}
-    write_data_dir(out_dir, tables)
-    for name in sorted(os.listdir(data_dir)):  # classes.txt and the like, as they are
-        source = os.path.join(data_dir, name)
-        if name not in tables and name != "spk2utt" and os.path.isfile(source):
-            shutil.copyfile(source, os.path.join(out_dir, name))
-    write_table(os.path.join(out_dir, "skipped"), skipped)
+    _write_with_text(data_dir, out_dir, text, skipped)
     atomic_write_text(os.path.join(out_dir, ".done"),
                       json.dumps({"fingerprint": fingerprint(options, wav_scp)}))
     for utt, reason in skipped.items():

@@ -30,6 +30,38 @@ def w2v2_base_dir(tmp_path_factory):
     return save_tiny_wav2vec2(tmp_path_factory.mktemp("w2v2_nomask"), attention_mask=False)
 
 
+def save_tiny_ctc_asr(path, letter="a"):
+    """A random wav2vec2-CTC recogniser whose output bias makes every frame ``letter``: its
+    transcript of any audio is exactly ``letter`` (CTC collapses repeats)."""
+    import json
+
+    import torch
+    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
+                              Wav2Vec2ForCTC, Wav2Vec2Processor)
+
+    vocab = {"<pad>": 0, "|": 1, "a": 2, "b": 3}
+    (path / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(path / "vocab.json"), pad_token="<pad>",
+                                     word_delimiter_token="|")
+    extractor = Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=True)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(path)
+    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=32, conv_dim=(8,) * 7, num_conv_pos_embeddings=8,
+                            num_conv_pos_embedding_groups=2, vocab_size=len(vocab), pad_token_id=0)
+    model = Wav2Vec2ForCTC(config)
+    with torch.no_grad():
+        model.lm_head.bias.fill_(-30.0)
+        model.lm_head.bias[vocab[letter]] = 30.0
+    model.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def ctc_asr_dir(tmp_path_factory):
+    """A tiny CTC recogniser that transcribes any audio as 'a'."""
+    return save_tiny_ctc_asr(tmp_path_factory.mktemp("ctc_asr"))
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

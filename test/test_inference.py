@@ -184,39 +184,28 @@ def test_export_bundles_pretrained_models_and_predicts_the_same(w2v2_dir, tmp_pa
     assert got == pytest.approx(expected, abs=1e-6)
 
 
-def save_tiny_ctc_asr(path, letter="a"):
-    """A random wav2vec2-CTC recogniser whose output bias makes every frame ``letter``: its
-    transcript of any audio is exactly ``letter`` (CTC collapses repeats)."""
-    import json
-
-    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
-                              Wav2Vec2ForCTC, Wav2Vec2Processor)
-
-    vocab = {"<pad>": 0, "|": 1, "a": 2, "b": 3}
-    (path / "vocab.json").write_text(json.dumps(vocab))
-    tokenizer = Wav2Vec2CTCTokenizer(str(path / "vocab.json"), pad_token="<pad>",
-                                     word_delimiter_token="|")
-    extractor = Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=True)
-    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(path)
-    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                            intermediate_size=32, conv_dim=(8,) * 7, num_conv_pos_embeddings=8,
-                            num_conv_pos_embedding_groups=2, vocab_size=len(vocab), pad_token_id=0)
-    model = Wav2Vec2ForCTC(config)
-    with torch.no_grad():
-        model.lm_head.bias.fill_(-30.0)
-        model.lm_head.bias[vocab[letter]] = 30.0
-    model.save_pretrained(path)
-    return str(path)
-
-
-def test_transcribe_with_a_local_asr_model(fbank_model, wav_path, tmp_path, capsys):
-    asr_dir = save_tiny_ctc_asr(tmp_path)
+def test_transcribe_with_a_local_asr_model(fbank_model, wav_path, ctc_asr_dir, capsys):
+    asr_dir = ctc_asr_dir
     infer.main(["--model-dir", fbank_model, wav_path, "--transcribe", asr_dir])
     captured = capsys.readouterr()
     assert "utt1: transcript 'a'" in captured.err
     assert captured.out.strip().endswith("(audio+text)")
     with pytest.raises(SystemExit):
         infer.main(["--model-dir", fbank_model, wav_path, "--transcribe", asr_dir, "--text", "x"])
+
+
+def test_transcribe_accepts_packaged_model_names(fbank_model, wav_path, ctc_asr_dir, capsys,
+                                                 monkeypatch):
+    """--transcribe packaged:NAME resolves through the packaged-model cache (stood in for by the
+    tiny CTC dir: the real conversion is tested in test/bin/test_transcribe.py)."""
+    from mser.features import ct2_whisper
+
+    resolved = []
+    monkeypatch.setattr(ct2_whisper, "packaged_model_dir",
+                        lambda name: resolved.append(name) or ctc_asr_dir)
+    infer.main(["--model-dir", fbank_model, wav_path, "--transcribe", "packaged:whisper-tiny.en"])
+    assert resolved == ["whisper-tiny.en"]
+    assert "utt1: transcript 'a'" in capsys.readouterr().err
 
 
 def write_data_dir(path, wavs, texts=None):

@@ -16,6 +16,7 @@ import pytest
 from mser.bin import infer
 from mser.data.datadir import read_table
 from mser.inference import export_model
+from mser.utils.wer import data_dir_wer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "egs", "synth_iemocap")
@@ -168,3 +169,50 @@ def test_infer_reproduces_the_decoding_stage(recipe, capsys, tmp_path, monkeypat
     assert exported.keys() == got.keys()
     for utt, probs in exported.items():
         np.testing.assert_allclose(probs, got[utt], atol=1e-6)
+
+
+def test_asr_text_source(recipe, ctc_asr_dir):
+    """--test_text asr: stage 2 transcribes data/all (a tiny CTC model that hears 'a' in
+    everything), dumps its text features and the fold's ASR test set, which names the utterance
+    the ASR could not read; decoding reads them, scoring reports the WER; the model trained on
+    gold text. --train_text asr: training reads the fold's ASR train/dev sets and features."""
+    assert not (recipe / "data" / "all_asr").exists()  # gold text only: no ASR step
+    bad = sorted(read_table(recipe / "data" / "fold1" / "test" / "utt2emo"))[-1]
+    wav = os.path.join(recipe, read_table(recipe / "data" / "all" / "wav.scp")[bad])
+    os.replace(wav, wav + ".orig")
+    try:
+        with open(wav, "wb") as f:
+            f.write(b"RIFF\x00\x00not a wav file")
+        out = run_recipe(recipe, "--stage", "2", "--folds", "1", "--test_text", "asr",
+                         "--asr_model", ctc_asr_dir, "--train_opts", "--epochs 1 --min-steps 0")
+    finally:
+        os.replace(wav + ".orig", wav)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"{bad} not transcribed by the ASR (cannot read audio" in out.stderr
+    assert set(read_table(recipe / "data" / "all_asr" / "text").values()) == {"a"}
+    asr_test = recipe / "data" / "fold1" / "asr" / "test"
+    assert list(read_table(asr_test / "skipped")) == [bad]
+    assert not (recipe / "data" / "fold1" / "asr" / "train").exists()
+    exp = recipe / "exp" / f"{TAG}_traingold_testasr"
+    train_cmd = (exp / "log" / "train.fold1.log").read_text().splitlines()[0]
+    assert "--data-dir data/fold1 " in train_cmd and "dump/minilm/feats.scp" in train_cmd
+    decode_cmd = (exp / "log" / "decode.fold1.log").read_text().splitlines()[0]
+    assert "--data-dir data/fold1/asr/test --text-feats dump/minilm_asr/feats.scp" in decode_cmd
+    test_utts = set(read_table(recipe / "data" / "fold1" / "test" / "utt2emo")) - {bad}
+    assert set(read_posteriors(exp / "fold1" / "decode" / "both" / "posteriors")) == test_utts
+    wer = json.loads((exp / "scores.json").read_text())["wer"]["folds"][0]
+    assert wer["not_transcribed"] == [bad] and wer["utterances"] == len(test_utts)
+    assert wer["wer"] == data_dir_wer(recipe / "data" / "fold1" / "test", asr_test).wer > 0.5
+    assert f"| {TAG}_traingold_testasr | {100 * wer['wer']:.2f} ± 0.00 |" in \
+        (recipe / "RESULTS.md").read_text()
+
+    out = run_recipe(recipe, "--stage", "2", "--stop_stage", "3", "--folds", "1",
+                     "--train_text", "asr", "--test_text", "asr", "--asr_model", ctc_asr_dir,
+                     "--train_config", "conf/tuning/text_only.yaml",
+                     "--train_opts", "--epochs 1 --min-steps 0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "data/all_asr is complete" in out.stdout  # transcribed once
+    train_cmd = (recipe / "exp" / "text_only_minilm_trainasr_testasr" / "log" /
+                 "train.fold1.log").read_text().splitlines()[0]
+    assert "--data-dir data/fold1/asr " in train_cmd and "dump/minilm_asr/feats.scp" in train_cmd
+    assert read_table(recipe / "data" / "fold1" / "asr" / "dev" / "text")

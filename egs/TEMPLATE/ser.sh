@@ -17,10 +17,13 @@ fold_jobs=1                # folds trained (and decoded) at once, as one job arr
 seed=0                     # training seed
 audio_feat=fbank           # acoustic features: conf/feats/<audio_feat>.yaml
 text_feat=minilm           # linguistic features: conf/feats/<text_feat>.yaml
+train_text=gold            # transcripts of train/dev: gold (the corpus's) or asr (--asr_model's)
+test_text=gold             # transcripts of the test sets: gold or asr (gold/asr: as deployed)
+asr_model=packaged:whisper-tiny.en  # ASR of stage 2 when a text is asr: packaged:NAME or a dir
 train_config=conf/train.yaml  # training YAML (a tuning YAML names its base)
 train_opts=                # extra options of mser.bin.train, e.g. "--epochs 5"
 tag=                       # experiment name; empty: <config name>_<features the config uses>
-reference_tag=             # RESULTS.md tests every tag against it; empty: conf/train.yaml's tag
+reference_tag=             # RESULTS.md tests every tag against it; empty: conf/train.yaml's tag (gold text)
 help_message="Usage: ./run.sh [--option value ...]   (run from egs/<corpus>; stages in README.md)"
 . utils/parse_options.sh
 . ./path.sh
@@ -29,6 +32,9 @@ help_message="Usage: ./run.sh [--option value ...]   (run from egs/<corpus>; sta
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (ser.sh:${BASH_LINENO[0]}) $*"; }
 die() { echo "ser.sh: $*" >&2; exit 1; }
 for name in nj nproc fold_jobs; do [ "${!name}" -ge 1 ] || die "--$name ${!name}: expected at least 1"; done
+for name in train_text test_text; do
+  [[ ${!name} == gold || ${!name} == asr ]] || die "--$name ${!name}: expected gold or asr"
+done
 [ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"
 [ -x local/data.sh ] || die "run me from a recipe dir (egs/<corpus>) holding local/data.sh"
 ngpu=$(python -m mser.bin.resolve_ngpu "$ngpu")
@@ -39,14 +45,27 @@ tag_of() {  # <config> <its modalities>
   local name; name=$(basename "${1%.yaml}")
   [[ $2 == *audio* ]] && name+=_$audio_feat
   [[ $2 == *text* ]] && name+=_$text_feat
+  # ASR transcripts anywhere: the text source of training and of testing, e.g. _traingold_testasr
+  [[ $2 == *text* && "$train_text$test_text" != goldgold ]] && name+=_train${train_text}_test${test_text}
   echo "$name"
 }
 modalities=$(modalities_of "$train_config")
 tag=${tag:-$(tag_of "$train_config" "$modalities")}
 exp=exp/$tag
+# ASR text (stage 2): data/all_asr, its text features dump/<text_feat>_asr and per fold
+# data/fold<k>/asr/{train,dev,test}: the fold's sets with ASR transcripts.
+asr_sets=()
+if [[ $modalities == *text* ]]; then
+  [ $train_text = asr ] && asr_sets+=(train dev)
+  [ $test_text = asr ] && asr_sets+=(test)
+fi
+text_dump() { [ "$1" = asr ] && echo dump/${text_feat}_asr || echo dump/$text_feat; }
+fold_dir() { [ "$1" = asr ] && echo data/foldJOB/asr || echo data/foldJOB; }  # <text source>
 feats=()
 [[ $modalities == *audio* ]] && feats+=(--audio-feats dump/$audio_feat/feats.scp)
-[[ $modalities == *text* ]] && feats+=(--text-feats dump/$text_feat/feats.scp)
+[[ $modalities == *text* ]] && feats+=(--text-feats $(text_dump $train_text)/feats.scp)
+test_feats=()
+[[ $modalities == *text* ]] && test_feats+=(--text-feats $(text_dump $test_text)/feats.scp)
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   [ -n "$corpus" ] || die "--corpus is empty: set the corpus dir in db.sh"
@@ -67,26 +86,39 @@ fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [[ $modalities == *text* ]]; then
   log "Stage 2: linguistic features ($text_feat) -> dump/$text_feat"
   utils/dump_feats.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu conf/feats/$text_feat.yaml data/all dump/$text_feat
+  if [ ${#asr_sets[@]} -gt 0 ]; then
+    log "Stage 2: ASR transcripts ($asr_model) -> data/all_asr, their $text_feat -> dump/${text_feat}_asr"
+    utils/transcribe.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu $asr_model data/all data/all_asr
+    utils/dump_feats.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu conf/feats/$text_feat.yaml data/all_asr dump/${text_feat}_asr
+    log "Stage 2: data/fold<k>/asr/{${asr_sets[*]}} for folds $folds (utterances the ASR skipped are named)"
+    for k in $folds; do
+      python -m mser.bin.asr_subset data/all_asr \
+        $(for s in ${asr_sets[@]}; do echo data/fold$k/$s data/fold$k/asr/$s; done)
+    done
+  fi
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: train $exp on folds $folds, $fold_jobs at once (logs: $exp/log/train.fold<k>.log)"
   $train_cmd --gpu $ngpu --max-jobs-run $fold_jobs $jobs $exp/log/train.foldJOB.log \
-    python -m mser.bin.train --config $train_config --data-dir data/foldJOB "${feats[@]}" \
+    python -m mser.bin.train --config $train_config --data-dir $(fold_dir $train_text) "${feats[@]}" \
       --exp-dir $exp/foldJOB --ngpu $ngpu --nproc $nproc --seed $seed $train_opts
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "Stage 4: decode each fold's test set on $device (both modalities, audio only, text only)"
   $train_cmd --gpu $ngpu --max-jobs-run $fold_jobs $jobs $exp/log/decode.foldJOB.log \
-    python -m mser.bin.decode --exp-dir $exp/foldJOB --data-dir data/foldJOB/test --device $device
+    python -m mser.bin.decode --exp-dir $exp/foldJOB --data-dir $(fold_dir $test_text)/test \
+      "${test_feats[@]}" --device $device
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: score $exp and regenerate RESULTS.md"
+  wer_dirs=()  # WER per fold of the ASR test transcripts against the gold ones
+  [[ " ${asr_sets[*]} " == *" test "* ]] && wer_dirs=(--wer-dirs data/fold{fold}/test data/fold{fold}/asr/test)
   python -m mser.bin.score --exp-dir $exp --folds "$folds" --results RESULTS.md \
-    --protocol-file data/protocol.txt \
-    --reference-tag ${reference_tag:-$(tag_of conf/train.yaml "$(modalities_of conf/train.yaml)")}
+    --protocol-file data/protocol.txt "${wer_dirs[@]}" \
+    --reference-tag ${reference_tag:-$(train_text=gold test_text=gold tag_of conf/train.yaml "$(modalities_of conf/train.yaml)")}
   cat $exp/scores.txt
   f=${folds%% *}
   if [ "$(python -m mser.bin.show_config $exp/fold$f/config.yaml model_conf.fusion)" = query ]; then

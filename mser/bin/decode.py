@@ -5,7 +5,9 @@ An utterance whose transcript is empty once its tags are removed ("", "[LAUGHTER
 audio-only under ``both``, as in mser-infer (mser.features.transcript.is_empty_transcript);
 under ``text_only`` it is scored on its special tokens, the only text it has.
 
-Reads only <exp-dir>/config.yaml and the checkpoint; writes <exp-dir>/decode/ (see
+Reads only <exp-dir>/config.yaml and the checkpoint (``--text-feats`` replaces the config's text
+features, e.g. with those of ASR transcripts: give the matching ``--data-dir``, whose ``text``
+decides which transcripts are empty); writes <exp-dir>/decode/ (see
 mser.scoring.decodes for the layout)."""
 import argparse
 import logging
@@ -16,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from mser.data.datadir import read_table
-from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_config
+from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_config, \
+    load_feat_info
 from mser.features.transcript import is_empty_transcript
 from mser.utils.checkpoint import load_model
 from mser.utils.fileio import atomic_open, atomic_write_text
@@ -35,8 +38,18 @@ def untranscribed(config, data_dir):
 
 
 @torch.inference_mode()
-def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32):
+def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32, text_feats=None):
+    """``text_feats`` replaces the training config's text feats.scp (e.g. features of ASR
+    transcripts for a model trained on gold ones)."""
     model, config = load_model(exp_dir, device=device, checkpoint=checkpoint)
+    if text_feats:
+        if "text" not in config["model_conf"]["modalities"]:
+            raise SystemExit(f"decode: --text-feats {text_feats}, but {exp_dir} uses no text")
+        info = load_feat_info(text_feats)
+        if info != config["text_info"]:
+            raise SystemExit(f"decode: {text_feats}: its features ({info}) are not those "
+                             f"{exp_dir} was trained on ({config['text_info']})")
+        config["text_feats"] = text_feats
     dataset = dataset_from_config(config, data_dir)
     classes = config["classes"]
     sampler = LengthBucketBatchSampler(dataset.lengths, batch_size=batch_size, shuffle=False)
@@ -77,9 +90,12 @@ def main(argv=None):
     parser.add_argument("--checkpoint", default="best.pt")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--text-feats", help="feats.scp of the test text instead of the training "
+                        "config's, e.g. of ASR transcripts (the same text features)")
     args = parser.parse_args(argv)
     setup_logging()
-    decode(args.exp_dir, args.data_dir, args.checkpoint, args.device, args.batch_size)
+    decode(args.exp_dir, args.data_dir, args.checkpoint, args.device, args.batch_size,
+           args.text_feats)
 
 
 if __name__ == "__main__":

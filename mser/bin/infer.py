@@ -47,7 +47,8 @@ def get_parser():
     parser.add_argument("--text", help="transcript of WAV")
     parser.add_argument("--text-file", help="batch mode: Kaldi text file (<utt> <transcript>)")
     parser.add_argument("--transcribe", metavar="ASR_DIR",
-                        help="transcribe with this local transformers ASR model (e.g. Whisper)")
+                        help="transcribe with this local transformers ASR model (Whisper, "
+                        "wav2vec2-CTC) or packaged:whisper-tiny.en / packaged:whisper-base")
     parser.add_argument("--max-utts", type=int, help="batch mode: only the first N utterances")
     parser.add_argument("--output", help="also write the result lines to this file")
     parser.add_argument("--attention-plot", metavar="PNG",

@@ -1,5 +1,5 @@
 """Score a decoded experiment (UA, WA, macro-F1, per-class recall, confusion; per fold, pooled,
-mean +/- std) into exp/<tag>/scores.{json,txt} + confusion.png, and regenerate RESULTS.md
+mean +/- std; with --wer-dirs the WER of ASR test transcripts) into exp/<tag>/scores.{json,txt} + confusion.png, and regenerate RESULTS.md
 (mser/scoring/results_md.py says which rows it keeps)."""
 import argparse
 import logging
@@ -31,14 +31,18 @@ def main(argv=None):
                         help="one line describing the folds, written by stage 0 (for --results)")
     parser.add_argument("--reference-tag", help="tag the others are tested against in RESULTS.md "
                         "(default: the scored tag)")
+    parser.add_argument("--wer-dirs", nargs=2, metavar=("GOLD_DIR", "ASR_DIR"),
+                        help="the test data dirs with gold and with ASR transcripts, '{fold}' "
+                        "for the fold (e.g. data/fold{fold}/test data/fold{fold}/asr/test): "
+                        "adds the WER of the test text per fold")
     parser.add_argument("--title", default=None, help="RESULTS.md title (default: recipe dir name)")
     args = parser.parse_args(argv)
     setup_logging()
     folds = [int(f) for f in args.folds.split()]
     try:
         protocol = read_protocol(args.protocol_file) if args.results else None
-        write_experiment_scores(args.exp_dir, folds)
-    except ValueError as e:
+        write_experiment_scores(args.exp_dir, folds, args.wer_dirs)
+    except (ValueError, FileNotFoundError) as e:
         sys.exit(f"score: {e}")
     logging.info("wrote %s/scores.json, scores.txt and confusion.png", args.exp_dir)
     if args.results:

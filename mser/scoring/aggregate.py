@@ -58,6 +58,26 @@ def score_experiment(exp_dir, folds):
     return top
 
 
+def score_wer(folds, reference_dir, hypothesis_dir):
+    """WER of each fold's ASR test transcripts against the gold ones (``{fold}`` in the two data
+    dir names is the fold), mean +/- sample std over folds and pooled over them."""
+    from mser.utils.wer import data_dir_wer
+
+    per_fold = []
+    for fold in folds:
+        ref, hyp = (d.format(fold=fold) for d in (reference_dir, hypothesis_dir))
+        errors = data_dir_wer(ref, hyp)
+        per_fold.append(dict(fold=int(fold), **errors.as_dict(), not_transcribed=errors.missing))
+    values = np.array([f["wer"] for f in per_fold])
+    counts = {k: sum(f[k] for f in per_fold)
+              for k in ("substitutions", "deletions", "insertions", "reference_words")}
+    errors = counts["substitutions"] + counts["deletions"] + counts["insertions"]
+    return {"folds": per_fold, "mean": float(values.mean()),
+            "std": float(values.std(ddof=1 if len(values) > 1 else 0)),
+            "pooled": errors / counts["reference_words"] if counts["reference_words"] else None,
+            "reference": reference_dir, "hypothesis": hypothesis_dir}
+
+
 def panels(scores):
     """(name, result) of the main condition, then the single-modality ones it does not repeat."""
     return [(scores["condition"], scores)] + [
@@ -83,12 +103,25 @@ def format_scores(scores):
         m, s = result["mean"], result["std"]
         lines.append(f"{name:<12} {'mean':>5} " + " ".join(
             f"{100 * m[k]:5.2f}+/-{100 * s[k]:.2f}" for k in SUMMARY_METRICS))
+    if "wer" in scores:
+        wer = scores["wer"]
+        lines.append(f"WER of the ASR test text ({wer['hypothesis']} against {wer['reference']}):")
+        for fold in wer["folds"]:
+            missing = fold["not_transcribed"]
+            lines.append(f"{'WER':<12} {fold['fold']:>5} {100 * fold['wer']:7.2f}  "
+                         f"({fold['reference_words']} words, {fold['utterances']} utterances; "
+                         f"{len(missing)} not transcribed{': ' if missing else ''}"
+                         f"{' '.join(missing)})")
+        lines.append(f"{'WER':<12} {'mean':>5} {100 * wer['mean']:5.2f}+/-{100 * wer['std']:.2f}")
     return "\n".join(lines) + "\n"
 
 
-def write_experiment_scores(exp_dir, folds):
-    """Write scores.json, scores.txt and confusion.png under ``exp_dir``; return the scores."""
+def write_experiment_scores(exp_dir, folds, wer_dirs=None):
+    """Write scores.json, scores.txt and confusion.png under ``exp_dir``; return the scores.
+    ``wer_dirs``: (gold test dir, ASR test dir) with ``{fold}``, for the WER of the test text."""
     scores = score_experiment(exp_dir, folds)
+    if wer_dirs:
+        scores["wer"] = score_wer(folds, *wer_dirs)
     with atomic_open(os.path.join(exp_dir, "scores.json"), "w", encoding="utf-8") as f:
         json.dump(_public(scores), f, indent=2)
     atomic_write_text(os.path.join(exp_dir, "scores.txt"), format_scores(scores))

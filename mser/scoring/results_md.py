@@ -7,6 +7,7 @@ the given folds is reported on the console and keeps its previous row, or gets a
 """
 import datetime
 import glob
+import json
 import logging
 import os
 import platform
@@ -20,6 +21,7 @@ from mser.utils.fileio import atomic_write_text
 MAIN_HEADER = "| tag | config | commit | condition | UA | WA | F1 | UA audio only | UA text only |"
 TEST_HEADER = ("| tag | condition | ΔUA vs reference [95% CI] | p (bootstrap) | tag right only / "
                "ref right only | p (McNemar) |")
+WER_HEADER = "| tag | WER of the ASR test text | UA | WA | test utterances not transcribed |"
 _REFERENCE = re.compile(r"^Paired tests against `([^`]+)`")
 
 
@@ -54,6 +56,20 @@ def _main_row(exp_dir, scores, folds):
             f"{_pm(scores.get('audio_only'), 'ua')} | {_pm(scores.get('text_only'), 'ua')} |")
 
 
+def _wer_row(exp_dir, scores):
+    """The WER row of a tag tested on ASR transcripts (its scores.json has ``wer``), else None."""
+    path = os.path.join(exp_dir, "scores.json")
+    with open(path, encoding="utf-8") as f:
+        wer = json.load(f).get("wer")
+    if wer is None:
+        return None
+    if [f["fold"] for f in wer["folds"]] != [f["fold"] for f in scores["folds"]]:
+        return f"| {scores['tag']} | {path} holds the WER of other folds: re-run stage 5 | | | |"
+    missing = sum(len(f["not_transcribed"]) for f in wer["folds"])
+    return (f"| {scores['tag']} | {100 * wer['mean']:.2f} ± {100 * wer['std']:.2f} | "
+            f"{_pm(scores, 'ua')} | {_pm(scores, 'wa')} | {missing} |")
+
+
 def _test_row(exp_dir, reference, folds, condition):
     """A markdown row of the paired tests of ``exp_dir`` against ``reference``."""
     try:
@@ -71,16 +87,16 @@ def _cells(row):
 
 
 def read_previous(path):
-    """``(main rows {tag: row}, test rows {tag: [row]}, reference tag)`` of an existing
-    RESULTS.md; empty when there is none."""
-    main, tests, reference, table = {}, {}, None, None
+    """``(main rows {tag: row}, test rows {tag: [row]}, reference tag, WER rows {tag: row})`` of
+    an existing RESULTS.md; empty when there is none."""
+    main, tests, reference, table, wers = {}, {}, None, None, {}
     if not os.path.exists(path):
-        return main, tests, reference
+        return main, tests, reference, wers
     with open(path, encoding="utf-8") as f:
         for line in f.read().splitlines():
             if _REFERENCE.match(line):
                 reference = _REFERENCE.match(line).group(1)
-            if line in (MAIN_HEADER, TEST_HEADER):
+            if line in (MAIN_HEADER, TEST_HEADER, WER_HEADER):
                 table = line
             elif not line.startswith("|"):
                 table = None
@@ -88,16 +104,18 @@ def read_previous(path):
                 tag = _cells(line)[0]
                 if table == MAIN_HEADER:
                     main[tag] = line
+                elif table == WER_HEADER:
+                    wers[tag] = line
                 else:
                     tests.setdefault(tag, []).append(line)
-    return main, tests, reference
+    return main, tests, reference, wers
 
 
 def write_results_md(path, exp_root, folds, reference_tag, title, protocol):
     """Regenerate RESULTS.md (see the module docstring); ``protocol`` describes the folds."""
     fold_list = " ".join(map(str, folds))
-    old_rows, old_tests, old_reference = read_previous(path)
-    rows, scored, kept = {}, [], []
+    old_rows, old_tests, old_reference, old_wers = read_previous(path)
+    rows, scored, kept, wers = {}, [], [], {}
     for exp_dir in sorted(os.path.dirname(p) for p in glob.glob(os.path.join(exp_root, "*", "scores.json"))):
         tag = os.path.basename(exp_dir)
         try:
@@ -109,11 +127,15 @@ def write_results_md(path, exp_root, folds, reference_tag, title, protocol):
             rows[tag] = old_rows.get(tag) or (f"| {tag} | - | - | not scored on folds {fold_list}: "
                                               f"{e} | - | - | - | - | - |")
             kept += [tag] if tag in old_rows else []
+            wers.update({tag: old_wers[tag]} if tag in old_wers else {})
             continue
         scored.append(exp_dir)
         rows[tag] = _main_row(exp_dir, scores, folds)
+        if (wer_row := _wer_row(exp_dir, scores)) is not None:
+            wers[tag] = wer_row
     kept += sorted(set(old_rows) - set(rows))
     rows.update({tag: old_rows[tag] for tag in kept})
+    wers.update({tag: old_wers[tag] for tag in kept if tag in old_wers})
 
     reference = os.path.join(exp_root, reference_tag)
     others = [e for e in scored if os.path.normpath(e) != os.path.normpath(reference)]
@@ -143,6 +165,12 @@ def write_results_md(path, exp_root, folds, reference_tag, title, protocol):
                  f"tests as they were then): {', '.join(kept)}.", ""]
     text += [MAIN_HEADER, "|---|---|---|---|---|---|---|---|---|",
              *(row for _, row in sorted(rows.items())), ""]
+    if wers:
+        text += ["Tags tested on ASR transcripts (`--test_text asr`): WER of the test transcripts "
+                 "against the corpus's (mean ± sample std over folds, in %; mser.utils.wer) next "
+                 "to the tag's UA and WA. Test utterances the ASR skipped are left out of the "
+                 "tag's scores and counted here.", "",
+                 WER_HEADER, "|---|---|---|---|---|", *(row for _, row in sorted(wers.items())), ""]
     if main_tests:
         text += [f"Paired tests against `{reference_tag}` over the pooled test utterances "
                  "(bootstrap of UA difference, 1000 resamples; exact McNemar on correctness):", "",

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from mser import asr
-from mser.bin import transcribe
+from mser.bin import asr_subset, transcribe
 from mser.utils.wer import data_dir_wer
 
 
@@ -95,6 +95,32 @@ def test_unreadable_wav_is_reported_and_left_out(data_dir, tmp_path, monkeypatch
         transcribe.main(["--model-dir", "other", "--nj", "2", str(data_dir), str(out),
                          "--check-done"])
     assert stale.value.code == 1
+
+
+def test_asr_subset_names_what_the_asr_skipped(data_dir, tmp_path, monkeypatch, capsys):
+    """A fold's set with the transcripts of the transcribed superset: the utterance the
+    recogniser could not read is named with its reason and listed, the others keep their
+    files; a set sharing no utterance with the superset is an error."""
+    monkeypatch.setattr(asr, "SpeechRecognizer", LengthRecognizer)
+    transcribe.main(["--model-dir", "stand-in", str(data_dir), str(tmp_path / "all_asr")])
+    test_set = tmp_path / "test"
+    test_set.mkdir()
+    for name in ("wav.scp", "utt2spk", "text", "utt2emo"):  # spk1's utterances
+        lines = (data_dir / name).read_text().splitlines(keepends=True)
+        (test_set / name).write_text("".join(line for line in lines if line.startswith("spk1")))
+    (test_set / "classes.txt").write_text("neu\nhap\n")
+    capsys.readouterr()
+    asr_subset.main([str(tmp_path / "all_asr"), str(test_set), str(tmp_path / "test_asr")])
+    out = tmp_path / "test_asr"
+    assert "1 of 3 utterance(s) of" in capsys.readouterr().err
+    assert (out / "skipped").read_text().startswith(
+        "spk1_utt2 not transcribed by the ASR (cannot read audio")
+    assert (out / "text").read_text() == "spk1_utt0 n8000\nspk1_utt1 n9600\n"
+    assert (out / "utt2emo").read_text().count("\n") == 2
+    assert (out / "classes.txt").read_text() == "neu\nhap\n"
+    (test_set / "utt2spk").write_text("other_utt spk9\n")
+    with pytest.raises(SystemExit, match="none of the 1 utterance"):
+        asr_subset.main([str(tmp_path / "all_asr"), str(test_set), str(tmp_path / "bad")])
 
 
 def test_merge_refuses_unfinished_jobs(data_dir, tmp_path, monkeypatch):

@@ -128,3 +128,44 @@ def test_results_md_keeps_rows_of_tags_not_run_and_names_unscorable_ones(tmp_pat
     (tmp_path / "protocol.txt").unlink()
     out = run_score(tmp_path, clone / "full", "1 2", "full")
     assert out.returncode != 0 and "protocol.txt: not found; stage 0 (local/data.sh)" in out.stderr
+
+
+def write_texts(data_dir, texts):
+    data_dir.mkdir(parents=True)
+    (data_dir / "text").write_text("".join(f"{u} {t}\n" for u, t in texts.items()))
+
+
+def test_wer_of_asr_test_text_next_to_ua_wa(tmp_path):
+    """--wer-dirs: WER per fold of known transcript pairs in scores.json, scores.txt and
+    RESULTS.md, the utterances without a transcript counted and named; the row is kept by a run
+    that does not score the tag."""
+    root = tmp_path / "exp"
+    make_exp(root, "asr", [8, 6])
+    data = tmp_path / "data"
+    write_texts(data / "fold1" / "test", {"spk1_u000": "a b c d"})
+    write_texts(data / "fold1" / "asr", {"spk1_u000": "A, x c d."})  # 1 substitution / 4
+    write_texts(data / "fold2" / "test", {"spk2_u000": "one two", "spk2_u001": "three"})
+    write_texts(data / "fold2" / "asr", {"spk2_u000": "one two three"})  # 1 insertion / 2
+    (tmp_path / "protocol.txt").write_text("toy, 2 folds\n")
+    out = subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir", str(root / "asr"),
+                          "--folds", "1 2", "--results", str(tmp_path / "RESULTS.md"),
+                          "--protocol-file", str(tmp_path / "protocol.txt"), "--wer-dirs",
+                          str(data / "fold{fold}" / "test"), str(data / "fold{fold}" / "asr")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    wer = json.loads((root / "asr" / "scores.json").read_text())["wer"]
+    assert [f["wer"] for f in wer["folds"]] == [0.25, 0.5]
+    assert [f["not_transcribed"] for f in wer["folds"]] == [[], ["spk2_u001"]]
+    assert math.isclose(wer["mean"], 0.375) and math.isclose(wer["pooled"], 2 / 6)
+    assert math.isclose(wer["std"], np.std([0.25, 0.5], ddof=1))
+    text = (root / "asr" / "scores.txt").read_text()
+    assert "WER              2   50.00  (2 words, 1 utterances; 1 not transcribed: spk2_u001)" in text
+    wer_row = "| asr | 37.50 ± 17.68 | 87.50 ± 17.68 | 87.50 ± 17.68 | 1 |"
+    assert wer_row in (tmp_path / "RESULTS.md").read_text()
+
+    other = tmp_path / "other"  # another clone scores only its own tag: the WER row stays
+    make_exp(other, "gold", [8, 8])
+    out = run_score(tmp_path, other / "gold", "1 2", "gold")
+    assert out.returncode == 0, out.stderr
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert wer_row in results and "| gold |" not in results.split("WER of the ASR")[1]
