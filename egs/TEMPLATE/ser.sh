@@ -52,12 +52,15 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   [ -n "$corpus" ] || die "--corpus is empty: set the corpus dir in db.sh"
   log "Stage 0: prepare data/all and data/fold<k>/{train,dev,test} from $corpus"
   local/data.sh $local_data_opts "$corpus" data
-  [ -s data/protocol.txt ] || die "local/data.sh wrote no data/protocol.txt (see egs/TEMPLATE/README.md)"
+  [ -s data/protocol ] || die "local/data.sh wrote no data/protocol (see egs/TEMPLATE/README.md)"
 fi
 
 folds=${folds:-$(ls -d data/fold* 2>/dev/null | sed 's:data/fold::' | sort -n | paste -sd ' ')}
 [ $stop_stage -lt 3 ] || [ -n "$folds" ] || die "no data/fold<k>: run stage 0 first"
 jobs=JOB=$(echo $folds | tr ' ' ,)  # the job array: one job per fold
+# The test subsets of each fold (data/protocol "tests", e.g. "test test2"); decoded and scored.
+tests=$(awk '$1 == "tests" { $1 = ""; print }' data/protocol 2>/dev/null || true)
+[ $stop_stage -lt 4 ] || [ -n "$tests" ] || die "data/protocol names no test subset: run stage 0 first"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [[ $modalities == *audio* ]]; then
   log "Stage 1: acoustic features ($audio_feat) -> dump/$audio_feat"
@@ -77,17 +80,21 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  log "Stage 4: decode each fold's test set on $device (both modalities, audio only, text only)"
-  $train_cmd --gpu $ngpu --max-jobs-run $fold_jobs $jobs $exp/log/decode.foldJOB.log \
-    python -m mser.bin.decode --exp-dir $exp/foldJOB --data-dir data/foldJOB/test --device $device
+  for t in $tests; do
+    log "Stage 4: decode each fold's $t set on $device (both modalities, audio only, text only)"
+    name=decode; [ $t = test ] || name=decode_$t
+    $train_cmd --gpu $ngpu --max-jobs-run $fold_jobs $jobs $exp/log/$name.foldJOB.log \
+      python -m mser.bin.decode --exp-dir $exp/foldJOB --data-dir data/foldJOB/$t --subset $t \
+        --device $device
+  done
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: score $exp and regenerate RESULTS.md"
+  log "Stage 5: score $exp on $tests and regenerate RESULTS.md (headline metric: data/protocol)"
   python -m mser.bin.score --exp-dir $exp --folds "$folds" --results RESULTS.md \
-    --protocol-file data/protocol.txt \
+    --protocol-file data/protocol \
     --reference-tag ${reference_tag:-$(tag_of conf/train.yaml "$(modalities_of conf/train.yaml)")}
-  cat $exp/scores.txt
+  cat $exp/scores*.txt
   f=${folds%% *}
   if [ "$(python -m mser.bin.show_config $exp/fold$f/config.yaml model_conf.fusion)" = query ]; then
     log "Stage 5: plot where the emotion queries attend (first test utterance of fold $f)"

@@ -5,7 +5,8 @@ An utterance whose transcript is empty once its tags are removed ("", "[LAUGHTER
 audio-only under ``both``, as in mser-infer (mser.features.transcript.is_empty_transcript);
 under ``text_only`` it is scored on its special tokens, the only text it has.
 
-Reads only <exp-dir>/config.yaml and the checkpoint; writes <exp-dir>/decode/ (see
+Reads only <exp-dir>/config.yaml and the checkpoint; writes <exp-dir>/decode/ (or
+<exp-dir>/decode_<subset>/ for a test subset other than "test", e.g. MSP-Podcast's test2; see
 mser.scoring.decodes for the layout)."""
 import argparse
 import logging
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from mser.data.datadir import read_table
 from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_config
 from mser.features.transcript import is_empty_transcript
+from mser.scoring.decodes import decode_name
 from mser.utils.checkpoint import load_model
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.logging import setup_logging
@@ -35,7 +37,7 @@ def untranscribed(config, data_dir):
 
 
 @torch.inference_mode()
-def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32):
+def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32, subset="test"):
     model, config = load_model(exp_dir, device=device, checkpoint=checkpoint)
     dataset = dataset_from_config(config, data_dir)
     classes = config["classes"]
@@ -53,7 +55,7 @@ def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32)
                         keep={"text": has_text} if condition == "both" else None)
             probs = torch.softmax(out["logits"].float(), dim=-1).cpu().numpy()
             posteriors[condition].update(zip(batch["utts"], probs))
-    out_dir = os.path.join(exp_dir, "decode")
+    out_dir = os.path.join(exp_dir, decode_name(subset))
     os.makedirs(out_dir, exist_ok=True)
     atomic_write_text(os.path.join(out_dir, "classes.txt"), "\n".join(classes) + "\n")
     with atomic_open(os.path.join(out_dir, "utt2emo"), "wb") as f, \
@@ -74,12 +76,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--exp-dir", required=True, help="exp/<tag>/fold<k>")
     parser.add_argument("--data-dir", required=True, help="the fold's test data dir")
+    parser.add_argument("--subset", default="test",
+                        help="name of the test subset (data/protocol 'tests'); decoded to "
+                             "<exp-dir>/decode, or decode_<subset> for another than 'test'")
     parser.add_argument("--checkpoint", default="best.pt")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
     setup_logging()
-    decode(args.exp_dir, args.data_dir, args.checkpoint, args.device, args.batch_size)
+    decode(args.exp_dir, args.data_dir, args.checkpoint, args.device, args.batch_size, args.subset)
 
 
 if __name__ == "__main__":
