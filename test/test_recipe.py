@@ -15,6 +15,7 @@ import pytest
 
 from mser.bin import infer
 from mser.data.datadir import read_table
+from mser.data.protocol import read_protocol
 from mser.inference import export_model
 from mser.utils.wer import data_dir_wer
 
@@ -73,8 +74,10 @@ def test_recipe_leaves_scores_results_and_plots(recipe):
     results = (recipe / "RESULTS.md").read_text()
     assert re.search(rf"\| {TAG} \| conf/train.yaml \| [0-9a-f]{{7}}(\+dirty)? \| both \|", results)
     # The protocol is the one stage 0 described, not a hard-coded one.
-    protocol = (recipe / "data" / "protocol.txt").read_text().strip()
-    assert "leave-one-session-out" in protocol and f"- protocol: {protocol}\n" in results
+    protocol = read_protocol(recipe / "data" / "protocol")
+    assert "leave-one-session-out" in protocol["description"] and protocol["tests"] == ["test"]
+    assert (f"- corpus: generated demo corpus (seed 0); protocol: {protocol['description']}\n"
+            in results and "- headline metric: UA\n" in results)
     # The two folds ran as one job array, two at once, each on its share of the cores.
     threads = max(1, min(len(os.sched_getaffinity(0)), int(os.environ.get("OMP_NUM_THREADS", 10 ** 6))) // 2)
     for fold in (1, 2):

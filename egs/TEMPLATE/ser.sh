@@ -64,19 +64,20 @@ fold_dir() { [ "$1" = asr ] && echo data/foldJOB/asr || echo data/foldJOB; }  # 
 feats=()
 [[ $modalities == *audio* ]] && feats+=(--audio-feats dump/$audio_feat/feats.scp)
 [[ $modalities == *text* ]] && feats+=(--text-feats $(text_dump $train_text)/feats.scp)
-test_feats=()
-[[ $modalities == *text* ]] && test_feats+=(--text-feats $(text_dump $test_text)/feats.scp)
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   [ -n "$corpus" ] || die "--corpus is empty: set the corpus dir in db.sh"
   log "Stage 0: prepare data/all and data/fold<k>/{train,dev,test} from $corpus"
   local/data.sh $local_data_opts "$corpus" data
-  [ -s data/protocol.txt ] || die "local/data.sh wrote no data/protocol.txt (see egs/TEMPLATE/README.md)"
+  [ -s data/protocol ] || die "local/data.sh wrote no data/protocol (see egs/TEMPLATE/README.md)"
 fi
 
 folds=${folds:-$(ls -d data/fold* 2>/dev/null | sed 's:data/fold::' | sort -n | paste -sd ' ')}
 [ $stop_stage -lt 3 ] || [ -n "$folds" ] || die "no data/fold<k>: run stage 0 first"
 jobs=JOB=$(echo $folds | tr ' ' ,)  # the job array: one job per fold
+# The test subsets of each fold (data/protocol "tests", e.g. "test test2"); decoded and scored.
+tests=$(awk '$1 == "tests" { $1 = ""; print }' data/protocol 2>/dev/null || true)
+[ $stop_stage -lt 4 ] || [ -n "$tests" ] || die "data/protocol names no test subset: run stage 0 first"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [[ $modalities == *audio* ]]; then
   log "Stage 1: acoustic features ($audio_feat) -> dump/$audio_feat"
@@ -106,20 +107,25 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  log "Stage 4: decode each fold's test set on $device (both modalities, audio only, text only)"
-  $train_cmd --gpu $ngpu --max-jobs-run $fold_jobs $jobs $exp/log/decode.foldJOB.log \
-    python -m mser.bin.decode --exp-dir $exp/foldJOB --data-dir $(fold_dir $test_text)/test \
-      "${test_feats[@]}" --device $device
+  for t in $tests; do  # ASR test text applies to "test"; other subsets keep the gold text
+    log "Stage 4: decode each fold's $t set on $device (both modalities, audio only, text only)"
+    name=decode; [ $t = test ] || name=decode_$t
+    src=gold; [ $t = test ] && src=$test_text
+    test_feats=(); [[ $modalities == *text* ]] && test_feats=(--text-feats $(text_dump $src)/feats.scp)
+    $train_cmd --gpu $ngpu --max-jobs-run $fold_jobs $jobs $exp/log/$name.foldJOB.log \
+      python -m mser.bin.decode --exp-dir $exp/foldJOB --data-dir $(fold_dir $src)/$t --subset $t \
+        "${test_feats[@]}" --device $device
+  done
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: score $exp and regenerate RESULTS.md"
+  log "Stage 5: score $exp on $tests and regenerate RESULTS.md (headline metric: data/protocol)"
   wer_dirs=()  # WER per fold of the ASR test transcripts against the gold ones
   [[ " ${asr_sets[*]} " == *" test "* ]] && wer_dirs=(--wer-dirs data/fold{fold}/test data/fold{fold}/asr/test)
   python -m mser.bin.score --exp-dir $exp --folds "$folds" --results RESULTS.md \
-    --protocol-file data/protocol.txt "${wer_dirs[@]}" \
+    --protocol-file data/protocol "${wer_dirs[@]}" \
     --reference-tag ${reference_tag:-$(train_text=gold test_text=gold tag_of conf/train.yaml "$(modalities_of conf/train.yaml)")}
-  cat $exp/scores.txt
+  cat $exp/scores*.txt
   f=${folds%% *}
   if [ "$(python -m mser.bin.show_config $exp/fold$f/config.yaml model_conf.fusion)" = query ]; then
     log "Stage 5: plot where the emotion queries attend (first test utterance of fold $f)"

@@ -3,8 +3,10 @@
 # The corpus is license-gated: set IEMOCAP in db.sh to your copy. Pre-trained encoders are read
 # from local directories (conf/feats/*.yaml); nothing is downloaded. The stages are
 # egs/TEMPLATE/ser.sh; ./run.sh --help lists every option. Corpus options (class set, improvised
-# only, speaker folds, noise tags: local/data.sh --help) go through --local_data_opts, e.g.
-#   ./run.sh --local_data_opts "--cv speaker --class_set 6class"
+# only, speaker folds, noise tags, text-disjoint folds: local/data.sh --help) go through
+# --local_data_opts, e.g.  ./run.sh --local_data_opts "--cv speaker --class_set 6class"
+# Stage 0 reports the share of test transcripts seen verbatim in training (scripted dialogues);
+# "--text_disjoint true" removes them from train/dev (README, Corpora).
 set -euo pipefail
 . ./db.sh
 

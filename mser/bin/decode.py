@@ -7,7 +7,8 @@ under ``text_only`` it is scored on its special tokens, the only text it has.
 
 Reads only <exp-dir>/config.yaml and the checkpoint (``--text-feats`` replaces the config's text
 features, e.g. with those of ASR transcripts: give the matching ``--data-dir``, whose ``text``
-decides which transcripts are empty); writes <exp-dir>/decode/ (see
+decides which transcripts are empty); writes <exp-dir>/decode/ (or
+<exp-dir>/decode_<subset>/ for a test subset other than "test", e.g. MSP-Podcast's test2; see
 mser.scoring.decodes for the layout)."""
 import argparse
 import logging
@@ -21,6 +22,7 @@ from mser.data.datadir import read_table
 from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_config, \
     load_feat_info
 from mser.features.transcript import is_empty_transcript
+from mser.scoring.decodes import decode_name
 from mser.utils.checkpoint import load_model
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.logging import setup_logging
@@ -38,7 +40,8 @@ def untranscribed(config, data_dir):
 
 
 @torch.inference_mode()
-def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32, text_feats=None):
+def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32, subset="test",
+           text_feats=None):
     """``text_feats`` replaces the training config's text feats.scp (e.g. features of ASR
     transcripts for a model trained on gold ones)."""
     model, config = load_model(exp_dir, device=device, checkpoint=checkpoint)
@@ -66,7 +69,7 @@ def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32,
                         keep={"text": has_text} if condition == "both" else None)
             probs = torch.softmax(out["logits"].float(), dim=-1).cpu().numpy()
             posteriors[condition].update(zip(batch["utts"], probs))
-    out_dir = os.path.join(exp_dir, "decode")
+    out_dir = os.path.join(exp_dir, decode_name(subset))
     os.makedirs(out_dir, exist_ok=True)
     atomic_write_text(os.path.join(out_dir, "classes.txt"), "\n".join(classes) + "\n")
     with atomic_open(os.path.join(out_dir, "utt2emo"), "wb") as f, \
@@ -87,6 +90,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--exp-dir", required=True, help="exp/<tag>/fold<k>")
     parser.add_argument("--data-dir", required=True, help="the fold's test data dir")
+    parser.add_argument("--subset", default="test",
+                        help="name of the test subset (data/protocol 'tests'); decoded to "
+                             "<exp-dir>/decode, or decode_<subset> for another than 'test'")
     parser.add_argument("--checkpoint", default="best.pt")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -94,7 +100,7 @@ def main(argv=None):
                         "config's, e.g. of ASR transcripts (the same text features)")
     args = parser.parse_args(argv)
     setup_logging()
-    decode(args.exp_dir, args.data_dir, args.checkpoint, args.device, args.batch_size,
+    decode(args.exp_dir, args.data_dir, args.checkpoint, args.device, args.batch_size, args.subset,
            args.text_feats)
 
 

@@ -1,4 +1,6 @@
-"""Prepare Kaldi data dirs from IEMOCAP_full_release: <data_dir>/all and <data_dir>/fold*/{train,dev,test}.
+"""Prepare Kaldi data dirs from IEMOCAP_full_release: <data_dir>/all and <data_dir>/fold*/{train,dev,test},
+and <data_dir>/protocol (mser/data/protocol.py). Also reports the share of test transcripts that
+occur verbatim in the same fold's train/dev data (see --text-disjoint).
 
 Every written dir holds wav.scp, text, utt2spk, spk2utt, utt2emo, utt2sess, utt2dur and classes.txt.
 Example:  python -m mser.bin.prepare_iemocap --iemocap /corpora/IEMOCAP_full_release data
@@ -34,6 +36,12 @@ def get_parser():
     parser.add_argument("--dev-fraction", type=float, default=0.1,
                         help="dev share with --dev fraction (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --dev fraction")
+    parser.add_argument("--text-disjoint", action="store_true",
+                        help="drop from each fold's train and dev sets every utterance whose "
+                             "normalised transcript occurs in its test set (scripted lines are "
+                             "read in every session), so no test transcript is seen in training")
+    parser.add_argument("--corpus-name", default="IEMOCAP",
+                        help="corpus name in <data_dir>/protocol (default: %(default)s)")
     parser.add_argument("--skip-missing-wav", action="store_true",
                         help="drop labelled utterances without a wav (with a warning) "
                              "instead of failing")
@@ -57,6 +65,7 @@ def main(argv=None):
         prepare_iemocap(args.iemocap, args.data_dir, class_set=args.class_set,
                         improvised_only=args.improvised_only, noise_tags=args.noise_tags,
                         cv=args.cv, dev=args.dev, dev_fraction=args.dev_fraction, seed=args.seed,
+                        text_disjoint=args.text_disjoint, corpus_name=args.corpus_name,
                         skip_missing_wav=args.skip_missing_wav,
                         skip_missing_text=args.skip_missing_text,
                         skip_unlabelled=args.skip_unlabelled)

@@ -1,25 +1,17 @@
-"""Score a decoded experiment (UA, WA, macro-F1, per-class recall, confusion; per fold, pooled,
-mean +/- std; with --wer-dirs the WER of ASR test transcripts) into exp/<tag>/scores.{json,txt} + confusion.png, and regenerate RESULTS.md
-(mser/scoring/results_md.py says which rows it keeps)."""
+"""Score a decoded experiment (UA, WA, macro-F1, weighted F1, per-class recall, confusion; per
+fold, pooled, mean +/- std) on each test subset of data/protocol, headed by its headline metric,
+into exp/<tag>/scores.{json,txt} + confusion.png (scores_<subset>.* for a further subset such as
+MSP-Podcast's test2; with --wer-dirs also the WER of ASR test transcripts), and regenerate
+RESULTS.md (mser/scoring/results_md.py says which rows it keeps)."""
 import argparse
 import logging
 import os
 import sys
 
+from mser.data.protocol import read_protocol
 from mser.scoring.aggregate import write_experiment_scores
 from mser.scoring.results_md import write_results_md
 from mser.utils.logging import setup_logging
-
-
-def read_protocol(path):
-    if not os.path.exists(path):
-        raise ValueError(f"{path}: not found; stage 0 (local/data.sh) writes the evaluation "
-                         f"protocol there, one line (e.g. 'leave-one-session-out, 5 folds')")
-    with open(path, encoding="utf-8") as f:
-        protocol = " ".join(f.read().split())
-    if not protocol:
-        raise ValueError(f"{path}: empty; it should describe the evaluation protocol in one line")
-    return protocol
 
 
 def main(argv=None):
@@ -27,8 +19,11 @@ def main(argv=None):
     parser.add_argument("--exp-dir", required=True, help="exp/<tag> holding fold<k>/decode")
     parser.add_argument("--folds", default="1 2 3 4 5", help="space-separated fold numbers")
     parser.add_argument("--results", help="RESULTS.md to regenerate from every exp/*/scores.json")
-    parser.add_argument("--protocol-file", default="data/protocol.txt",
-                        help="one line describing the folds, written by stage 0 (for --results)")
+    parser.add_argument("--protocol-file", default="data/protocol",
+                        help="the evaluation protocol written by stage 0: test subsets, headline "
+                             "metric, description (mser/data/protocol.py); needed with "
+                             "--results, else the subset 'test' is scored with headline UA "
+                             "when it does not exist")
     parser.add_argument("--reference-tag", help="tag the others are tested against in RESULTS.md "
                         "(default: the scored tag)")
     parser.add_argument("--wer-dirs", nargs=2, metavar=("GOLD_DIR", "ASR_DIR"),
@@ -40,11 +35,18 @@ def main(argv=None):
     setup_logging()
     folds = [int(f) for f in args.folds.split()]
     try:
-        protocol = read_protocol(args.protocol_file) if args.results else None
-        write_experiment_scores(args.exp_dir, folds, args.wer_dirs)
+        if args.results or os.path.exists(args.protocol_file):
+            protocol = read_protocol(args.protocol_file)
+        else:
+            logging.info("%s not found: scoring subset 'test', headline UA", args.protocol_file)
+            protocol = {"tests": ["test"], "headline": "ua"}
+        for subset in protocol["tests"]:
+            write_experiment_scores(args.exp_dir, folds, subset, protocol["headline"],
+                                    args.wer_dirs if subset == "test" else None)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"score: {e}")
-    logging.info("wrote %s/scores.json, scores.txt and confusion.png", args.exp_dir)
+    logging.info("wrote %s/scores*.json, scores*.txt and confusion*.png (%s)", args.exp_dir,
+                 ", ".join(protocol["tests"]))
     if args.results:
         exp_root = os.path.dirname(os.path.normpath(args.exp_dir))
         title = args.title or f"Results: {os.path.basename(os.getcwd())}"

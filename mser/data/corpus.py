@@ -6,17 +6,8 @@ checks its counts against the documented totals (:func:`check_counts`) and hands
 :func:`write_corpus`, which writes ``<data>/all``, ``<data>/fold<k>/{train,dev,test}`` (an
 official split is ``fold1``), ``<data>/protocol`` and ``<data>/skipped``.
 
-``<data>/protocol`` is a Kaldi-style ``key value`` table (read it with
-``mser.data.datadir.read_table``, or ``awk '$1 == "folds"'``); ``tests`` lists the subsets of each
-fold to decode (MSP-Podcast: ``test test2``)::
-
-    corpus RAVDESS
-    description leave-4-actors-out, 6 folds (EmoBox speaker groups), dev = 2 actors of the next fold
-    folds fold1 fold2 fold3 fold4 fold5 fold6
-    tests test
-    headline ua
-    metrics ua wa
-    classes neu cal hap sad ang fea dis sur
+``<data>/protocol`` (evaluation protocol, test subsets, headline metric): see
+:mod:`mser.data.protocol`.
 """
 import logging
 import os
@@ -28,6 +19,7 @@ import soundfile
 
 from mser.data.datadir import DataDirError, c_sort_key
 from mser.data.iemocap import write_prepared
+from mser.data.protocol import write_protocol
 from mser.utils.fileio import atomic_write_text
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
@@ -195,20 +187,11 @@ def count_table(utts, classes, column):
     return "\n".join("".join(cell.rjust(width) for cell in row) for row in rows)
 
 
-def write_protocol(out_dir, corpus, description, folds, headline, metrics, classes):
-    tests = [name for name in next(iter(folds.values())) if name not in ("train", "dev")]
-    fields = {"corpus": corpus, "description": description, "folds": " ".join(folds),
-              "tests": " ".join(tests), "headline": headline, "metrics": " ".join(metrics),
-              "classes": " ".join(classes)}
-    atomic_write_text(os.path.join(out_dir, "protocol"),
-                      "".join(f"{key} {value}\n" for key, value in fields.items()))
-
-
 def write_corpus(out_dir, utts, classes, folds, protocol, skips, by):
     """Write the data dirs, ``protocol`` and ``skipped``; log the skips and the counts per fold
     and per class x ``by`` = (name, function of an utterance).
 
-    ``protocol``: dict with corpus, description, headline, metrics (see the module docstring).
+    ``protocol``: dict with corpus, description, headline, metrics (see mser.data.protocol).
     """
     if not utts:
         raise DataDirError(f"no utterance left to write to {out_dir}")

@@ -11,6 +11,15 @@ Read under the corpus root, for N in 1..5:
 
 The speaker of an utterance is its session plus the letter of its last id field
 (Ses03M_impro08b_F000 is spoken by Ses03F); utterance ids become ``<spk>_<orig id>``.
+
+Transcript overlap: the scripted dialogues (``_script<NN>``) are read in every session, so under
+leave-one-session-out many test transcripts occur verbatim in training (21.1% on the real
+corpus), which inflates text results. Stage 0 reports that share per fold and overall
+(:func:`transcript_overlap`; texts compared after :func:`normalize_transcript`). With
+``text_disjoint`` every training or dev utterance whose normalised, non-empty transcript occurs
+in the fold's test set is dropped (counted per fold), so no test transcript is seen in training;
+the test sets stay the standard ones. The rule is textual, so it also drops common improvised
+lines ("Yeah.") that match a test line.
 """
 import glob
 import logging
@@ -25,6 +34,7 @@ import soundfile
 from tqdm import tqdm
 
 from mser.data.datadir import DataDirError, c_sort_key, validate_data_dir, write_data_dir
+from mser.data.protocol import write_protocol
 from mser.utils.fileio import atomic_write_text
 
 # name -> (class names in classes.txt order, corpus label -> class)
@@ -43,6 +53,7 @@ LABEL_RE = re.compile(r"\[\s*\d+(?:\.\d*)?\s*-\s*\d+(?:\.\d*)?\s*\]\s+(\S+)\s+([
 LABEL_LIKE_RE = re.compile(r"^\[|Ses\d\d[FM]_\S*_[FM]\d{3}")
 TRANSCRIPT_RE = re.compile(r"(Ses\d\d[FM]_\S+_[FM]\d{3})\s*\[[^\]]*\]\s*:(.*)")
 NOISE_TAG_RE = re.compile(r"\[[A-Za-z_]+\]")
+NOT_WORD_RE = re.compile(r"[^\w' ]+")
 
 
 @dataclass
@@ -112,6 +123,71 @@ def read_transcripts(path):
 
 def strip_noise_tags(text):
     return " ".join(NOISE_TAG_RE.sub(" ", text).split())
+
+
+def normalize_transcript(text):
+    """Lower case, without tags and punctuation (apostrophes kept), spaces collapsed."""
+    return " ".join(NOT_WORD_RE.sub(" ", strip_noise_tags(text).lower()).split())
+
+
+def _texts(utts, utt_ids):
+    """Normalised non-empty transcripts of ``utt_ids`` by utterance id."""
+    texts = {u.utt_id: normalize_transcript(u.text) for u in utts if u.utt_id in utt_ids}
+    return {utt: text for utt, text in texts.items() if text}
+
+
+def transcript_overlap(utts, folds):
+    """``{fold: (test utterances whose normalised transcript occurs in the fold's train or dev
+    set, test utterances with a non-empty transcript)}``."""
+    overlap = {}
+    for fold, subsets in folds.items():
+        seen = set(_texts(utts, subsets["train"] | subsets["dev"]).values())
+        test = _texts(utts, subsets["test"])
+        overlap[fold] = (sum(text in seen for text in test.values()), len(test))
+    return overlap
+
+
+def report_overlap(overlap, when):
+    shown = [f"{fold} {100 * n / max(total, 1):.1f}% ({n}/{total})"
+             for fold, (n, total) in overlap.items()]
+    n, total = (sum(v[i] for v in overlap.values()) for i in (0, 1))
+    logging.info("test transcripts found verbatim (normalised) in the same fold's train/dev "
+                 "data%s: %.1f%% overall (%d/%d); %s", when, 100 * n / max(total, 1), n, total,
+                 ", ".join(shown))
+
+
+def drop_test_transcripts(utts, folds):
+    """Drop from each fold's train and dev sets the utterances whose normalised transcript
+    occurs in its test set; ``{fold: dropped count}``."""
+    dropped = {}
+    for fold, subsets in folds.items():
+        test_texts = set(_texts(utts, subsets["test"]).values())
+        pool = _texts(utts, subsets["train"] | subsets["dev"])
+        drop = {utt for utt, text in pool.items() if text in test_texts}
+        for subset in ("train", "dev"):
+            subsets[subset] -= drop
+            if not subsets[subset]:
+                raise DataDirError(f"{fold}/{subset} is empty once the test transcripts are "
+                                   f"removed (--text-disjoint); the corpus copy is too small")
+        dropped[fold] = len(drop)
+    return dropped
+
+
+def describe_protocol(cv, dev, dev_fraction, seed, improvised_only, num_folds, dropped=None):
+    """One line naming the folds, the dev set and the data restrictions (for RESULTS.md)."""
+    text = {"session": f"leave-one-session-out, {num_folds} folds (speaker- and "
+                       f"session-independent)",
+            "speaker": f"leave-one-speaker-out, {num_folds} folds (the test speaker's session "
+                       f"partner is in training)"}[cv]
+    text += {"speaker": "; dev: one speaker of the next session",
+             "fraction": f"; dev: a random {dev_fraction} of the training sessions (seed "
+                         f"{seed})"}[dev]
+    if improvised_only:
+        text += "; improvised dialogs only"
+    if dropped is not None:
+        text += (f"; text-disjoint: train/dev utterances with a test transcript dropped "
+                 f"({sum(dropped.values())} over the folds)")
+    return text
 
 
 def _session_dirs(root):
@@ -349,9 +425,10 @@ def summary(utts, classes):
 
 
 def prepare_iemocap(root, out_dir, class_set="4class", improvised_only=False, noise_tags="strip",
-                    cv="session", dev="speaker", dev_fraction=0.1, seed=0,
-                    skip_missing_wav=False, skip_missing_text=False, skip_unlabelled=False):
-    """Prepare ``<out_dir>/all`` and the fold dirs; return the kept utterances."""
+                    cv="session", dev="speaker", dev_fraction=0.1, seed=0, text_disjoint=False,
+                    skip_missing_wav=False, skip_missing_text=False, skip_unlabelled=False,
+                    corpus_name="IEMOCAP"):
+    """Prepare ``<out_dir>/all``, the fold dirs and ``protocol``; return the kept utterances."""
     classes, _ = CLASS_SETS[class_set]
     utts = load_iemocap(root, improvised_only, skip_missing_wav, skip_missing_text,
                         skip_unlabelled)
@@ -367,7 +444,18 @@ def prepare_iemocap(root, out_dir, class_set="4class", improvised_only=False, no
         logging.info("%d utterance(s) have an empty transcript (kept with empty text)", empty)
     os.makedirs(out_dir, exist_ok=True)
     folds = make_folds(utts, cv, dev, dev_fraction, seed)
+    report_overlap(transcript_overlap(utts, folds), "")
+    dropped = None
+    if text_disjoint:
+        dropped = drop_test_transcripts(utts, folds)
+        logging.info("--text-disjoint: dropped train/dev utterances whose transcript is in the "
+                     "test set: %s", ", ".join(f"{f} {n}" for f, n in dropped.items()))
+        report_overlap(transcript_overlap(utts, folds), " after --text-disjoint")
     write_prepared(out_dir, utterance_tables(utts), classes, folds)
-    logging.info("%s: wrote all and %d fold(s) (%s cv, dev by %s); utterances per class and "
-                 "session:\n%s", out_dir, len(folds), cv, dev, summary(utts, classes))
+    write_protocol(out_dir, corpus=corpus_name,
+                   description=f"{class_set}, " + describe_protocol(cv, dev, dev_fraction, seed, improvised_only,
+                                                 len(folds), dropped),
+                   folds=folds, headline="ua", metrics=("ua", "wa"), classes=classes)
+    logging.info("%s: wrote all, %d fold(s) (%s cv, dev by %s) and protocol; utterances per "
+                 "class and session:\n%s", out_dir, len(folds), cv, dev, summary(utts, classes))
     return utts

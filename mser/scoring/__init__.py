@@ -10,6 +10,9 @@ Layout read (written by ``mser.bin.decode``)::
     exp/<tag>/fold<k>/decode/<condition>/predictions   <utt> <label>
     exp/<tag>/fold<k>/decode/<condition>/posteriors    <utt> <p_0> ... <p_C-1>
 
+A test subset other than ``test`` (data/protocol ``tests``, e.g. MSP-Podcast's ``test2``) is
+decoded to ``fold<k>/decode_<subset>/`` and scored to ``scores_<subset>.{json,txt}``.
+
 Conditions: ``both`` (all modalities), ``audio_only``, ``text_only``. A single-modality model
 only has its own condition, which is then its main result.
 """

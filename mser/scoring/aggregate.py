@@ -1,4 +1,5 @@
-"""Scores of an experiment: per fold, pooled, mean +/- sample std over folds; scores.json/.txt."""
+"""Scores of an experiment: per fold, pooled, mean +/- sample std over folds; scores.json/.txt,
+headed by the corpus's headline metric (data/protocol ``headline``)."""
 import json
 import os
 
@@ -10,7 +11,8 @@ from mser.utils.conditions import CONDITIONS
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.metrics import score
 
-SUMMARY_METRICS = ("ua", "wa", "macro_f1")
+SUMMARY_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
+METRIC_NAMES = {"ua": "UA", "wa": "WA", "macro_f1": "F1", "weighted_f1": "wF1"}
 SINGLE_CONDITIONS = ("audio_only", "text_only")
 
 
@@ -21,12 +23,12 @@ def _summary(fold_scores):
             {m: float(v.std(ddof=ddof)) for m, v in values.items()})
 
 
-def score_condition(exp_dir, folds, condition):
-    """Scores of one condition over ``folds``; None if no fold has it."""
+def score_condition(exp_dir, folds, condition, subset="test"):
+    """Scores of one condition on test subset ``subset`` over ``folds``; None if no fold has it."""
     per_fold, pooled = [], {"utts": [], "ref": [], "pred": []}
     classes = None
     for fold in folds:
-        loaded = load_condition(os.path.join(exp_dir, f"fold{fold}"), condition)
+        loaded = load_condition(os.path.join(exp_dir, f"fold{fold}"), condition, subset)
         if loaded is None:
             if per_fold:
                 raise ValueError(f"{exp_dir}/fold{fold}: condition {condition} was not decoded "
@@ -43,15 +45,17 @@ def score_condition(exp_dir, folds, condition):
             "classes": classes, "_pooled_predictions": (pooled["utts"], ref, pred)}
 
 
-def score_experiment(exp_dir, folds):
+def score_experiment(exp_dir, folds, subset="test", headline="ua"):
     """Score every decoded condition; the main one is ``both`` or the model's single modality."""
-    results = {c: r for c in CONDITIONS if (r := score_condition(exp_dir, folds, c)) is not None}
+    results = {c: r for c in CONDITIONS
+               if (r := score_condition(exp_dir, folds, c, subset)) is not None}
     if not results:
         raise ValueError(f"{exp_dir}: nothing decoded for folds {' '.join(map(str, folds))}; "
                          f"run the decoding stage first")
     main = "both" if "both" in results else next(iter(results))
     top = dict(results[main])
-    top.update(tag=os.path.basename(os.path.normpath(exp_dir)), condition=main)
+    top.update(tag=os.path.basename(os.path.normpath(exp_dir)), condition=main, subset=subset,
+               headline=headline)
     for condition in SINGLE_CONDITIONS:
         if condition in results:
             top[condition] = results[condition]
@@ -93,16 +97,23 @@ def _public(scores):
     return out
 
 
+def headline_first(headline):
+    """The summary metrics with ``headline`` first."""
+    return (headline, *(m for m in SUMMARY_METRICS if m != headline))
+
+
 def format_scores(scores):
-    lines = [f"{scores['tag']}: {len(scores['folds'])} fold(s), main condition {scores['condition']}",
-             f"{'condition':<12} {'fold':>5} {'UA':>7} {'WA':>7} {'F1':>7}"]
+    metrics = headline_first(scores["headline"])
+    lines = [f"{scores['tag']} on {scores['subset']}: {len(scores['folds'])} fold(s), main "
+             f"condition {scores['condition']}, headline {METRIC_NAMES[metrics[0]]}",
+             f"{'condition':<12} {'fold':>5} " + " ".join(f"{METRIC_NAMES[k]:>7}" for k in metrics)]
     for name, result in panels(scores):
         for fold in result["folds"]:
-            lines.append(f"{name:<12} {fold['fold']:>5} {100 * fold['ua']:7.2f} "
-                         f"{100 * fold['wa']:7.2f} {100 * fold['macro_f1']:7.2f}")
+            lines.append(f"{name:<12} {fold['fold']:>5} " + " ".join(
+                f"{100 * fold[k]:7.2f}" for k in metrics))
         m, s = result["mean"], result["std"]
         lines.append(f"{name:<12} {'mean':>5} " + " ".join(
-            f"{100 * m[k]:5.2f}+/-{100 * s[k]:.2f}" for k in SUMMARY_METRICS))
+            f"{100 * m[k]:5.2f}+/-{100 * s[k]:.2f}" for k in metrics))
     if "wer" in scores:
         wer = scores["wer"]
         lines.append(f"WER of the ASR test text ({wer['hypothesis']} against {wer['reference']}):")
@@ -116,15 +127,17 @@ def format_scores(scores):
     return "\n".join(lines) + "\n"
 
 
-def write_experiment_scores(exp_dir, folds, wer_dirs=None):
-    """Write scores.json, scores.txt and confusion.png under ``exp_dir``; return the scores.
+def write_experiment_scores(exp_dir, folds, subset="test", headline="ua", wer_dirs=None):
+    """Write scores.json, scores.txt and confusion.png under ``exp_dir`` (``scores_<subset>.*``,
+    ``confusion_<subset>.png`` for a test subset other than ``test``); return the scores.
     ``wer_dirs``: (gold test dir, ASR test dir) with ``{fold}``, for the WER of the test text."""
-    scores = score_experiment(exp_dir, folds)
+    scores = score_experiment(exp_dir, folds, subset, headline)
     if wer_dirs:
         scores["wer"] = score_wer(folds, *wer_dirs)
-    with atomic_open(os.path.join(exp_dir, "scores.json"), "w", encoding="utf-8") as f:
+    suffix = "" if subset == "test" else f"_{subset}"
+    with atomic_open(os.path.join(exp_dir, f"scores{suffix}.json"), "w", encoding="utf-8") as f:
         json.dump(_public(scores), f, indent=2)
-    atomic_write_text(os.path.join(exp_dir, "scores.txt"), format_scores(scores))
-    plot_confusions(scores["tag"], panels(scores), scores["classes"],
-                    os.path.join(exp_dir, "confusion.png"))
+    atomic_write_text(os.path.join(exp_dir, f"scores{suffix}.txt"), format_scores(scores))
+    plot_confusions(f"{scores['tag']} ({subset})", panels(scores), scores["classes"],
+                    os.path.join(exp_dir, f"confusion{suffix}.png"))
     return scores

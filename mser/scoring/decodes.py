@@ -7,9 +7,15 @@ from mser.data.datadir import read_table
 from mser.data.dataset import read_classes
 
 
-def load_condition(fold_dir, condition):
+def decode_name(subset):
+    """Decode dir of a fold's test subset (data/protocol ``tests``): ``decode`` for ``test``,
+    ``decode_<subset>`` for another one (MSP-Podcast's ``test2``)."""
+    return "decode" if subset == "test" else f"decode_{subset}"
+
+
+def load_condition(fold_dir, condition, subset="test"):
     """Return (utt ids, reference indices, predicted indices, classes) or None if not decoded."""
-    decode = os.path.join(fold_dir, "decode")
+    decode = os.path.join(fold_dir, decode_name(subset))
     pred_path = os.path.join(decode, condition, "predictions")
     if not os.path.exists(pred_path):
         return None

@@ -4,6 +4,11 @@ Rows are regenerated for every tag under exp/ that has scores.json. Rows of the 
 RESULTS.md whose tags this exp/ does not hold (ablations trained in another clone or run) are
 kept as they were, with the commit that trained them. A tag under exp/ that cannot be scored on
 the given folds is reported on the console and keeps its previous row, or gets a row saying why.
+
+The protocol (data/protocol) names the corpus and its folds, and its headline metric: a column
+of its own when UA, WA and F1 do not hold it (MELD's weighted F1), and the metric of the
+single-modality columns. Each further test subset of the protocol (MSP-Podcast's ``test2``) gets
+a table of the tags scored on it in this run.
 """
 import datetime
 import glob
@@ -13,12 +18,12 @@ import os
 import platform
 import re
 
-from mser.scoring.aggregate import score_experiment
+from mser.scoring.aggregate import METRIC_NAMES, score_experiment
 from mser.scoring.paired import compare_experiments
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_write_text
 
-MAIN_HEADER = "| tag | config | commit | condition | UA | WA | F1 | UA audio only | UA text only |"
+BASE_METRICS = ("ua", "wa", "macro_f1")
 TEST_HEADER = ("| tag | condition | ΔUA vs reference [95% CI] | p (bootstrap) | tag right only / "
                "ref right only | p (McNemar) |")
 WER_HEADER = "| tag | WER of the ASR test text | UA | WA | test utterances not transcribed |"
@@ -43,6 +48,22 @@ def _training_record(exp_dir, folds):
     return config.get("train_config") or "?", sha[:7] + dirty + mark
 
 
+def table_metrics(headline):
+    """The metric columns of the main table: UA, WA, F1 and the headline if not among them."""
+    return BASE_METRICS + (() if headline in BASE_METRICS else (headline,))
+
+
+def main_header(headline):
+    name = METRIC_NAMES[headline]
+    return ("| tag | config | commit | condition | "
+            + "".join(f"{METRIC_NAMES[m]} | " for m in table_metrics(headline))
+            + f"{name} audio only | {name} text only |")
+
+
+def _rule(header):
+    return "|" + "---|" * (header.count("|") - 1)
+
+
 def _pm(result, metric):
     if result is None:
         return "-"
@@ -51,9 +72,28 @@ def _pm(result, metric):
 
 def _main_row(exp_dir, scores, folds):
     train_config, commit = _training_record(exp_dir, folds)
+    headline = scores["headline"]
     return (f"| {scores['tag']} | {train_config} | {commit} | {scores['condition']} | "
-            f"{_pm(scores, 'ua')} | {_pm(scores, 'wa')} | {_pm(scores, 'macro_f1')} | "
-            f"{_pm(scores.get('audio_only'), 'ua')} | {_pm(scores.get('text_only'), 'ua')} |")
+            + "".join(f"{_pm(scores, m)} | " for m in table_metrics(headline))
+            + f"{_pm(scores.get('audio_only'), headline)} | "
+              f"{_pm(scores.get('text_only'), headline)} |")
+
+
+def _subset_table(exp_dirs, folds, subset, headline):
+    """Markdown lines: the tags of ``exp_dirs`` scored on test subset ``subset``."""
+    metrics = (headline, *(m for m in ("ua", "wa") if m != headline))
+    lines = [f"Test set `{subset}` (the same models):", "",
+             "| tag | condition | " + " | ".join(METRIC_NAMES[m] for m in metrics) + " |",
+             "|---|---|" + "---|" * len(metrics)]
+    for exp_dir in exp_dirs:
+        try:
+            scores = score_experiment(exp_dir, folds, subset, headline)
+        except ValueError as e:
+            logging.warning("%s: not scored on %s (%s)", exp_dir, subset, e)
+            continue
+        lines.append(f"| {scores['tag']} | {scores['condition']} | "
+                     + " | ".join(_pm(scores, m) for m in metrics) + " |")
+    return lines + [""]
 
 
 def _wer_row(exp_dir, scores):
@@ -86,9 +126,9 @@ def _cells(row):
     return [cell.strip() for cell in row.strip().strip("|").split("|")]
 
 
-def read_previous(path):
+def read_previous(path, header):
     """``(main rows {tag: row}, test rows {tag: [row]}, reference tag, WER rows {tag: row})`` of
-    an existing RESULTS.md; empty when there is none."""
+    an existing RESULTS.md whose main table has ``header``; empty when there is none."""
     main, tests, reference, table, wers = {}, {}, None, None, {}
     if not os.path.exists(path):
         return main, tests, reference, wers
@@ -96,13 +136,13 @@ def read_previous(path):
         for line in f.read().splitlines():
             if _REFERENCE.match(line):
                 reference = _REFERENCE.match(line).group(1)
-            if line in (MAIN_HEADER, TEST_HEADER, WER_HEADER):
+            if line in (header, TEST_HEADER, WER_HEADER):
                 table = line
             elif not line.startswith("|"):
                 table = None
             elif table and not line.startswith("|---"):
                 tag = _cells(line)[0]
-                if table == MAIN_HEADER:
+                if table == header:
                     main[tag] = line
                 elif table == WER_HEADER:
                     wers[tag] = line
@@ -112,20 +152,23 @@ def read_previous(path):
 
 
 def write_results_md(path, exp_root, folds, reference_tag, title, protocol):
-    """Regenerate RESULTS.md (see the module docstring); ``protocol`` describes the folds."""
+    """Regenerate RESULTS.md (see the module docstring); ``protocol``: data/protocol as read by
+    mser.data.protocol.read_protocol."""
     fold_list = " ".join(map(str, folds))
-    old_rows, old_tests, old_reference, old_wers = read_previous(path)
+    headline, subsets = protocol["headline"], protocol["tests"]
+    header = main_header(headline)
+    old_rows, old_tests, old_reference, old_wers = read_previous(path, header)
     rows, scored, kept, wers = {}, [], [], {}
     for exp_dir in sorted(os.path.dirname(p) for p in glob.glob(os.path.join(exp_root, "*", "scores.json"))):
         tag = os.path.basename(exp_dir)
         try:
-            scores = score_experiment(exp_dir, folds)
+            scores = score_experiment(exp_dir, folds, subsets[0], headline)
         except ValueError as e:
             logging.warning("%s: %s cannot be scored on folds %s (%s); %s", path, tag, fold_list,
                             e, "its previous row is kept" if tag in old_rows else
                             "it is listed as not scored")
             rows[tag] = old_rows.get(tag) or (f"| {tag} | - | - | not scored on folds {fold_list}: "
-                                              f"{e} | - | - | - | - | - |")
+                                              f"{e} |" + " - |" * (header.count("|") - 5))
             kept += [tag] if tag in old_rows else []
             wers.update({tag: old_wers[tag]} if tag in old_wers else {})
             continue
@@ -153,24 +196,26 @@ def write_results_md(path, exp_root, folds, reference_tag, title, protocol):
 
     text = [f"# {title}", "",
             "Generated by stage 5 (`python -m mser.bin.score`); do not edit by hand.", "",
-            f"- protocol: {protocol}",
-            f"- folds: {fold_list} (model selection on dev, never on test)",
+            f"- corpus: {protocol['corpus']}; protocol: {protocol['description']}",
+            f"- folds: {fold_list} (model selection on dev, never on test); test set "
+            f"`{subsets[0]}`{''.join(f', then `{t}`' for t in subsets[1:])}",
+            f"- headline metric: {METRIC_NAMES[headline]}",
             f"- environment: {_environment()}",
             f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}", "",
-            "UA = mean per-class recall, WA = overall accuracy, F1 = macro F1; mean ± sample std "
-            "over folds, in %. 'audio only' / 'text only' = the same model given one modality at "
-            "test time. 'commit' = the mser commit that trained the tag.", ""]
+            "UA = mean per-class recall, WA = overall accuracy, F1 = macro F1, wF1 = F1 weighted "
+            "by class counts; mean ± sample std over folds, in %. 'audio only' / 'text only' = "
+            "the same model given one modality at test time. 'commit' = the mser commit that "
+            "trained the tag.", ""]
     if kept:
         text += [f"Kept from the previous RESULTS.md (not scored in this run; environment and "
                  f"tests as they were then): {', '.join(kept)}.", ""]
-    text += [MAIN_HEADER, "|---|---|---|---|---|---|---|---|---|",
-             *(row for _, row in sorted(rows.items())), ""]
+    text += [header, _rule(header), *(row for _, row in sorted(rows.items())), ""]
     if wers:
         text += ["Tags tested on ASR transcripts (`--test_text asr`): WER of the test transcripts "
                  "against the corpus's (mean ± sample std over folds, in %; mser.utils.wer) next "
                  "to the tag's UA and WA. Test utterances the ASR skipped are left out of the "
                  "tag's scores and counted here.", "",
-                 WER_HEADER, "|---|---|---|---|---|", *(row for _, row in sorted(wers.items())), ""]
+                 WER_HEADER, _rule(WER_HEADER), *(row for _, row in sorted(wers.items())), ""]
     if main_tests:
         text += [f"Paired tests against `{reference_tag}` over the pooled test utterances "
                  "(bootstrap of UA difference, 1000 resamples; exact McNemar on correctness):", "",
@@ -179,4 +224,6 @@ def write_results_md(path, exp_root, folds, reference_tag, title, protocol):
         text += [f"The same with one modality at test, both `{reference_tag}` and the tag given "
                  "audio only or text only:", "",
                  TEST_HEADER, "|---|---|---|---|---|---|", *single_tests, ""]
+    for subset in subsets[1:]:
+        text += _subset_table(scored, folds, subset, headline)
     atomic_write_text(path, "\n".join(text))

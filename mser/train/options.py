@@ -31,8 +31,9 @@ TRAIN_OPTIONS = {
         "min_steps": Option(600, "least optimiser steps of a run: when --epochs x steps per "
                                  "epoch is fewer (a small corpus), --epochs and --patience are "
                                  "stretched by the same factor (0: off)", resumable=True),
-        "select_metric": Option("ua", "dev metric for model selection", choices=("ua", "wa",
-                                                                                  "loss")),
+        "select_metric": Option("ua", "dev metric for model selection (a corpus's headline: "
+                                      "weighted_f1 MELD, macro_f1 MSP-Podcast)",
+                                choices=("ua", "wa", "macro_f1", "weighted_f1", "loss")),
         "select_conditions": Option(["both"], "dev conditions whose mean --select-metric "
                                               "selects the model and stops early; those the "
                                               "model's modalities cannot serve are left out",

@@ -30,7 +30,7 @@ from mser.utils.conditions import CONDITION_MODALITIES, conditions_for
 from mser.utils.config import load_config, save_config
 from mser.utils.fileio import atomic_write_text
 from mser.utils.logging import setup_logging
-from mser.utils.metrics import unweighted_accuracy, weighted_accuracy
+from mser.utils.metrics import macro_f1, unweighted_accuracy, weighted_accuracy, weighted_f1
 from mser.utils.plotting import pyplot, save_figure
 
 BEST = "best.pt"
@@ -304,7 +304,8 @@ def selection_conditions(requested, modalities):
 
 @torch.no_grad()
 def evaluate(model, loader, criterion, device, num_classes, conditions):
-    """Dev loss, UA and WA (one process, the whole dev set) per condition, and their means."""
+    """Dev loss, UA, WA, macro and weighted F1 (one process, the whole dev set) per condition,
+    and their means."""
     model.eval()
     per_condition = {}
     for condition in conditions:
@@ -319,8 +320,11 @@ def evaluate(model, loader, criterion, device, num_classes, conditions):
         y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
         per_condition[condition] = {"loss": sum(losses) / len(y_true),
                                     "ua": unweighted_accuracy(y_true, y_pred, num_classes),
-                                    "wa": weighted_accuracy(y_true, y_pred)}
-    means = {k: float(np.mean([m[k] for m in per_condition.values()])) for k in ("loss", "ua", "wa")}
+                                    "wa": weighted_accuracy(y_true, y_pred),
+                                    "macro_f1": macro_f1(y_true, y_pred, num_classes),
+                                    "weighted_f1": weighted_f1(y_true, y_pred, num_classes)}
+    means = {k: float(np.mean([m[k] for m in per_condition.values()]))
+             for k in ("loss", "ua", "wa", "macro_f1", "weighted_f1")}
     return {**means, "conditions": per_condition}
 
 

@@ -45,6 +45,18 @@ def macro_f1(y_true, y_pred, num_classes):
     return float(np.mean(2 * tp[present] / denominator[present])) if present.any() else float("nan")
 
 
+def weighted_f1(y_true, y_pred, num_classes):
+    """F1 per class weighted by its reference count (MELD's headline metric)."""
+    matrix = confusion_matrix(y_true, y_pred, num_classes)
+    tp = np.diag(matrix).astype(float)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    if support.sum() == 0:
+        return float("nan")
+    present = support > 0
+    f1 = 2 * tp[present] / (support[present] + predicted[present])
+    return float(np.dot(f1, support[present]) / support.sum())
+
+
 def score(y_true, y_pred, class_names):
     """All metrics of one set of predictions, as a JSON-friendly dict."""
     n = len(class_names)
@@ -53,6 +65,7 @@ def score(y_true, y_pred, class_names):
         "ua": unweighted_accuracy(y_true, y_pred, n),
         "wa": weighted_accuracy(y_true, y_pred),
         "macro_f1": macro_f1(y_true, y_pred, n),
+        "weighted_f1": weighted_f1(y_true, y_pred, n),
         "recall": {c: (None if np.isnan(r) else float(r)) for c, r in zip(class_names, recall)},
         "confusion": confusion_matrix(y_true, y_pred, n).tolist(),
         "num_utts": int(len(y_true)),

@@ -11,8 +11,8 @@ ACTORS = [f"{a}" for a in range(1001, 1009)] + ["1040", "1076"]
 CLIPS = [("DFA", "ANG", "XX"), ("IEO", "HAP", "HI"), ("TSI", "NEU", "XX"), ("WSI", "SAD", "XX")]
 
 
-@pytest.fixture
-def corpus(tmp_path, tone):
+def write_tree(tmp_path, tone):
+    """The fake corpus under ``tmp_path``; its root (also test/data/test_corpus_recipes.py's)."""
     root = tmp_path / "CREMA-D"
     for actor in ACTORS:
         for sentence, emotion, level in CLIPS:
@@ -25,6 +25,11 @@ def corpus(tmp_path, tone):
               for i, a in enumerate(ACTORS)]
     (root / "VideoDemographics.csv").write_text("\n".join(lines) + "\n")
     return root
+
+
+@pytest.fixture
+def corpus(tmp_path, tone):
+    return write_tree(tmp_path, tone)
 
 
 def expected(extra=0):

@@ -10,14 +10,19 @@ from mser.data.emodb import SPEAKERS, prepare_emodb
 FILES = ["a01Fa", "a04Wb", "b01Nc", "b10Ld"]
 
 
-@pytest.fixture
-def corpus(tmp_path, tone):
+def write_tree(tmp_path, tone):
+    """The fake corpus under ``tmp_path``; its root (also test/data/test_corpus_recipes.py's)."""
     root = tmp_path / "emodb"
     for speaker in SPEAKERS:
         for name in FILES:
             tone(root / "wav" / f"{speaker}{name}.wav")
     (root / "erklaerung.txt").write_text("not read\n")
     return root
+
+
+@pytest.fixture
+def corpus(tmp_path, tone):
+    return write_tree(tmp_path, tone)
 
 
 def expected():

@@ -1,5 +1,7 @@
 """IEMOCAP preparation on a tiny IEMOCAP_full_release-layout tree written by the test."""
+import glob
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -7,7 +9,13 @@ import soundfile
 
 from mser.bin import prepare_iemocap as prepare_cli
 from mser.data.datadir import DataDirError, read_data_dir, validate_data_dir
-from mser.data.iemocap import load_iemocap, make_folds, prepare_iemocap, select_classes
+from mser.data.protocol import read_protocol
+from mser.data.iemocap import (load_iemocap, make_folds, normalize_transcript, prepare_iemocap,
+                               select_classes)
+from mser.features import load_config_file
+from mser.features.transcript import DEFAULT_TAG_PATTERN, clean_transcript
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def session_utts(s):
@@ -130,7 +138,10 @@ def test_speaker_folds_and_stale_folds_removed(corpus, tmp_path):
     tests = [check_partition(out, f"fold{k}", all_utts)["test"] for k in range(1, 11)]
     assert tests == [{f"Ses0{s}{g}"} for s in range(1, 6) for g in "FM"]
     prepare(corpus, tmp_path)  # back to session folds
-    assert sorted(p.name for p in out.iterdir()) == ["all"] + [f"fold{k}" for k in range(1, 6)]
+    assert sorted(p.name for p in out.iterdir()) == ["all"] + [f"fold{k}" for k in range(1, 6)] + ["protocol"]
+    protocol = read_protocol(out / "protocol")
+    assert protocol["folds"] == [f"fold{k}" for k in range(1, 6)] and protocol["tests"] == ["test"]
+    assert protocol["description"].startswith("4class, leave-one-session-out, 5 folds")
 
 
 def test_dev_fraction_is_stratified_and_seeded(corpus, tmp_path):
@@ -220,3 +231,54 @@ def test_empty_label_file_is_reported_and_an_error(corpus, tmp_path, caplog, cap
     prepare_cli.main(["--iemocap", str(corpus), str(tmp_path / "data"), "--skip-unlabelled"])
     utt2spk = read_data_dir(tmp_path / "data" / "all")["utt2spk"]
     assert len(utt2spk) == 5 * 8 + 1 - 2 and "Ses05F_Ses05M_script01_1_F000" not in utt2spk
+
+
+def test_transcript_overlap_reported_and_text_disjoint_removes_it(tmp_path, caplog):
+    """Scripted lines are read in every session: stage 0 reports the share of test transcripts
+    seen in training; --text-disjoint drops those train/dev utterances, the test sets stay."""
+    root = tmp_path / "IEMOCAP_full_release"
+    for s in range(1, 6):
+        impro, script = f"Ses0{s}F_impro01", f"Ses0{s}M_script01_1"
+        write_dialog(root, s, impro, [(f"{impro}_F000", "neu", f"Own line {s}."),
+                                      (f"{impro}_M000", "ang", f"Other line {s}!"),
+                                      (f"{impro}_F001", "sad", "[BREATHING]")])
+        write_dialog(root, s, script, [(f"{script}_F000", "hap", "Hello, Brian."),
+                                       (f"{script}_M000", "sad", "hello brian"),  # normalised: the same
+                                       (f"{script}_F001", "neu", f"Scripted {s % 2}.")])
+    with caplog.at_level(logging.INFO):
+        out = prepare(root, tmp_path)
+    # Per fold 5 test utterances with a transcript: 2 "hello brian" + "Scripted k" (in sessions
+    # of the same parity, always among the 4 other sessions) are seen in training.
+    assert "in the same fold's train/dev data: 60.0% overall (15/25)" in caplog.text
+    assert "fold1 60.0% (3/5)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        prepare(root, tmp_path, text_disjoint=True)
+    assert "after --text-disjoint: 0.0% overall (0/25)" in caplog.text
+    protocol = (out / "protocol").read_text()
+    assert "text-disjoint" in protocol and "\nheadline ua\n" in protocol
+    for k in range(1, 6):
+        tables = {s: read_data_dir(out / f"fold{k}" / s) for s in ("train", "dev", "test")}
+        test_texts = {normalize_transcript(t) for t in tables["test"]["text"].values()} - {""}
+        assert len(tables["test"]["utt2spk"]) == 6  # the whole session
+        for subset in ("train", "dev"):
+            texts = {normalize_transcript(t) for t in tables[subset]["text"].values()}
+            assert not texts & test_texts, (k, subset)
+        # Only matching lines went: the own, the tags-only (empty) and the other parity's
+        # scripted lines stay in training.
+        other_parity = sum(s % 2 != k % 2 for s in range(1, 6))
+        assert sum(len(tables[s]["utt2spk"]) for s in ("train", "dev")) == 4 * 3 + other_parity
+
+
+def test_noise_tags_switch_decides_what_the_text_encoder_sees(corpus, tmp_path):
+    """--noise_tags is the one switch: the recipes' text feature configs remove nothing more."""
+    utt = "Ses01F_Ses01F_impro01_F002"
+    confs = glob.glob(os.path.join(ROOT, "egs", "*iemocap", "conf", "feats", "*.yaml"))
+    text_confs = [c for c in confs if load_config_file(c)["extractor"] == "hf_text"]
+    assert len(text_confs) >= 2
+    for noise_tags, expected in (("keep", "[LAUGHTER] That is great."), ("strip", "That is great.")):
+        text = read_data_dir(prepare(corpus, tmp_path, noise_tags=noise_tags) / "all")["text"][utt]
+        for conf in text_confs:
+            assert clean_transcript(text, load_config_file(conf)["tag_pattern"]) == expected, conf
+    # The extractor's own default would strip the tags again.
+    assert clean_transcript("[LAUGHTER] That is great.", DEFAULT_TAG_PATTERN) == "That is great."

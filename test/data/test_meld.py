@@ -56,8 +56,8 @@ def write_clip(path, seconds=0.3, rate=48000, video=True):
             container.mux(packet)
 
 
-@pytest.fixture
-def corpus(tmp_path):
+def write_tree(tmp_path, tone):
+    """The fake corpus under ``tmp_path``; its root (also test/data/test_corpus_recipes.py's)."""
     root = tmp_path / "meld"
     for split, rows in ROWS.items():
         lines = [HEADER.encode()]
@@ -73,6 +73,11 @@ def corpus(tmp_path):
         (root / CSVS[split]).write_bytes(b"\r\n".join(lines) + b"\r\n")
     write_clip(root / FOLDERS["dev"] / "dia66_utt9.mp4")  # a clip without a CSV row
     return root
+
+
+@pytest.fixture
+def corpus(tmp_path, tone):
+    return write_tree(tmp_path, tone)
 
 
 COUNTS = {"train": 4, "dev": 3, "test": 2}

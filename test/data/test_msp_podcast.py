@@ -23,8 +23,8 @@ ROWS = [("MSP-PODCAST_0001_0008", "N", "127", "Train", "I mean it was fine."),
         ("MSP-PODCAST_0006_0001", "", "", "Test3", None)]
 
 
-@pytest.fixture
-def corpus(tmp_path, tone):
+def write_tree(tmp_path, tone):
+    """The fake corpus under ``tmp_path``; its root (also test/data/test_corpus_recipes.py's)."""
     root = tmp_path / "MSP-Podcast"
     lines = [HEADER]
     for stem, code, speaker, split, text in ROWS:
@@ -36,6 +36,11 @@ def corpus(tmp_path, tone):
     (root / "Labels").mkdir(parents=True)
     (root / "Labels" / "labels_consensus.csv").write_text("\n".join(lines) + "\n")
     return root
+
+
+@pytest.fixture
+def corpus(tmp_path, tone):
+    return write_tree(tmp_path, tone)
 
 
 COUNTS = {"Train": 5, "Development": 3, "Test1": 2, "Test2": 1}

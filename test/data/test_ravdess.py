@@ -11,8 +11,8 @@ from mser.data.ravdess import EMOBOX_GROUPS, prepare_ravdess
 FILES = [("01", "01", "01", "01"), ("05", "02", "02", "01"), ("02", "01", "02", "02")]
 
 
-@pytest.fixture
-def corpus(tmp_path, tone):
+def write_tree(tmp_path, tone):
+    """The fake corpus under ``tmp_path``; its root (also test/data/test_corpus_recipes.py's)."""
     root = tmp_path / "RAVDESS" / "Audio_Speech_Actors_01-24"
     for actor in range(1, 25):
         for emotion, intensity, statement, repetition in FILES:
@@ -21,6 +21,11 @@ def corpus(tmp_path, tone):
     # a song file unpacked into the same tree (vocal channel 02): not part of the speech set
     tone(tmp_path / "RAVDESS" / "Audio_Song_Actors_01-24" / "Actor_03" / "03-02-03-01-01-01-03.wav")
     return tmp_path / "RAVDESS"
+
+
+@pytest.fixture
+def corpus(tmp_path, tone):
+    return write_tree(tmp_path, tone)
 
 
 def expected():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mser.utils.metrics import (confusion_matrix, macro_f1, mcnemar_test, paired_bootstrap_ua,
-                                score, unweighted_accuracy, weighted_accuracy)
+                                score, unweighted_accuracy, weighted_accuracy, weighted_f1)
 
 
 def test_hand_computed_values():
@@ -16,6 +16,10 @@ def test_hand_computed_values():
     assert math.isclose(weighted_accuracy(y_true, y_pred), 4 / 6)
     # F1: c0 = 2*2/(3+2) = .8; c1 = 2*1/(2+2) = .5; c2 = 2*1/(1+2) = 2/3
     assert math.isclose(macro_f1(y_true, y_pred, 3), (0.8 + 0.5 + 2 / 3) / 3)
+    # weighted by the reference counts 3, 2, 1
+    assert math.isclose(weighted_f1(y_true, y_pred, 3), (3 * 0.8 + 2 * 0.5 + 2 / 3) / 6)
+    # a class only predicted weighs nothing; one only in the reference counts with F1 = 0
+    assert math.isclose(weighted_f1([0, 0, 1], [0, 2, 2], 3), (2 * 2 / 3 + 0) / 3)
     assert confusion_matrix(y_true, y_pred, 3).tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
 
 

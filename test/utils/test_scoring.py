@@ -7,14 +7,15 @@ import sys
 import numpy as np
 import pytest
 
+from mser.data.protocol import write_protocol
 from mser.scoring.aggregate import write_experiment_scores
 from mser.scoring.paired import compare_experiments
 
 CLASSES = ["neu", "hap", "ang", "sad"]
 
 
-def write_decode(exp, fold, refs, conditions):
-    decode = exp / f"fold{fold}" / "decode"
+def write_decode(exp, fold, refs, conditions, decode="decode"):
+    decode = exp / f"fold{fold}" / decode
     decode.mkdir(parents=True)
     (decode / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     utts = [f"spk{fold}_u{i:03d}" for i in range(len(refs))]
@@ -65,8 +66,13 @@ def test_missing_prediction_is_an_error(tmp_path):
 def run_score(tmp_path, exp, folds, reference):
     return subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir", str(exp),
                            "--folds", folds, "--results", str(tmp_path / "RESULTS.md"),
-                           "--protocol-file", str(tmp_path / "protocol.txt"),
+                           "--protocol-file", str(tmp_path / "protocol"),
                            "--reference-tag", reference], capture_output=True, text=True)
+
+
+def toy_protocol(directory, description, num_folds, headline="ua", tests=("test",)):
+    folds = {f"fold{k}": dict.fromkeys(("train", "dev", *tests)) for k in range(1, num_folds + 1)}
+    write_protocol(directory, "toy corpus", description, folds, headline, ("ua", "wa"), CLASSES)
 
 
 def test_compare_and_results_md(tmp_path):
@@ -78,12 +84,14 @@ def test_compare_and_results_md(tmp_path):
     result = compare_experiments(str(root / "full"), str(root / "weak"), [1, 2, 3], num_samples=200)
     assert result["a_right_b_wrong"] == 12 and result["b_right_a_wrong"] == 0
     assert result["ua_diff"] > 0.4 and result["p_mcnemar"] < 0.01
-    (tmp_path / "protocol.txt").write_text("toy corpus, leave-one-speaker-out, 3 folds\n")
+    toy_protocol(tmp_path, "leave-one-speaker-out, 3 folds", 3)
     for tag in ("full", "weak"):
         out = run_score(tmp_path, root / tag, "1 2 3", "full")
         assert out.returncode == 0, out.stderr
     results = (tmp_path / "RESULTS.md").read_text()
-    assert "- protocol: toy corpus, leave-one-speaker-out, 3 folds\n" in results
+    assert "- corpus: toy corpus; protocol: leave-one-speaker-out, 3 folds\n" in results
+    assert "- headline metric: UA\n" in results
+    assert "| tag | config | commit | condition | UA | WA | F1 | UA audio only | UA text only |" in results
     assert "| full | conf/train.yaml | 0123456+dirty | both |" in results
     assert "| weak | ? | ? | both |" in results  # trained without a config.yaml
     assert "95.83 ± 7.22" in results  # full: UA 100, 100, 87.5
@@ -101,7 +109,7 @@ def test_compare_and_results_md(tmp_path):
 def test_results_md_keeps_rows_of_tags_not_run_and_names_unscorable_ones(tmp_path):
     """A fresh clone that trains only the reference keeps the other tags' rows (and their tests)
     from the committed RESULTS.md; a tag that cannot be scored is reported, never dropped."""
-    (tmp_path / "protocol.txt").write_text("toy, 2 folds\n")
+    toy_protocol(tmp_path, "2 folds", 2)
     first = tmp_path / "first"
     make_exp(first, "full", [8, 7])
     make_exp(first, "weak", [4, 3])
@@ -125,9 +133,41 @@ def test_results_md_keeps_rows_of_tags_not_run_and_names_unscorable_ones(tmp_pat
     assert [line for line in after.splitlines() if line.startswith("| full |")] == \
         [line for line in before.splitlines() if line.startswith("| full |")]
     # The protocol comes from the file stage 0 wrote; without it scoring stops and says why.
-    (tmp_path / "protocol.txt").unlink()
+    (tmp_path / "protocol").unlink()
     out = run_score(tmp_path, clone / "full", "1 2", "full")
-    assert out.returncode != 0 and "protocol.txt: not found; stage 0 (local/data.sh)" in out.stderr
+    assert out.returncode != 0 and "protocol: not found; stage 0 (local/data.sh)" in out.stderr
+    (tmp_path / "protocol").write_text("corpus toy\ndescription 2 folds\n")  # an old-style file
+    out = run_score(tmp_path, clone / "full", "1 2", "full")
+    assert out.returncode != 0 and "no folds, tests, headline, metrics, classes line" in out.stderr
+
+
+def test_headline_metric_and_further_test_subsets(tmp_path):
+    """MELD-like: weighted F1 heads scores.txt and RESULTS.md (own column, single-modality
+    columns); a second test subset (MSP-Podcast's test2) is scored and tabled on its own."""
+    toy_protocol(tmp_path, "official split", 1, headline="weighted_f1", tests=("test", "test2"))
+    exp = tmp_path / "exp" / "full"
+    refs = [0, 0, 0, 0, 0, 0, 1, 2]  # skewed: weighted F1 differs from macro F1
+    write_decode(exp, 1, refs, {"both": [0, 0, 0, 0, 0, 0, 1, 1], "audio_only": [0] * 8})
+    write_decode(exp, 1, refs[:4], {"both": [0, 0, 1, 1], "audio_only": [0] * 4},
+                 decode="decode_test2")
+    out = run_score(tmp_path, exp, "1", "full")
+    assert out.returncode == 0, out.stderr
+    # test: F1 neu 1, hap 2/3, ang 0 -> weighted (6 + 2/3) / 8, macro (1 + 2/3 + 0) / 3
+    scores = json.loads((exp / "scores.json").read_text())
+    assert math.isclose(scores["mean"]["weighted_f1"], (6 + 2 / 3) / 8)
+    assert math.isclose(scores["mean"]["macro_f1"], (1 + 2 / 3) / 3)
+    lines = (exp / "scores.txt").read_text().splitlines()
+    assert lines[0].endswith("headline wF1") and lines[1].split()[2:] == ["wF1", "UA", "WA", "F1"]
+    assert lines[2].split()[2] == f"{100 * (6 + 2 / 3) / 8:.2f}"
+    test2 = json.loads((exp / "scores_test2.json").read_text())
+    assert test2["subset"] == "test2" and test2["mean"]["wa"] == 0.5
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert ("| tag | config | commit | condition | UA | WA | F1 | wF1 | wF1 audio only | "
+            "wF1 text only |") in results
+    assert f"| {100 * (6 + 2 / 3) / 8:.2f} ± 0.00 | {100 * 0.75 * 6 / 7:.2f} ± 0.00 | - |" in results
+    assert "- headline metric: wF1\n" in results
+    assert "Test set `test2` (the same models):" in results
+    assert "| full | both | 66.67 ± 0.00 | 50.00 ± 0.00 | 50.00 ± 0.00 |" in results  # UA: neu only
 
 
 def write_texts(data_dir, texts):
@@ -146,10 +186,10 @@ def test_wer_of_asr_test_text_next_to_ua_wa(tmp_path):
     write_texts(data / "fold1" / "asr", {"spk1_u000": "A, x c d."})  # 1 substitution / 4
     write_texts(data / "fold2" / "test", {"spk2_u000": "one two", "spk2_u001": "three"})
     write_texts(data / "fold2" / "asr", {"spk2_u000": "one two three"})  # 1 insertion / 2
-    (tmp_path / "protocol.txt").write_text("toy, 2 folds\n")
+    toy_protocol(tmp_path, "2 folds", 2)
     out = subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir", str(root / "asr"),
                           "--folds", "1 2", "--results", str(tmp_path / "RESULTS.md"),
-                          "--protocol-file", str(tmp_path / "protocol.txt"), "--wer-dirs",
+                          "--protocol-file", str(tmp_path / "protocol"), "--wer-dirs",
                           str(data / "fold{fold}" / "test"), str(data / "fold{fold}" / "asr")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

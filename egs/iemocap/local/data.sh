@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage 0 of egs/iemocap: prepare <data_dir>/all and <data_dir>/fold<k>/{train,dev,test} from
-# IEMOCAP_full_release and describe the protocol in <data_dir>/protocol.txt.
+# IEMOCAP_full_release and describe the protocol in <data_dir>/protocol.
 #   local/data.sh [options] <IEMOCAP_root> <data_dir>      (run from the recipe dir)
 # Defaults: the standard 4 classes (exc merged into hap, 5,531 utterances), 5 leave-one-session-out
 # folds, dev = one speaker of the session after the test session. What each option does:
@@ -9,8 +9,10 @@ set -euo pipefail
 
 class_set=4class          # 4class, 4class_noexc or 6class
 improvised_only=false     # true: keep the improvised dialogs only
-noise_tags=strip          # strip or keep transcript tags such as [LAUGHTER]
+noise_tags=strip          # strip or keep transcript tags such as [LAUGHTER] (the one switch:
+                          # the text features of this recipe keep what the transcript holds)
 cv=session                # session (5 folds) or speaker (10 folds)
+text_disjoint=false       # true: drop train/dev utterances whose transcript is in the test set
 dev=speaker               # speaker (one speaker of the next session) or fraction
 dev_fraction=0.1          # dev share of the training sessions with --dev fraction
 seed=0                    # seed of --dev fraction
@@ -30,16 +32,7 @@ flags=()
 $improvised_only && flags+=(--improvised-only)
 $skip_missing_wav && flags+=(--skip-missing-wav)
 $skip_missing_text && flags+=(--skip-missing-text)
+$text_disjoint && flags+=(--text-disjoint)
 python -m mser.bin.prepare_iemocap --iemocap "$1" --class-set "$class_set" --noise-tags "$noise_tags" \
   --cv "$cv" --dev "$dev" --dev-fraction "$dev_fraction" --seed "$seed" ${flags[@]+"${flags[@]}"} "$2"
 
-case $cv in
-  session) protocol="leave-one-session-out, 5 folds (speaker- and session-independent)" ;;
-  speaker) protocol="leave-one-speaker-out, 10 folds (the test speaker's session partner is in training)" ;;
-esac
-case $dev in
-  speaker) protocol+="; dev: one speaker of the next session" ;;
-  fraction) protocol+="; dev: a random $dev_fraction of the training sessions (seed $seed)" ;;
-esac
-$improvised_only && protocol+="; improvised dialogs only"
-echo "IEMOCAP $class_set, $protocol" > "$2/protocol.txt"

@@ -2,7 +2,7 @@
 # Stage 0 of egs/synth_iemocap: generate the IEMOCAP-layout demo corpus with espeak-ng (skipped
 # when <corpus_dir>/.done says it is complete), prepare <data_dir>/all and
 # <data_dir>/fold{1..5}/{train,dev,test} (4 classes, leave-one-session-out, dev = one speaker of
-# the next session) and describe the protocol in <data_dir>/protocol.txt.
+# the next session) and describe the protocol in <data_dir>/protocol.
 #   local/data.sh [options] <corpus_dir> <data_dir>      (run from the recipe dir)
 # The generator's options are described in python -m mser.bin.make_synth_iemocap --help.
 set -euo pipefail
@@ -27,8 +27,7 @@ data=$2
 python -m mser.bin.make_synth_iemocap --nj "$nj" --seed "$seed" \
   --utts-per-session "$utts_per_session" --text-specific "$text_specific" \
   --voice-specific "$voice_specific" "$corpus"
-python -m mser.bin.prepare_iemocap --iemocap "$corpus" "$data"
+python -m mser.bin.prepare_iemocap --iemocap "$corpus" --corpus-name "generated demo corpus (seed $seed)" "$data"
 utils/validate_data_dir.sh "$data/all"
 awk '{ s += $2 } END { printf "%s: %d utterances, %.2f hours of audio\n", FILENAME, NR, s / 3600 }' \
   "$data/all/utt2dur"
-echo "generated demo corpus (seed $seed), leave-one-session-out, 5 folds (speaker- and session-independent); dev: one speaker of the next session" > "$data/protocol.txt"

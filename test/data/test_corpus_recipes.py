@@ -1,0 +1,87 @@
+"""Each corpus recipe end to end, tiny: egs/<corpus>/run.sh (the shared egs/TEMPLATE/ser.sh)
+stages 0..5 on the fake tree of test/data/test_<corpus>.py, one fold, one epoch, fbank + MiniLM;
+every test subset of data/protocol decoded, scored with the corpus's headline metric, and
+RESULTS.md headed by it."""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from mser.data.protocol import read_protocol
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# corpus: (db.sh variable, local_data_opts, headline as RESULTS.md names it, test subsets)
+RECIPES = {
+    "meld": ("MELD", "--nj 1 --expected-counts none", "wF1", ["test"]),
+    "msp_podcast": ("MSP_PODCAST", "--expected-counts none", "F1", ["test", "test2"]),
+    "crema_d": ("CREMA_D", "--num-folds 2 --dev-speakers 1 --expected-counts none", "UA", ["test"]),
+    "ravdess": ("RAVDESS", "--fold-groups balanced --num-folds 3 --dev-speakers 1 "
+                           "--expected-counts none", "UA", ["test"]),
+    "emodb": ("EMODB", "--num-folds 5 --dev-speakers 2 --expected-counts none", "UA", ["test"]),
+}
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(os.path.join(ROOT, "tools", "venv", "bin", "activate")),
+    reason="needs tools/venv: run bash tools/install.sh")
+
+
+def fake_tree(corpus, directory, tone):
+    """The fake corpus that test/data/test_<corpus>.py writes (its write_tree)."""
+    path = os.path.join(ROOT, "test", "data", f"test_{corpus}.py")
+    spec = importlib.util.spec_from_file_location(f"corpus_tree_{corpus}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # test_meld.py skips without PyAV
+    return module.write_tree(directory, tone)
+
+
+def copy_recipe(corpus, work):
+    """A copy of egs/<corpus> with the shared scripts linked, as in the repo."""
+    recipe = os.path.join(ROOT, "egs", corpus)
+    work.mkdir()
+    for name in ("run.sh", "db.sh", "local", "conf"):
+        source = os.path.join(recipe, name)
+        (shutil.copytree if os.path.isdir(source) else shutil.copy2)(source, work / name)
+    for name in ("path.sh", "cmd.sh", "ser.sh", "utils"):
+        assert os.path.realpath(os.path.join(recipe, name)) == os.path.realpath(
+            os.path.join(ROOT, "utils" if name == "utils" else f"egs/TEMPLATE/{name}")), name
+        os.symlink(os.path.realpath(os.path.join(recipe, name)), work / name)
+    return work
+
+
+@pytest.mark.parametrize("corpus", sorted(RECIPES))
+def test_recipe_stages_0_to_5(corpus, tmp_path, tone):
+    variable, data_opts, headline, tests = RECIPES[corpus]
+    root = fake_tree(corpus, tmp_path / "corpus", tone)
+    work = copy_recipe(corpus, tmp_path / corpus)
+    env = {k: v for k, v in os.environ.items() if k != "cmd_backend"}
+    env[variable] = str(root)
+    args = ["--local_data_opts", data_opts, "--nj", "1", "--folds", "1",
+            "--train_opts", "--epochs 1 --min-steps 0"]
+    result = subprocess.run(["./run.sh", *args], cwd=work, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    protocol = read_protocol(work / "data" / "protocol")
+    assert protocol["tests"] == tests
+    exp = work / "exp" / "train_fbank_minilm"
+    for subset in tests:
+        suffix = "" if subset == "test" else f"_{subset}"
+        scores = json.loads((exp / f"scores{suffix}.json").read_text())
+        decoded = (exp / "fold1" / f"decode{suffix}" / "both" / "predictions").read_text()
+        assert len(decoded.splitlines()) == scores["pooled"]["num_utts"] == len(
+            (work / "data" / "fold1" / subset / "utt2emo").read_text().splitlines())
+        assert scores["headline"] == protocol["headline"] and scores["subset"] == subset
+        assert f"headline {headline}" in (exp / f"scores{suffix}.txt").read_text()
+    results = (work / "RESULTS.md").read_text()
+    assert f"- headline metric: {headline}\n" in results
+    assert f"- corpus: {protocol['corpus']}; protocol: {protocol['description']}\n" in results
+    assert f"| {headline} audio only | {headline} text only |" in results
+    assert "| train_fbank_minilm | conf/train.yaml |" in results
+    for subset in tests[1:]:
+        assert f"Test set `{subset}`" in results
+    train_log = (exp / "log" / "train.fold1.log").read_text()
+    select = {"meld": "weighted_f1", "msp_podcast": "macro_f1"}.get(corpus, "ua")
+    assert f"selected on dev {select} of" in train_log  # the corpus's headline on dev
