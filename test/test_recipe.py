@@ -1,11 +1,14 @@
-"""The demo recipe end to end, tiny (ESPnet's mini_an4 idea): egs/synth_iemocap/run.sh stages
-0..5 on a small generated corpus, one fold, two epochs; then mser-infer on the recipe's own test
-utterances must reproduce what the decoding stage wrote, also from an exported model dir."""
+"""The demo recipe end to end, tiny (ESPnet's mini_an4 idea): egs/synth_iemocap/run.sh (the
+shared egs/TEMPLATE/ser.sh) stages 0..5 on a small generated corpus, two folds trained at once as
+one job array, two epochs; then mser-infer on the recipe's own test utterances must reproduce
+what the decoding stage wrote, also from an exported model dir. Also: run.sh's options."""
 import json
 import os
 import re
 import shutil
 import subprocess
+
+import torch
 
 import numpy as np
 import pytest
@@ -25,22 +28,33 @@ pytestmark = pytest.mark.skipif(
     reason="needs espeak-ng and tools/venv: run bash tools/install.sh")
 
 
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    """A copy of the recipe (shared scripts linked, as in the repo) after ./run.sh."""
-    work = tmp_path_factory.mktemp("egs") / "synth_iemocap"
+def run_recipe(work, *args, timeout=900):
+    env = {k: v for k, v in os.environ.items() if k not in ("SYNTH_IEMOCAP", "cmd_backend")}
+    return subprocess.run(["./run.sh", *args], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def copy_recipe(work):
+    """A copy of the recipe with the shared scripts linked, as in the repo."""
     work.mkdir()
     for name in ("run.sh", "db.sh", "local", "conf"):
         source = os.path.join(RECIPE, name)
         (shutil.copytree if os.path.isdir(source) else shutil.copy2)(source, work / name)
     for name, target in (("path.sh", "egs/TEMPLATE/path.sh"), ("cmd.sh", "egs/TEMPLATE/cmd.sh"),
-                         ("utils", "utils")):
+                         ("ser.sh", "egs/TEMPLATE/ser.sh"), ("utils", "utils")):
         os.symlink(os.path.join(ROOT, target), work / name)
-    env = {k: v for k, v in os.environ.items() if k not in ("SYNTH_IEMOCAP", "cmd_backend")}
-    command = ["./run.sh", "--utts-per-session", "24", "--folds", "1", "--train-opts", "--epochs 2"]
-    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    return work
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    """The recipe copy after ./run.sh (stages 0..5, folds 1 and 2 at once)."""
+    work = copy_recipe(tmp_path_factory.mktemp("egs") / "synth_iemocap")
+    args = ["--local_data_opts", "--utts_per_session 24", "--folds", "1 2", "--fold_jobs", "2",
+            "--train_opts", "--epochs 2"]
+    result = run_recipe(work, *args)
     if result.returncode:
-        pytest.fail(f"{' '.join(command)} failed in {work}:\n{result.stdout[-3000:]}\n"
+        pytest.fail(f"./run.sh {' '.join(args)} failed in {work}:\n{result.stdout[-3000:]}\n"
                     f"{result.stderr[-3000:]}")
     return work
 
@@ -52,12 +66,20 @@ def read_posteriors(path):
 def test_recipe_leaves_scores_results_and_plots(recipe):
     exp = recipe / "exp" / TAG
     scores = json.loads((exp / "scores.json").read_text())
-    assert [f["fold"] for f in scores["folds"]] == [1]
+    assert [f["fold"] for f in scores["folds"]] == [1, 2]
     for condition in (scores, scores["audio_only"], scores["text_only"]):
         assert 0.0 <= condition["folds"][0]["ua"] <= 1.0 and 0.0 <= condition["mean"]["wa"] <= 1.0
-        assert condition["std"]["ua"] == 0.0   # one fold
     results = (recipe / "RESULTS.md").read_text()
     assert re.search(rf"\| {TAG} \| conf/train.yaml \| [0-9a-f]{{7}}(\+dirty)? \| both \|", results)
+    # The protocol is the one stage 0 described, not a hard-coded one.
+    protocol = (recipe / "data" / "protocol.txt").read_text().strip()
+    assert "leave-one-session-out" in protocol and f"- protocol: {protocol}\n" in results
+    # The two folds ran as one job array, two at once, each on its share of the cores.
+    threads = max(1, min(len(os.sched_getaffinity(0)), int(os.environ.get("OMP_NUM_THREADS", 10 ** 6))) // 2)
+    for fold in (1, 2):
+        log = (exp / "log" / f"train.fold{fold}.log").read_text()
+        assert f"--data-dir data/fold{fold} " in log.splitlines()[0]
+        assert f"threads={threads} jobs-at-once=2" in log
     for png in (exp / "confusion.png", exp / "fold1" / "train_curve.png",
                 exp / "attention_fold1.png"):
         assert png.read_bytes()[:8] == PNG, png
@@ -73,12 +95,46 @@ def test_cue_breakdown_adds_up_to_the_scores(recipe):
     scores = json.loads((exp / "scores.json").read_text())
     header, counts, *rows = (exp / "cue_breakdown.txt").read_text().splitlines()[1:]
     totals = np.array(counts.split()[1:], dtype=int)
-    assert totals.sum() == len(read_table(recipe / "data" / "fold1" / "test" / "utt2emo"))
+    assert totals.sum() == sum(len(read_table(recipe / "data" / f"fold{f}" / "test" / "utt2emo"))
+                               for f in (1, 2))
     for row in rows:
         condition, *accuracies = row.split()
         pooled = np.dot(np.array(accuracies, dtype=float), totals) / totals.sum() / 100
-        wa = (scores if condition == "both" else scores[condition])["folds"][0]["wa"]
+        wa = (scores if condition == "both" else scores[condition])["pooled"]["wa"]
         assert pooled == pytest.approx(wa, abs=1e-3), condition
+
+
+def test_unused_modality_has_no_stage_and_no_place_in_the_tag(recipe):
+    """A text-only config skips the acoustic dump and is tagged by its text features only."""
+    out = run_recipe(recipe, "--stage", "1", "--stop_stage", "3", "--folds", "1",
+                     "--train_config", "conf/tuning/text_only.yaml", "--train_opts", "--epochs 1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Stage 1" not in out.stdout and "Stage 2" in out.stdout
+    exp = recipe / "exp" / "text_only_minilm"
+    assert (exp / "fold1" / "best.pt").exists()
+    assert "--audio-feats" not in (exp / "log" / "train.fold1.log").read_text().splitlines()[0]
+
+
+def test_run_sh_options(tmp_path):
+    """--help documents each option once with its default and comment; bad values fail early."""
+    work = copy_recipe(tmp_path / "synth_iemocap")
+    out = run_recipe(work, "--nj", "3", "--help")
+    assert out.returncode == 0
+    options = [line.split()[:2] for line in out.stderr.splitlines() if line.startswith("  --")]
+    names = [name for name, _ in options]
+    assert len(names) == len(set(names)) and "--tag" in names and "--exp" not in names
+    assert ["--nj", "3"] in options and ["--audio_feat", "fbank"] in options
+    assert re.search(r"--fold_jobs +1 +folds trained .* at once", out.stderr)
+    for args, message in ((["--stage", "abc"], "'--stage' expects an integer, got 'abc'"),
+                          (["--stop_stage", "3x"], "'--stop_stage' expects an integer"),
+                          (["--nj", "0"], "--nj 0: expected at least 1"),
+                          (["--exp", "x"], "unknown option '--exp'; the options are: --stage")):
+        out = run_recipe(work, *args, timeout=60)
+        assert out.returncode != 0 and message in out.stderr, (args, out.stderr)
+    if not torch.cuda.is_available():
+        out = run_recipe(work, "--ngpu", "1", timeout=120)
+        assert out.returncode != 0 and "Run on CPU with --ngpu 0" in out.stderr
+        assert not (work / "data").exists()  # failed before stage 0
 
 
 def infer_lines(model_dir, data_dir, capsys, *extra):

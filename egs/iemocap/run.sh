@@ -1,72 +1,17 @@
 #!/usr/bin/env bash
 # Emotion-query fusion SER on IEMOCAP (4 classes, 5,531 utterances, leave-one-session-out).
-# The corpus is license-gated: set IEMOCAP in db.sh (or --iemocap) to your copy. Pre-trained
-# encoders are read from local directories (see conf/feats/*.yaml); nothing is downloaded.
+# The corpus is license-gated: set IEMOCAP in db.sh to your copy. Pre-trained encoders are read
+# from local directories (conf/feats/*.yaml); nothing is downloaded. The stages are
+# egs/TEMPLATE/ser.sh; ./run.sh --help lists every option. Corpus options (class set, improvised
+# only, speaker folds, noise tags: local/data.sh --help) go through --local_data_opts, e.g.
+#   ./run.sh --local_data_opts "--cv speaker --class_set 6class"
 set -euo pipefail
-. ./path.sh
-. ./cmd.sh
 . ./db.sh
 
-stage=0
-stop_stage=5
-iemocap=$IEMOCAP           # IEMOCAP_full_release/ root
-nj=4                       # parallel jobs for feature extraction
-ngpu=1                     # GPUs per job (feature extraction and training); 0 for CPU
-nproc=1                    # DDP processes per training job (one per GPU)
-folds="1 2 3 4 5"
-seed=0
-audio_feat=hubert_large    # conf/feats/$audio_feat.yaml (the paper: HuBERT)
-text_feat=mpnet            # conf/feats/$text_feat.yaml (the paper: MPNet)
-train_config=conf/train.yaml
-train_opts=                # extra options for mser.bin.train, e.g. "--epochs 5"
-tag=                       # experiment name; default: <train_config>_<audio_feat>_<text_feat>
-. utils/parse_options.sh
-
-log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
-tag=${tag:-$(basename "${train_config%.yaml}")_${audio_feat}_${text_feat}}
-exp=exp/$tag
-
-if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-  log "Stage 0: prepare data/all and data/fold{1..5} from $iemocap"
-  local/data.sh "$iemocap" data
-fi
-
-if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  log "Stage 1: acoustic features ($audio_feat) -> dump/$audio_feat"
-  utils/dump_feats.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu conf/feats/$audio_feat.yaml data/all dump/$audio_feat
-fi
-
-if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
-  log "Stage 2: linguistic features ($text_feat) -> dump/$text_feat"
-  utils/dump_feats.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu conf/feats/$text_feat.yaml data/all dump/$text_feat
-fi
-
-if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  log "Stage 3: train $exp on folds $folds"
-  for f in $folds; do
-    $train_cmd --gpu $ngpu $exp/log/train.fold$f.log \
-      python -m mser.bin.train --config $train_config --data-dir data/fold$f \
-        --audio-feats dump/$audio_feat/feats.scp --text-feats dump/$text_feat/feats.scp \
-        --exp-dir $exp/fold$f --ngpu $ngpu --nproc $nproc --seed $seed $train_opts
-  done
-fi
-
-if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  log "Stage 4: decode the test session of each fold (both modalities, audio only, text only)"
-  for f in $folds; do
-    python -m mser.bin.decode --exp-dir $exp/fold$f --data-dir data/fold$f/test
-  done
-fi
-
-if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: score $exp and regenerate RESULTS.md"
-  python -m mser.bin.score --exp-dir $exp --folds "$folds" --results RESULTS.md \
-    --reference-tag train_${audio_feat}_${text_feat}
-  cat $exp/scores.txt
-  f=${folds%% *}
-  if grep -q "^  fusion: query" $exp/fold$f/config.yaml; then
-    log "Stage 5: plot where the emotion queries attend (first test utterance of fold $f)"
-    python -m mser.bin.infer --model-dir $exp/fold$f --data-dir data/fold$f/test --max-utts 1 \
-      --attention-plot $exp/attention_fold$f.png
-  fi
-fi
+./ser.sh \
+  --corpus "$IEMOCAP" \
+  --nj 4 \
+  --audio_feat hubert_large \
+  --text_feat mpnet \
+  --train_config conf/train.yaml \
+  "$@"

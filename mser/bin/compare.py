@@ -4,8 +4,8 @@ import argparse
 import json
 import sys
 
+from mser.scoring.paired import compare_experiments
 from mser.utils.conditions import CONDITIONS
-from mser.utils.scoring import compare_experiments
 
 
 def main(argv=None):

@@ -6,7 +6,7 @@ audio-only under ``both``, as in mser-infer (mser.features.transcript.is_empty_t
 under ``text_only`` it is scored on its special tokens, the only text it has.
 
 Reads only <exp-dir>/config.yaml and the checkpoint; writes <exp-dir>/decode/ (see
-mser.utils.scoring for the layout)."""
+mser.scoring.decodes for the layout)."""
 import argparse
 import logging
 import os

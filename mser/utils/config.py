@@ -4,6 +4,9 @@ Precedence: command line > ``--config`` YAML > defaults. YAML keys use underscor
 (``batch_size``); on the command line both ``--batch-size`` and ``--batch_size`` work. A YAML key
 that is no option is an error naming the file, the key and the closest option.
 
+A YAML may name a base config and hold only what differs (``base: ../train.yaml``, relative to the
+YAML; bases may have bases): its keys override the base's.
+
     parser = make_parser(__doc__)
     add_options(parser, {"lr": (1e-3, "peak learning rate"), ...})
     args = parse_args(parser, argv)
@@ -12,6 +15,7 @@ import dataclasses
 import difflib
 import os
 import subprocess
+import tempfile
 
 import configargparse
 import yaml
@@ -95,33 +99,63 @@ def known_keys(parser):
     return {s.lstrip("-") for action in parser._actions for s in action.option_strings}
 
 
+def read_config_file(path):
+    """``(config, origin)``: the YAML at ``path`` merged over its ``base:`` chain; ``origin`` maps
+    each key to the file that set it."""
+    chain = []  # (path, its keys), the given file first
+    while path is not None:
+        if path in [p for p, _ in chain]:
+            cycle = " -> ".join([p for p, _ in chain] + [path])
+            raise ConfigError(f"{chain[0][0]}: base configs form a cycle: {cycle}")
+        if not os.path.exists(path):
+            named = f" (the base of {chain[-1][0]})" if chain else ""
+            raise ConfigError(f"{path}: config file not found{named}")
+        with open(path, encoding="utf-8") as f:
+            conf = yaml.safe_load(f) or {}
+        if not isinstance(conf, dict):
+            raise ConfigError(f"{path}: expected 'key: value' lines, got a {type(conf).__name__}")
+        chain.append((path, conf))
+        base = conf.pop("base", None)
+        path = os.path.normpath(os.path.join(os.path.dirname(path), str(base))) if base else None
+    config, origin = {}, {}
+    for source, conf in reversed(chain):
+        config.update(conf)
+        origin.update(dict.fromkeys(conf, source))
+    return config, origin
+
+
 def check_config_file(parser, path):
-    """Raise ConfigError for a missing file or a key that is not an option of ``parser``."""
-    if not os.path.exists(path):
-        raise ConfigError(f"{path}: config file not found")
-    with open(path, encoding="utf-8") as f:
-        conf = yaml.safe_load(f) or {}
-    if not isinstance(conf, dict):
-        raise ConfigError(f"{path}: expected 'key: value' lines, got a {type(conf).__name__}")
+    """The merged config of ``path`` (see read_config_file); ConfigError for a missing file or a
+    key that is not an option of ``parser``, naming the file that holds the key."""
+    config, origin = read_config_file(path)
     keys = known_keys(parser)
-    for key in conf:
+    for key in config:
         if str(key) not in keys:
             close = difflib.get_close_matches(str(key), sorted(keys), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{path}: unknown key {key!r}{hint} (see --help for the options)")
+            raise ConfigError(f"{origin[key]}: unknown key {key!r}{hint} (see --help for the options)")
+    return config
 
 
 def parse_args(parser, argv=None):
-    """Parse ``argv`` with strict YAML keys (see the module docstring); exits on errors."""
+    """Parse ``argv`` with strict YAML keys (see the module docstring); exits on errors.
+    ``args.config`` is the path given, also when it names a base."""
     pre = configargparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
-    config_path = pre.parse_known_args(argv)[0].config
-    if config_path:
-        try:
-            check_config_file(parser, config_path)
-        except ConfigError as e:
-            parser.error(str(e))
-    return parser.parse_args(argv)
+    known, rest = pre.parse_known_args(argv)
+    if not known.config:
+        return parser.parse_args(argv)
+    try:
+        config = check_config_file(parser, known.config)
+    except ConfigError as e:
+        parser.error(str(e))
+    # configargparse reads the merged config (one place converts YAML values to options).
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = os.path.join(tmp, os.path.basename(known.config))
+        save_config(merged, config)
+        args = parser.parse_args(["--config", merged, *rest])
+    args.config = known.config
+    return args
 
 
 def save_config(path, config):

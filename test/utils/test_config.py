@@ -68,3 +68,25 @@ def test_git_commit_is_dirty_only_for_changes_to_the_package(tmp_path):
     (tmp_path / "mser" / "nets.py").write_text("x = 2\n")
     assert git_commit(str(tmp_path / "mser")) == sha + "+dirty"
     assert git_commit(str(tmp_path / "mser" / "missing")) == "unknown"
+
+
+def test_base_config_holds_what_the_override_does_not(tmp_path):
+    (tmp_path / "train.yaml").write_text("lr: 0.01\nbatch_size: 8\nmodalities: [audio, text]\n")
+    (tmp_path / "tuning").mkdir()
+    override = tmp_path / "tuning" / "text.yaml"
+    override.write_text("base: ../train.yaml\nmodalities: [text]\n")
+    deeper = tmp_path / "tuning" / "text_small.yaml"
+    deeper.write_text("base: text.yaml\nbatch_size: 2\n")
+    args = parse_args(parser(), ["--config", str(deeper), "--lr", "0.5"])
+    assert (args.lr, args.batch_size, args.modalities, args.name) == (0.5, 2, ["text"], "query")
+    assert args.config == str(deeper)
+    # Strict keys on the merged result; the error names the file holding the key.
+    (tmp_path / "train.yaml").write_text("lr: 0.01\nbatch_sise: 8\n")
+    with pytest.raises(ConfigError, match=r"train.yaml: unknown key 'batch_sise'"):
+        check_config_file(parser(), str(deeper))
+    override.write_text("base: ../missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"missing.yaml: config file not found \(the base of .*text.yaml\)"):
+        check_config_file(parser(), str(deeper))
+    override.write_text("base: text_small.yaml\n")
+    with pytest.raises(ConfigError, match="base configs form a cycle"):
+        check_config_file(parser(), str(deeper))

@@ -29,6 +29,40 @@ def test_local_substitutes_job_in_log_and_command(tmp_path):
         assert "# Ended (code 0)" in log
 
 
+def test_local_job_list_and_suffix_substitution(tmp_path):
+    out = run_wrapper("local", ["JOB=1,3", "log/fold.JOB.log", "echo", "data/foldJOB", "JOBS", ">",
+                                "foldJOB.txt"], tmp_path, local_env())
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in tmp_path.glob("fold*.txt")) == ["fold1.txt", "fold3.txt"]
+    assert (tmp_path / "fold3.txt").read_text() == "data/fold3 JOBS\n"
+    out = run_wrapper("local", ["JOB=1,3", "log/f.JOB.log", "test", "JOB", "-eq", "1"], tmp_path,
+                      local_env())
+    assert "job 3 of 1,3 failed" in out.stderr
+
+
+def test_local_divides_the_cores_among_jobs_run_at_once(tmp_path):
+    """OMP_NUM_THREADS per job = (affinity cores, capped by an inherited OMP_NUM_THREADS) //
+    jobs at once, so parallel jobs do not oversubscribe the machine."""
+    cores = len(os.sched_getaffinity(0))
+    for inherited, at_once, jobs in ((None, 1, 2), (None, 2, 3), ("1", 2, 2), ("64", 1, 1)):
+        env = local_env()
+        env.pop("OMP_NUM_THREADS", None)
+        if inherited:
+            env["OMP_NUM_THREADS"] = inherited
+        out = run_wrapper("local", ["--max-jobs-run", str(at_once), f"JOB=1:{jobs}", "log/t.JOB.log",
+                                    "echo", "$OMP_NUM_THREADS", ">", "t.JOB.txt"], tmp_path, env)
+        assert out.returncode == 0, out.stderr
+        available = min(cores, int(inherited)) if inherited else cores
+        expected = max(1, available // min(at_once, jobs))
+        for i in range(1, jobs + 1):
+            assert (tmp_path / f"t.{i}.txt").read_text() == f"{expected}\n", (inherited, at_once)
+    out = run_wrapper("local", ["--num-threads", "3", "--max-jobs-run", "2", "JOB=1:2", "log/n.JOB.log",
+                                "echo", "$OMP_NUM_THREADS", ">", "n.JOB.txt"], tmp_path, local_env())
+    assert (tmp_path / "n.2.txt").read_text() == "3\n"
+    out = run_wrapper("local", ["--max-jobs-run", "0", "x.log", "true"], tmp_path, local_env())
+    assert out.returncode != 0 and "--max-jobs-run 0: expected at least 1" in out.stderr
+
+
 def test_local_reports_failed_job_with_log_tail(tmp_path):
     out = run_wrapper("local", ["JOB=1:2", "log/f.JOB.log", "bash", "-c",
                                 "echo line-from-JOB; exit $((JOB-1))"], tmp_path, local_env())
@@ -87,7 +121,7 @@ def test_slurm_submits_one_array_and_checks_each_log(tmp_path):
     assert out.returncode == 0, out.stderr
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     sbatch = calls[0].split()
-    assert "--wait" in sbatch and "--array=1-3%2" in sbatch
+    assert "--wait" in sbatch and "--array=1-3%2" in sbatch and "--cpus-per-task=1" in sbatch
     assert "--gres=gpu:1" in sbatch and "--mem=8G" in sbatch
     assert sbatch[-1].endswith("exp/log/q/t.log.sh")
     assert sum(c.startswith("srun --ntasks=1 bash -c") for c in calls) == 3

@@ -6,11 +6,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 SCRIPT = """
 set -euo pipefail
-stage=0
-stop_stage=5
+stage=0               # first stage
+stop_stage=5          # last stage
 train_config=conf/train.yaml
-use_gpu=false
+use_gpu=false         # run on the GPU
 . {root}/utils/parse_options.sh
+not_an_option=1
 echo "stage=$stage stop_stage=$stop_stage train_config=$train_config use_gpu=$use_gpu rest=$*"
 """
 
@@ -28,10 +29,31 @@ def test_overrides_dashes_and_equals(tmp_path):
                                   "use_gpu=false rest=pos1")
 
 
-def test_unknown_option_is_an_error(tmp_path):
+def test_unknown_option_is_an_error_listing_the_options(tmp_path):
     out = run(tmp_path, "--stgae", "3")
     assert out.returncode != 0
-    assert "invalid option '--stgae'" in out.stderr
+    assert ("unknown option '--stgae'; the options are: --stage --stop_stage --train_config "
+            "--use_gpu\n") in out.stderr
+    # Only the defaults block above parse_options.sh holds options, not the environment.
+    for name in ("--not-an-option", "--HOME", "--PATH"):
+        assert run(tmp_path, name, "x").returncode != 0, name
+
+
+def test_help_lists_each_option_once_with_default_and_comment(tmp_path):
+    out = run(tmp_path, "--stage", "2", "--help")
+    assert out.returncode == 0
+    lines = out.stderr.splitlines()[1:]
+    assert [line.split()[:2] for line in lines] == [
+        ["--stage", "2"], ["--stop_stage", "5"], ["--train_config", "conf/train.yaml"],
+        ["--use_gpu", "false"]]
+    assert lines[0].endswith("first stage") and lines[3].endswith("run on the GPU")
+
+
+def test_integer_must_stay_integer(tmp_path):
+    for args in (["--stage", "abc"], ["--stop_stage", "3x"], ["--stage=1.5"]):
+        out = run(tmp_path, *args)
+        assert out.returncode != 0 and "expects an integer, got" in out.stderr, args
+    assert run(tmp_path, "--stage", "-1").stdout.startswith("stage=-1 ")
 
 
 def test_boolean_must_stay_boolean(tmp_path):

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from mser.utils.scoring import compare_experiments, write_experiment_scores
+from mser.scoring.aggregate import write_experiment_scores
+from mser.scoring.paired import compare_experiments
 
 CLASSES = ["neu", "hap", "ang", "sad"]
 
@@ -61,6 +62,13 @@ def test_missing_prediction_is_an_error(tmp_path):
         write_experiment_scores(str(exp), [1])
 
 
+def run_score(tmp_path, exp, folds, reference):
+    return subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir", str(exp),
+                           "--folds", folds, "--results", str(tmp_path / "RESULTS.md"),
+                           "--protocol-file", str(tmp_path / "protocol.txt"),
+                           "--reference-tag", reference], capture_output=True, text=True)
+
+
 def test_compare_and_results_md(tmp_path):
     root = tmp_path / "exp"
     make_exp(root, "full", [8, 8, 7])
@@ -70,12 +78,12 @@ def test_compare_and_results_md(tmp_path):
     result = compare_experiments(str(root / "full"), str(root / "weak"), [1, 2, 3], num_samples=200)
     assert result["a_right_b_wrong"] == 12 and result["b_right_a_wrong"] == 0
     assert result["ua_diff"] > 0.4 and result["p_mcnemar"] < 0.01
+    (tmp_path / "protocol.txt").write_text("toy corpus, leave-one-speaker-out, 3 folds\n")
     for tag in ("full", "weak"):
-        out = subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir", str(root / tag),
-                              "--folds", "1 2 3", "--results", str(tmp_path / "RESULTS.md"),
-                              "--reference-tag", "full"], capture_output=True, text=True)
+        out = run_score(tmp_path, root / tag, "1 2 3", "full")
         assert out.returncode == 0, out.stderr
     results = (tmp_path / "RESULTS.md").read_text()
+    assert "- protocol: toy corpus, leave-one-speaker-out, 3 folds\n" in results
     assert "| full | conf/train.yaml | 0123456+dirty | both |" in results
     assert "| weak | ? | ? | both |" in results  # trained without a config.yaml
     assert "95.83 ± 7.22" in results  # full: UA 100, 100, 87.5
@@ -88,3 +96,35 @@ def test_compare_and_results_md(tmp_path):
     assert "| weak | audio_only |" not in results  # weak was not decoded audio only
     with pytest.raises(ValueError, match="weak: condition audio_only was not decoded"):
         compare_experiments(str(root / "weak"), str(root / "full"), [1, 2, 3], "audio_only")
+
+
+def test_results_md_keeps_rows_of_tags_not_run_and_names_unscorable_ones(tmp_path):
+    """A fresh clone that trains only the reference keeps the other tags' rows (and their tests)
+    from the committed RESULTS.md; a tag that cannot be scored is reported, never dropped."""
+    (tmp_path / "protocol.txt").write_text("toy, 2 folds\n")
+    first = tmp_path / "first"
+    make_exp(first, "full", [8, 7])
+    make_exp(first, "weak", [4, 3])
+    for tag in ("weak", "full"):
+        assert run_score(tmp_path, first / tag, "1 2", "full").returncode == 0
+    before = (tmp_path / "RESULTS.md").read_text()
+    weak_rows = [line for line in before.splitlines() if line.startswith("| weak |")]
+    assert len(weak_rows) == 4  # the table, the main test, audio only, text only
+
+    clone = tmp_path / "clone"  # trains the reference again, and a tag on one fold only
+    make_exp(clone, "full", [8, 7])
+    make_exp(clone, "partial", [8])
+    write_experiment_scores(str(clone / "partial"), [1])
+    out = run_score(tmp_path, clone / "full", "1 2", "full")
+    assert out.returncode == 0, out.stderr
+    assert "partial cannot be scored on folds 1 2" in out.stderr
+    after = (tmp_path / "RESULTS.md").read_text()
+    assert [line for line in after.splitlines() if line.startswith("| weak |")] == weak_rows
+    assert "Kept from the previous RESULTS.md (not scored in this run" in after
+    assert "| partial | - | - | not scored on folds 1 2: " in after
+    assert [line for line in after.splitlines() if line.startswith("| full |")] == \
+        [line for line in before.splitlines() if line.startswith("| full |")]
+    # The protocol comes from the file stage 0 wrote; without it scoring stops and says why.
+    (tmp_path / "protocol.txt").unlink()
+    out = run_score(tmp_path, clone / "full", "1 2", "full")
+    assert out.returncode != 0 and "protocol.txt: not found; stage 0 (local/data.sh)" in out.stderr

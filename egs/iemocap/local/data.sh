@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Prepare <data_dir>/all and <data_dir>/fold*/{train,dev,test} from IEMOCAP_full_release.
-# Run from the recipe dir:  local/data.sh [options] <IEMOCAP_root> <data_dir>
+# Stage 0 of egs/iemocap: prepare <data_dir>/all and <data_dir>/fold<k>/{train,dev,test} from
+# IEMOCAP_full_release and describe the protocol in <data_dir>/protocol.txt.
+#   local/data.sh [options] <IEMOCAP_root> <data_dir>      (run from the recipe dir)
 # Defaults: the standard 4 classes (exc merged into hap, 5,531 utterances), 5 leave-one-session-out
-# folds, dev = one speaker of the session after the test session. See
-# python -m mser.bin.prepare_iemocap --help for what each option does.
+# folds, dev = one speaker of the session after the test session. What each option does:
+# python -m mser.bin.prepare_iemocap --help.
 set -euo pipefail
 
 class_set=4class          # 4class, 4class_noexc or 6class
-improvised_only=false
+improvised_only=false     # true: keep the improvised dialogs only
 noise_tags=strip          # strip or keep transcript tags such as [LAUGHTER]
 cv=session                # session (5 folds) or speaker (10 folds)
-dev=speaker               # speaker or fraction
-dev_fraction=0.1
-seed=0
+dev=speaker               # speaker (one speaker of the next session) or fraction
+dev_fraction=0.1          # dev share of the training sessions with --dev fraction
+seed=0                    # seed of --dev fraction
 skip_missing_wav=false    # true: drop labelled utterances without a wav instead of failing
 skip_missing_text=false   # true: drop labelled utterances without a transcript instead of failing
+help_message="Usage: $0 [options] <IEMOCAP_root> <data_dir>"
 . utils/parse_options.sh
 
 if [ $# -ne 2 ]; then
@@ -30,3 +32,14 @@ $skip_missing_wav && flags+=(--skip-missing-wav)
 $skip_missing_text && flags+=(--skip-missing-text)
 python -m mser.bin.prepare_iemocap --iemocap "$1" --class-set "$class_set" --noise-tags "$noise_tags" \
   --cv "$cv" --dev "$dev" --dev-fraction "$dev_fraction" --seed "$seed" ${flags[@]+"${flags[@]}"} "$2"
+
+case $cv in
+  session) protocol="leave-one-session-out, 5 folds (speaker- and session-independent)" ;;
+  speaker) protocol="leave-one-speaker-out, 10 folds (the test speaker's session partner is in training)" ;;
+esac
+case $dev in
+  speaker) protocol+="; dev: one speaker of the next session" ;;
+  fraction) protocol+="; dev: a random $dev_fraction of the training sessions (seed $seed)" ;;
+esac
+$improvised_only && protocol+="; improvised dialogs only"
+echo "IEMOCAP $class_set, $protocol" > "$2/protocol.txt"

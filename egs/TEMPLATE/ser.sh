@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Stages 0..5 of every recipe; egs/<corpus>/run.sh calls it with the corpus's defaults:
+#   ./ser.sh --corpus DIR [--option value ...]      (run from the recipe dir; ./ser.sh --help)
+# Corpus hooks: local/data.sh [local_data_opts] <corpus> <data> (stage 0) and, if present,
+# local/score.sh <corpus> <exp/tag> (end of stage 5). See egs/TEMPLATE/README.md.
+set -euo pipefail
+
+stage=0                    # first stage to run
+stop_stage=5               # last stage to run
+corpus=                    # corpus dir handed to local/data.sh (db.sh sets it in run.sh)
+local_data_opts=           # options of local/data.sh (local/data.sh --help), e.g. "--cv speaker"
+nj=4                       # parallel jobs of feature extraction
+ngpu=auto                  # GPUs per job (features, training, decoding); auto: 1 if CUDA is there
+nproc=1                    # DDP processes per training job (CPU: gloo; GPU: one per GPU)
+folds=                     # folds to train, decode and score; empty: every data/fold<k>
+fold_jobs=1                # folds trained (and decoded) at once, as one job array
+seed=0                     # training seed
+audio_feat=fbank           # acoustic features: conf/feats/<audio_feat>.yaml
+text_feat=minilm           # linguistic features: conf/feats/<text_feat>.yaml
+train_config=conf/train.yaml  # training YAML (a tuning YAML names its base)
+train_opts=                # extra options of mser.bin.train, e.g. "--epochs 5"
+tag=                       # experiment name; empty: <config name>_<features the config uses>
+reference_tag=             # RESULTS.md tests every tag against it; empty: conf/train.yaml's tag
+help_message="Usage: ./run.sh [--option value ...]   (run from egs/<corpus>; stages in README.md)"
+. utils/parse_options.sh
+. ./path.sh
+. ./cmd.sh
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (ser.sh:${BASH_LINENO[0]}) $*"; }
+die() { echo "ser.sh: $*" >&2; exit 1; }
+for name in nj nproc fold_jobs; do [ "${!name}" -ge 1 ] || die "--$name ${!name}: expected at least 1"; done
+[ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"
+[ -x local/data.sh ] || die "run me from a recipe dir (egs/<corpus>) holding local/data.sh"
+ngpu=$(python -m mser.bin.resolve_ngpu "$ngpu")
+device=cpu; [ "$ngpu" -gt 0 ] && device=cuda
+# A modality the training config does not use gets no feature stage and no place in the tag.
+modalities_of() { python -m mser.bin.show_config "$1" modalities; }
+tag_of() {  # <config> <its modalities>
+  local name; name=$(basename "${1%.yaml}")
+  [[ $2 == *audio* ]] && name+=_$audio_feat
+  [[ $2 == *text* ]] && name+=_$text_feat
+  echo "$name"
+}
+modalities=$(modalities_of "$train_config")
+tag=${tag:-$(tag_of "$train_config" "$modalities")}
+exp=exp/$tag
+feats=()
+[[ $modalities == *audio* ]] && feats+=(--audio-feats dump/$audio_feat/feats.scp)
+[[ $modalities == *text* ]] && feats+=(--text-feats dump/$text_feat/feats.scp)
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  [ -n "$corpus" ] || die "--corpus is empty: set the corpus dir in db.sh"
+  log "Stage 0: prepare data/all and data/fold<k>/{train,dev,test} from $corpus"
+  local/data.sh $local_data_opts "$corpus" data
+  [ -s data/protocol.txt ] || die "local/data.sh wrote no data/protocol.txt (see egs/TEMPLATE/README.md)"
+fi
+
+folds=${folds:-$(ls -d data/fold* 2>/dev/null | sed 's:data/fold::' | sort -n | paste -sd ' ')}
+[ $stop_stage -lt 3 ] || [ -n "$folds" ] || die "no data/fold<k>: run stage 0 first"
+jobs=JOB=$(echo $folds | tr ' ' ,)  # the job array: one job per fold
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [[ $modalities == *audio* ]]; then
+  log "Stage 1: acoustic features ($audio_feat) -> dump/$audio_feat"
+  utils/dump_feats.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu conf/feats/$audio_feat.yaml data/all dump/$audio_feat
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [[ $modalities == *text* ]]; then
+  log "Stage 2: linguistic features ($text_feat) -> dump/$text_feat"
+  utils/dump_feats.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu conf/feats/$text_feat.yaml data/all dump/$text_feat
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  log "Stage 3: train $exp on folds $folds, $fold_jobs at once (logs: $exp/log/train.fold<k>.log)"
+  $train_cmd --gpu $ngpu --max-jobs-run $fold_jobs $jobs $exp/log/train.foldJOB.log \
+    python -m mser.bin.train --config $train_config --data-dir data/foldJOB "${feats[@]}" \
+      --exp-dir $exp/foldJOB --ngpu $ngpu --nproc $nproc --seed $seed $train_opts
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "Stage 4: decode each fold's test set on $device (both modalities, audio only, text only)"
+  $train_cmd --gpu $ngpu --max-jobs-run $fold_jobs $jobs $exp/log/decode.foldJOB.log \
+    python -m mser.bin.decode --exp-dir $exp/foldJOB --data-dir data/foldJOB/test --device $device
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  log "Stage 5: score $exp and regenerate RESULTS.md"
+  python -m mser.bin.score --exp-dir $exp --folds "$folds" --results RESULTS.md \
+    --protocol-file data/protocol.txt \
+    --reference-tag ${reference_tag:-$(tag_of conf/train.yaml "$(modalities_of conf/train.yaml)")}
+  cat $exp/scores.txt
+  f=${folds%% *}
+  if [ "$(python -m mser.bin.show_config $exp/fold$f/config.yaml model_conf.fusion)" = query ]; then
+    log "Stage 5: plot where the emotion queries attend (first test utterance of fold $f)"
+    python -m mser.bin.infer --model-dir $exp/fold$f --data-dir data/fold$f/test --max-utts 1 \
+      --device $device --attention-plot $exp/attention_fold$f.png
+  fi
+  if [ -x local/score.sh ]; then
+    log "Stage 5: corpus-specific scoring (local/score.sh)"
+    local/score.sh "$corpus" $exp
+  fi
+fi

@@ -1,0 +1,30 @@
+"""Reading one fold's decoded condition (layout: see mser.scoring)."""
+import os
+
+import numpy as np
+
+from mser.data.datadir import read_table
+from mser.data.dataset import read_classes
+
+
+def load_condition(fold_dir, condition):
+    """Return (utt ids, reference indices, predicted indices, classes) or None if not decoded."""
+    decode = os.path.join(fold_dir, "decode")
+    pred_path = os.path.join(decode, condition, "predictions")
+    if not os.path.exists(pred_path):
+        return None
+    classes = read_classes(os.path.join(decode, "classes.txt"))
+    index = {c: i for i, c in enumerate(classes)}
+    refs, preds = read_table(os.path.join(decode, "utt2emo")), read_table(pred_path)
+    missing = sorted(set(refs) - set(preds))
+    if missing:
+        raise ValueError(f"{pred_path}: {len(missing)} test utterance(s) have no prediction "
+                         f"(e.g. {missing[0]}); re-run the decoding stage")
+    utts = sorted(refs)
+    for utt in utts:
+        for label, path in ((refs[utt], "utt2emo"), (preds[utt], pred_path)):
+            if label not in index:
+                raise ValueError(f"{path}: utterance {utt}: label {label!r} not in "
+                                 f"{os.path.join(decode, 'classes.txt')}")
+    return (utts, np.array([index[refs[u]] for u in utts]), np.array([index[preds[u]] for u in utts]),
+            classes)
