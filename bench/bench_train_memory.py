@@ -1,7 +1,7 @@
 """Peak RAM of training per feature-cache / DataLoader-worker setting, and the projected epoch
 time of reading at IEMOCAP size and 10x.
 
-    tools/venv/bin/python bench/bench_train_memory.py [--num-utts 48 96] [--epochs 2]
+    tools/venv/bin/python bench/bench_train_memory.py [--num-utts 64 128] [--epochs 2]
 
 Random features of IEMOCAP's real shapes (bench_data_path.py: HuBERT-large 5x1024 at 50
 frames/s, ~4.5 s; MPNet 4x768, ~20 tokens), dumped as ``storage: float16`` (and
@@ -9,14 +9,16 @@ frames/s, ~4.5 s; MPNet 4x768, ~20 tokens), dumped as ``storage: float16`` (and
 ``python -m mser.bin.train --config egs/iemocap/conf/train.yaml`` (the paper-scale model, its
 batch of 32 utterances) for --epochs epochs per setting. Peak RAM = the largest sum of the
 proportional set size (Pss: shared pages split between the processes that map them) over the
-training process and its DataLoader workers, sampled every 0.1 s. Run at two corpus sizes and
-extrapolated linearly (a + b x utterances) to IEMOCAP's 5531 utterances and 10x: a linear fit
-of two points, not a measurement at that size. Worker caches keep growing after --epochs until
+training process and its DataLoader workers, sampled every 0.1 s. Run at two corpus sizes, the
+larger one the smaller one's utterance lengths repeated (so the same longest batch: what grows
+is the corpus, not the batch), and extrapolated linearly (a + b x utterances) to IEMOCAP's 5531
+utterances and 10x: a linear fit of two points, not a measurement at that size; the longest
+batch of a real corpus (IEMOCAP: clips up to 35 s) adds to every row. Worker caches keep growing after --epochs until
 each worker holds the whole corpus; the "bound" column is the cache estimate training checks
 against --cache-memory-gb (feature bytes x max(1, workers)).
 
-Reading: CPU time of the dataset + collate path (every train utterance once, no cache) per
-storage, projected to one epoch at 5531 and 55310 utterances (CPU minutes; divide by the
+Reading: CPU time of the dataset + collate path (every train utterance once, no cache, one
+torch thread as in a DataLoader worker) per storage, projected to one epoch at 5531 and 55310 utterances (CPU minutes; divide by the
 DataLoader workers for the wall time when they have a core each).
 """
 import argparse
@@ -28,6 +30,7 @@ import threading
 import time
 
 import numpy as np
+import torch
 import yaml
 
 from bench_data_path import IEMOCAP_UTTS, STREAMS, random_feats, utterance_lengths
@@ -47,11 +50,11 @@ SETTINGS = [  # (name, storage, cache_feats, num_workers)
 ]
 
 
-def write_corpus(root, num_train, seed):
-    """data/{train,dev} and dump/<stream>_<storage>/ for both storages; returns the dump scps."""
+def write_corpus(root, num_train, base_lengths, seed):
+    """data/{train,dev} and dump/<stream>_<storage>/ for both storages, utterance lengths
+    ``base_lengths`` repeated; returns the dump scps."""
     num_utts = num_train + num_train // 4
-    rng = np.random.default_rng(seed)
-    lengths = utterance_lengths(num_utts, rng)
+    lengths = {stream: np.resize(values, num_utts) for stream, values in base_lengths.items()}
     utts = [f"spk{i % 8}_utt{i:05d}" for i in range(num_utts)]
     for split, chosen in (("train", utts[:num_train]), ("dev", utts[num_train:])):
         split_dir = os.path.join(root, "data", split)
@@ -129,7 +132,9 @@ def peak_training_memory(root, scps, storage, cache, workers, epochs):
 
 
 def read_seconds_per_utt(root, scps, storage):
-    """CPU seconds per utterance of the dataset + collate path, both streams, no cache."""
+    """CPU seconds per utterance of the dataset + collate path, both streams, no cache, with one
+    torch thread, as in a DataLoader worker."""
+    torch.set_num_threads(1)
     dataset = EmotionDataset(os.path.join(root, "data", "train"),
                              {m: scps[m, storage] for m in STREAMS})
     start = time.process_time()
@@ -141,17 +146,20 @@ def read_seconds_per_utt(root, scps, storage):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-utts", type=int, nargs=2, default=[48, 96],
+    parser.add_argument("--num-utts", type=int, nargs=2, default=[64, 128],
                         help="training utterances of the two runs (dev: a quarter more)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     small, large = args.num_utts
+    if large % small:
+        parser.error("--num-utts: the second count must be a multiple of the first")
+    base_lengths = utterance_lengths(small + small // 4, np.random.default_rng(args.seed))
     peaks, bounds, read = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="bench_train_memory.") as tmp:
         for count in (small, large):
             root = os.path.join(tmp, str(count))
-            scps = write_corpus(root, count, args.seed)
+            scps = write_corpus(root, count, base_lengths, args.seed)
             for name, storage, cache, workers in SETTINGS:
                 peaks[name, count] = peak_training_memory(root, scps, storage, cache, workers,
                                                           args.epochs)
@@ -164,7 +172,8 @@ def main():
                 read = {s: read_seconds_per_utt(root, scps, s) for s in ("float16",
                                                                           "kaldi_compressed")}
     print(f"\nCommand: {' '.join([os.path.basename(sys.executable), *sys.argv])}; "
-          f"{args.epochs} epochs of egs/iemocap/conf/train.yaml on CPU\n")
+          f"{args.epochs} epochs of egs/iemocap/conf/train.yaml on CPU; longest utterance "
+          f"{base_lengths['audio'].max() / 50:.1f} s\n")
     print(f"| setting | peak MB, {small} / {large} train utts | MB per 1000 utts (fit) | "
           f"projected GB: IEMOCAP ({IEMOCAP_UTTS}) / 10x | cache bound GB: IEMOCAP / 10x |")
     print("|---|---:|---:|---:|---:|")
