@@ -142,12 +142,17 @@ class EmotionDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         if self.cache is not None and index in self.cache:
             return self.cache[index]
+        item = self.read(index)
+        if self.cache is not None:
+            self.cache[index] = item
+        return item
+
+    def read(self, index):
+        """Item ``index`` from disk, bypassing the cache."""
         utt = self.utts[index]
         item = {"utt": utt, "label": self.labels[index]}
         for modality, reader in self.readers.items():
             item[modality] = reader[utt]
-        if self.cache is not None:
-            self.cache[index] = item
         return item
 
     def label_counts(self):

@@ -307,7 +307,8 @@ def compute_normalization(ctx, model, train_set, modalities):
         sums = torch.zeros(2 * dim + 1, dtype=torch.float64)  # sum, sum of squares, frames
         for index in tqdm(range(ctx.rank, len(train_set), ctx.world_size),
                           desc=f"{modality} statistics", mininterval=5, disable=not ctx.is_main):
-            mat = torch.from_numpy(train_set[index][modality]).double()
+            # Not cached here: DataLoader workers hold the cache, the main process need not.
+            mat = torch.from_numpy(train_set.read(index)[modality]).double()
             sums[:dim] += mat.sum(0)
             sums[dim:-1] += (mat * mat).sum(0)
             sums[-1] += len(mat)
