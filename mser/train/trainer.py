@@ -149,6 +149,10 @@ def train(args, ctx, threads):
             reason, epoch = "early_stop", epoch - 1
             break
         seed_epoch(args.seed, epoch, ctx.rank)
+        # The one draw a new DataLoader iterator made here before the loaders had persistent
+        # workers and a generator of their own: earlier runs' random streams, whatever
+        # --num-workers.
+        torch.empty((), dtype=torch.int64).random_()
         sampler.set_epoch(epoch)
         start = time.time()
         train_loss, train_utts = train_one_epoch(args, ctx, model, loader, optimizer, scheduler,
@@ -228,7 +232,8 @@ def resolve_num_workers(requested, cache_feats, threads):
 def make_loader(dataset, batch_sampler, num_workers, device):
     """Batches of ``batch_sampler``; its worker processes persist from one epoch to the next,
     and so does what they hold (a feature cache). Workers are seeded from a generator of their
-    own, not torch's global one, so dropout and masking draws do not depend on their number."""
+    own: persistent ones draw from it once, not every epoch, so torch's global generator is
+    left to the training loop."""
     return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate,
                                        num_workers=num_workers,
                                        persistent_workers=num_workers > 0,
