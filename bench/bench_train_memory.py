@@ -10,8 +10,8 @@ frames/s, ~4.5 s; MPNet 4x768, ~20 tokens), dumped as ``storage: float16`` (and
 batch of 32 utterances) for --epochs epochs per setting. Peak RAM = the largest sum of the
 proportional set size (Pss: shared pages split between the processes that map them) over the
 training process and its DataLoader workers, sampled every 0.1 s. Run at two corpus sizes, the
-larger one the smaller one's utterance lengths repeated (so the same longest batch: what grows
-is the corpus, not the batch), and extrapolated linearly (a + b x utterances) to IEMOCAP's 5531
+larger one the smaller one's training and dev utterance lengths repeated (so the same longest
+batch: what grows is the corpus, not the batch), and extrapolated linearly (a + b x utterances) to IEMOCAP's 5531
 utterances and 10x: a linear fit of two points, not a measurement at that size; the longest
 batch of a real corpus (IEMOCAP: clips up to 35 s) adds to every row. Worker caches keep growing after --epochs until
 each worker holds the whole corpus; the "bound" column is the cache estimate training checks
@@ -51,10 +51,14 @@ SETTINGS = [  # (name, storage, cache_feats, num_workers)
 
 
 def write_corpus(root, num_train, base_lengths, seed):
-    """data/{train,dev} and dump/<stream>_<storage>/ for both storages, utterance lengths
-    ``base_lengths`` repeated; returns the dump scps."""
+    """data/{train,dev} and dump/<stream>_<storage>/ for both storages: the training and dev
+    utterance lengths of ``base_lengths`` (train first, then a quarter as many dev) each
+    repeated; returns the dump scps."""
     num_utts = num_train + num_train // 4
-    lengths = {stream: np.resize(values, num_utts) for stream, values in base_lengths.items()}
+    base_train = len(next(iter(base_lengths.values()))) * 4 // 5
+    lengths = {stream: np.concatenate([np.resize(values[:base_train], num_train),
+                                       np.resize(values[base_train:], num_utts - num_train)])
+               for stream, values in base_lengths.items()}
     utts = [f"spk{i % 8}_utt{i:05d}" for i in range(num_utts)]
     for split, chosen in (("train", utts[:num_train]), ("dev", utts[num_train:])):
         split_dir = os.path.join(root, "data", split)
@@ -69,8 +73,9 @@ def write_corpus(root, num_train, base_lengths, seed):
             os.makedirs(out)
             writer = JobArkWriter(out, 1, storage)
             feats_rng = np.random.default_rng(seed)
-            for utt, rows in zip(sorted(utts), lengths[stream]):
-                writer.write(utt, random_feats(feats_rng, int(rows), layers, dim))
+            rows_of = dict(zip(utts, lengths[stream]))
+            for utt in sorted(utts):
+                writer.write(utt, random_feats(feats_rng, int(rows_of[utt]), layers, dim))
             writer.commit({})
             os.rename(os.path.join(out, "feats.1.scp"), os.path.join(out, "feats.scp"))
             os.rename(os.path.join(out, "utt2num_frames.1"), os.path.join(out, "utt2num_frames"))
