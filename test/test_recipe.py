@@ -200,7 +200,8 @@ def test_asr_text_source(recipe, ctc_asr_dir):
     train_cmd = (exp / "log" / "train.fold1.log").read_text().splitlines()[0]
     assert "--data-dir data/fold1 " in train_cmd and "dump/minilm/feats.scp" in train_cmd
     decode_cmd = (exp / "log" / "decode.fold1.log").read_text().splitlines()[0]
-    assert "--data-dir data/fold1/asr/test --text-feats dump/minilm_asr/feats.scp" in decode_cmd
+    assert "--data-dir data/fold1/asr/test " in decode_cmd
+    assert "--text-feats dump/minilm_asr/feats.scp " in decode_cmd
     test_utts = set(read_table(recipe / "data" / "fold1" / "test" / "utt2emo")) - {bad}
     assert set(read_posteriors(exp / "fold1" / "decode" / "both" / "posteriors")) == test_utts
     wer = json.loads((exp / "scores.json").read_text())["wer"]["folds"][0]

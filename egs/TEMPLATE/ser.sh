@@ -12,6 +12,7 @@ local_data_opts=           # options of local/data.sh (local/data.sh --help), e.
 nj=4                       # parallel jobs of feature extraction
 ngpu=auto                  # GPUs per job (features, training, decoding); auto: 1 if CUDA is there
 nproc=1                    # DDP processes per training job (CPU: gloo; GPU: one per GPU)
+nnodes=1                   # nodes per training job (cmd_backend=slurm: srun tasks on each)
 folds=                     # folds to train, decode and score; empty: every data/fold<k>
 fold_jobs=1                # folds trained (and decoded) at once, as one job array
 seed=0                     # training seed
@@ -31,7 +32,7 @@ help_message="Usage: ./run.sh [--option value ...]   (run from egs/<corpus>; sta
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (ser.sh:${BASH_LINENO[0]}) $*"; }
 die() { echo "ser.sh: $*" >&2; exit 1; }
-for name in nj nproc fold_jobs; do [ "${!name}" -ge 1 ] || die "--$name ${!name}: expected at least 1"; done
+for name in nj nproc nnodes fold_jobs; do [ "${!name}" -ge 1 ] || die "--$name ${!name}: expected at least 1"; done
 for name in train_text test_text; do
   [[ ${!name} == gold || ${!name} == asr ]] || die "--$name ${!name}: expected gold or asr"
 done
@@ -101,9 +102,13 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: train $exp on folds $folds, $fold_jobs at once (logs: $exp/log/train.fold<k>.log)"
-  $train_cmd --gpu $ngpu --max-jobs-run $fold_jobs $jobs $exp/log/train.foldJOB.log \
+  procs=$nproc; [ "$ngpu" -gt 0 ] && procs=$ngpu  # per node
+  # --nproc-per-node: train's --nproc, spelt so that the logged command also runs under an
+  # external torchrun (which rejects --nproc as ambiguous).
+  $train_cmd --gpu $ngpu --nodes $nnodes --tasks-per-node $procs --max-jobs-run $fold_jobs \
+    $jobs $exp/log/train.foldJOB.log \
     python -m mser.bin.train --config $train_config --data-dir $(fold_dir $train_text) "${feats[@]}" \
-      --exp-dir $exp/foldJOB --ngpu $ngpu --nproc $nproc --seed $seed $train_opts
+      --exp-dir $exp/foldJOB --ngpu $ngpu --nproc-per-node $nproc --seed $seed $train_opts
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then

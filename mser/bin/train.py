@@ -5,11 +5,18 @@
         --exp-dir exp/train_fbank_minilm/fold1 [--ngpu 0] [--nproc 1] [--seed 0]
 
 With --nproc > 1 or --ngpu > 1 this re-launches itself through torchrun (gloo on CPU, nccl on
-GPU). The job's CPU threads (OMP_NUM_THREADS if set, else the CPUs it may use:
-SLURM_CPUS_PER_TASK, the affinity mask) are split between its processes; under an external
-torchrun, OMP_NUM_THREADS counts per process. A re-run resumes from the last checkpoint; a
-finished run (<exp-dir>/.done) is skipped, unless --epochs now asks for more epochs than it ran
-without early stopping (it then continues). Writes <exp-dir>/{config.yaml, best.pt,
+GPU). Launched by torchrun or srun already (multi-node), it joins their processes instead and
+checks --nproc/--ngpu against the processes started per machine:
+
+    torchrun --nnodes 2 --node-rank 0 --nproc-per-node 4 --rdzv-backend c10d \
+        --rdzv-endpoint node1:29400 -m mser.bin.train --nproc-per-node 4 --ngpu 4 ...
+    srun --nodes 2 --ntasks-per-node 4 --gpus-per-node 4 python -m mser.bin.train --ngpu 4 ...
+
+A job that re-launches itself splits its CPU threads (OMP_NUM_THREADS if set, else the CPUs it
+may use: SLURM_CPUS_PER_TASK, the affinity mask) between its processes; under an external
+torchrun OMP_NUM_THREADS counts per process, and an srun task's CPUs are its own. A re-run
+resumes from the last checkpoint; a finished run (<exp-dir>/.done) is skipped, unless --epochs
+now asks for more epochs than it ran without early stopping (it then continues). Writes <exp-dir>/{config.yaml, best.pt,
 checkpoints/, train.log, tensorboard/, train_curve.png} (the loop: mser/train/trainer.py).
 """
 import logging
@@ -38,7 +45,8 @@ def main(argv=None):
     world_size = distributed.world_size_for(args.ngpu, args.nproc)
     affinity_cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                      else os.cpu_count() or 1)
-    if world_size > 1 and not distributed.launched_by_torchrun(os.environ):
+    launched_by = distributed.launcher(os.environ)
+    if world_size > 1 and launched_by is None:
         setup_logging(args.verbose)
         # This job's budget (OMP_NUM_THREADS included, e.g. a job runner's share) is split
         # between the processes it starts.
@@ -46,8 +54,16 @@ def main(argv=None):
         threads = max(1, budget // world_size)
         logging.info("%d CPU thread(s) per process (%s / %d processes)", threads, why, world_size)
         sys.exit(distributed.relaunch_with_torchrun(world_size, "mser.bin.train", argv, threads))
-    ctx = distributed.context_from_env(os.environ, args.ngpu)
-    threads = distributed.cpu_threads(os.environ, affinity_cpus, ctx.local_world_size)
+    ctx = distributed.context_from_env(os.environ, args.ngpu, args.master_port)
+    if launched_by:
+        try:
+            distributed.check_launched_size(args.ngpu, args.nproc, ctx.local_world_size,
+                                            launched_by)
+        except ValueError as e:
+            parser.error(str(e))
+    # An srun task's CPUs (SLURM_CPUS_PER_TASK, its binding) are its own; torchrun's share.
+    threads = distributed.cpu_threads(os.environ, affinity_cpus,
+                                      1 if launched_by == "srun" else ctx.local_world_size)
     distributed.init_process_group(ctx, threads[0])
     try:
         train(args, ctx, threads)

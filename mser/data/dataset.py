@@ -7,19 +7,20 @@
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
     for epoch ...: sampler.set_epoch(epoch)
 
-Each item is ``{"utt", "label", "audio", "text"}`` (a modality without a scp is absent); a batch
+Each item is ``{"utt", "label", "audio", "text"}`` (a modality without a scp is absent), each
+matrix as stored (``storage: float16`` stays float16, half the memory of a cached item); a batch
 is ``{"utts", "labels", "audio", "audio_lens", "text", "text_lens"}`` (None for an absent
-modality), ready for ``model(batch["audio"], batch["audio_lens"], batch["text"], ...)``.
+modality), float32, ready for ``model(batch["audio"], batch["audio_lens"], batch["text"], ...)``.
 """
 import logging
 import os
 
-import kaldiio
 import numpy as np
 import torch
 import yaml
 
 from mser.data.datadir import DataDirError, read_table
+from mser.features.storage import open_feats, read_headers, read_shapes
 
 MODALITIES = ("audio", "text")
 SHOWN_DROPPED = 5  # utterances without features named in the warning
@@ -55,7 +56,10 @@ class EmotionDataset(torch.utils.data.Dataset):
     """Utterances of ``data_dir`` that have features for every modality in ``feats``.
 
     ``feats``: modality -> feats.scp. ``classes`` defaults to ``data_dir/classes.txt``. Without
-    ``utt2emo`` (unlabelled data) labels are -1. ``cache`` keeps read matrices in memory.
+    ``utt2emo`` (unlabelled data) labels are -1. ``cache`` keeps read matrices in memory, as
+    stored (:meth:`feature_bytes` says how much that takes). Matrices are read by
+    :func:`~mser.features.storage.open_feats` (never unpickles), lengths come from
+    ``utt2num_frames`` or the matrix headers.
     """
 
     def __init__(self, data_dir, feats, classes=None, cache=False):
@@ -69,7 +73,8 @@ class EmotionDataset(torch.utils.data.Dataset):
         else:
             self.has_labels = False
             utt2emo = {utt: None for utt in read_table(os.path.join(data_dir, "utt2spk"))}
-        self.readers = {m: kaldiio.load_scp(scp) for m, scp in feats.items() if scp}
+        self.scps = {m: scp for m, scp in feats.items() if scp}
+        self.readers = {m: open_feats(scp, dtype=None) for m, scp in self.scps.items()}
         if not self.readers:
             raise ValueError("EmotionDataset needs at least one feats.scp")
         utts = list(utt2emo)
@@ -96,8 +101,7 @@ class EmotionDataset(torch.utils.data.Dataset):
                                f"{', '.join(feats.values())}; were they extracted for this corpus?")
         self.utts = utts
         self.labels = [self._label_index(u, utt2emo[u], utt2emo_path) for u in utts]
-        self.num_frames = {m: self._num_frames(feats[m], reader) for m, reader in
-                           self.readers.items()}
+        self.num_frames = {m: self._num_frames(scp) for m, scp in self.scps.items()}
         # Bucketing length: audio frames when audio is used (the long stream), else tokens.
         key = "audio" if "audio" in self.readers else "text"
         self.lengths = self.num_frames[key]
@@ -112,15 +116,25 @@ class EmotionDataset(torch.utils.data.Dataset):
                                f"({' '.join(self.classes)}); fix the label or the class list")
         return self.classes.index(label)
 
-    def _num_frames(self, scp, reader):
-        """Lengths from utt2num_frames next to the scp, else from the matrices themselves."""
+    def _num_frames(self, scp):
+        """Lengths from utt2num_frames next to the scp, else from the matrix headers."""
         path = os.path.join(os.path.dirname(scp), "utt2num_frames")
         if os.path.exists(path):
             table = read_table(path)
             if all(u in table for u in self.utts):
                 return [int(table[u]) for u in self.utts]
-        logging.info("%s: no complete utt2num_frames; reading matrix shapes", scp)
-        return [len(reader[u]) for u in self.utts]
+        logging.info("%s: no complete utt2num_frames; reading the matrix headers", scp)
+        shapes = read_shapes(scp)
+        return [shapes[u][0] for u in self.utts]
+
+    def feature_bytes(self):
+        """Bytes of every utterance's matrices as read (what a full cache holds), from the
+        matrix headers."""
+        total = 0
+        for scp in self.scps.values():
+            headers = read_headers(scp)
+            total += sum(rows * cols * size for rows, cols, size in map(headers.get, self.utts))
+        return total
 
     def __len__(self):
         return len(self.utts)
@@ -128,12 +142,17 @@ class EmotionDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         if self.cache is not None and index in self.cache:
             return self.cache[index]
+        item = self.read(index)
+        if self.cache is not None:
+            self.cache[index] = item
+        return item
+
+    def read(self, index):
+        """Item ``index`` from disk, bypassing the cache."""
         utt = self.utts[index]
         item = {"utt": utt, "label": self.labels[index]}
         for modality, reader in self.readers.items():
-            item[modality] = np.asarray(reader[utt], dtype=np.float32)
-        if self.cache is not None:
-            self.cache[index] = item
+            item[modality] = reader[utt]
         return item
 
     def label_counts(self):
@@ -154,19 +173,20 @@ def dataset_from_config(config, data_dir, cache=False):
 
 
 def collate(items):
-    """Pad each modality to the longest item; lengths are LongTensors."""
+    """Pad each modality to the longest item, as float32 (torch casts float16 ~10x faster than
+    numpy); lengths are LongTensors."""
     batch = {"utts": [it["utt"] for it in items],
              "labels": torch.tensor([it["label"] for it in items], dtype=torch.long)}
     for modality in MODALITIES:
         if modality not in items[0]:
             batch[modality], batch[f"{modality}_lens"] = None, None
             continue
-        mats = [it[modality] for it in items]
+        mats = [torch.from_numpy(it[modality]) for it in items]
         lengths = torch.tensor([len(m) for m in mats], dtype=torch.long)
-        padded = np.zeros((len(mats), int(lengths.max()), mats[0].shape[1]), dtype=np.float32)
+        padded = torch.zeros((len(mats), int(lengths.max()), mats[0].shape[1]))
         for i, mat in enumerate(mats):
             padded[i, : len(mat)] = mat
-        batch[modality], batch[f"{modality}_lens"] = torch.from_numpy(padded), lengths
+        batch[modality], batch[f"{modality}_lens"] = padded, lengths
     return batch
 
 

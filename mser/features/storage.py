@@ -35,6 +35,7 @@ Reader API for training and inference::
     feats = open_feats("dump/fbank/feats.scp")   # lazy mapping utt -> float32 (T, L*D)
     x = feats[utt].reshape(len(feats[utt]), conf["num_layers"], conf["dim"])
     shapes = read_shapes("dump/fbank/feats.scp")  # {utt: (T, L*D)} from the headers only
+    headers = read_headers("dump/fbank/feats.scp")  # {utt: (T, L*D, bytes per value)}
 
 ``kaldiio.load_scp`` reads every storage too (float16 comes back as float16).
 """
@@ -191,11 +192,12 @@ def open_feats(scp, dtype=np.float32):
     return reader
 
 
-def read_shapes(scp):
-    """{utt: (rows, cols)} of every matrix of ``scp`` (in scp order), read from the matrix headers
-    only: no data is read or decompressed. Each ark is read once, in offset order."""
+def read_headers(scp):
+    """{utt: (rows, cols, bytes per value as read with ``dtype=None``)} of every matrix of
+    ``scp`` (in scp order), from the matrix headers only: no data is read or decompressed (a
+    compressed matrix reads as float32: 4 bytes). Each ark is read once, in offset order."""
     entries = _read_scp(scp)
-    shapes = {}
+    headers = {}
     by_ark = {}
     for utt, (ark, offset) in entries.items():
         by_ark.setdefault(ark, []).append((offset, utt))
@@ -208,9 +210,15 @@ def read_shapes(scp):
         with f:
             for offset, utt in sorted(items):
                 f.seek(offset)
-                kind, rows, cols, _ = _read_header(f, f"{scp}: utterance {utt} ({ark}:{offset})")
-                shapes[utt] = (rows, cols)
-    return {utt: shapes[utt] for utt in entries}
+                _, rows, cols, stored = _read_header(f, f"{scp}: utterance {utt} "
+                                                        f"({ark}:{offset})")
+                headers[utt] = (rows, cols, 4 if stored is None else stored.itemsize)
+    return {utt: headers[utt] for utt in entries}
+
+
+def read_shapes(scp):
+    """{utt: (rows, cols)} of every matrix of ``scp`` from the headers (:func:`read_headers`)."""
+    return {utt: (rows, cols) for utt, (rows, cols, _) in read_headers(scp).items()}
 
 
 def read_utt2num_frames(path):

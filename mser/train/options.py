@@ -14,14 +14,27 @@ TRAIN_OPTIONS = {
         "text_feats": Option(None, "feats.scp of the linguistic features"),
         "exp_dir": Option(None, "output dir of this fold"),
         "ngpu": Option(0, "GPUs (one process each); 0 = CPU", resumable=True),
-        "nproc": Option(1, "CPU processes (DDP over gloo) when --ngpu 0", resumable=True),
+        "nproc": Option(1, "CPU processes (DDP over gloo) when --ngpu 0; per machine under an "
+                           "external launcher (torchrun, srun), where it is checked against the "
+                           "processes started. Also spelt --nproc-per-node, the spelling torchrun "
+                           "lets through after -m mser.bin.train (it rejects --nproc as ambiguous)",
+                        resumable=True, aliases=("--nproc-per-node",)),
+        "master_port": Option(0, "under srun: TCP port of rank 0 on the step's first node (0: "
+                                 "29500 + SLURM_JOB_ID mod 1000)", resumable=True),
         "seed": Option(0, "random seed (data order, initialisation; dropout and masking are "
                           "reseeded every epoch from seed, epoch and rank)"),
-        "num_workers": Option(-1, "DataLoader worker processes; -1: 0 with --cache-feats (the "
-                                  "cache lives in the main process), else half of this "
-                                  "process's CPU threads, at most 4", resumable=True),
-        "cache_feats": Option(True, "keep read features in memory (small corpora)",
+        "num_workers": Option(-1, "DataLoader worker processes, kept across epochs; -1: 0 with "
+                                  "--cache-feats (the cache lives in the main process), else "
+                                  "half of this process's CPU threads, at most 4",
                               resumable=True),
+        "cache_feats": Option(False, "keep read features in memory, as stored (float16 stays "
+                                     "float16); refused when they could exceed "
+                                     "--cache-memory-gb (each DataLoader worker holds a copy)",
+                              resumable=True),
+        "cache_memory_gb": Option(0.0, "memory the feature cache of one process may take, GB; "
+                                       "0: half of the memory available to the job "
+                                       "(MemAvailable, cgroup limit) / processes per machine",
+                                  resumable=True),
         "verbose": Option(1, "0: warnings, 1: info, 2: debug", choices=(0, 1, 2), resumable=True),
     },
     "optimisation": {

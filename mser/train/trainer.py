@@ -59,6 +59,10 @@ def train(args, ctx, threads):
     modalities = model_conf["modalities"]
     select_conditions = selection_conditions(args.select_conditions, modalities)
     train_set, dev_set = load_datasets(args, modalities)
+    num_workers = resolve_num_workers(args.num_workers, args.cache_feats, threads[0])
+    if args.cache_feats:
+        check_cache_fits((train_set, dev_set), max(1, num_workers),
+                         *cache_budget(args.cache_memory_gb, ctx.local_world_size))
     sampler = LengthBucketBatchSampler(train_set.lengths, args.batch_size, args.max_frames,
                                        args.bucketing, shuffle=True, seed=args.seed,
                                        num_replicas=ctx.world_size, rank=ctx.rank)
@@ -95,14 +99,10 @@ def train(args, ctx, threads):
                  model_conf["fusion"], "+".join(modalities),
                  sum(p.numel() for p in model.parameters()) / 1e6, args.select_metric,
                  " + ".join(select_conditions))
-    num_workers = resolve_num_workers(args.num_workers, args.cache_feats, threads[0])
-    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate,
-                                         num_workers=num_workers,
-                                         pin_memory=device.type == "cuda")
-    dev_loader = torch.utils.data.DataLoader(
-        dev_set, collate_fn=collate, num_workers=num_workers,
-        batch_sampler=LengthBucketBatchSampler(dev_set.lengths, args.batch_size, args.max_frames,
-                                               shuffle=False))
+    loader = make_loader(train_set, sampler, num_workers, device)
+    dev_loader = make_loader(dev_set, LengthBucketBatchSampler(
+        dev_set.lengths, args.batch_size, args.max_frames, shuffle=False,
+        num_replicas=ctx.world_size, rank=ctx.rank), num_workers, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(args.scheduler, args.warmup_steps, length.total_steps))
@@ -111,7 +111,6 @@ def train(args, ctx, threads):
     criterion = torch.nn.CrossEntropyLoss(
         weight=None if weights is None else weights.to(device),
         label_smoothing=args.label_smoothing)
-    dev_criterion = torch.nn.CrossEntropyLoss()  # comparable across configs
 
     state = {"best_metric": None, "best_epoch": 0, "bad_epochs": 0, "history": []}
     if resume_epoch:
@@ -131,10 +130,10 @@ def train(args, ctx, threads):
                             os.path.join(exp_dir, BEST))
         logging.info("resumed from %s (best dev %s %.4f at epoch %d)", path, args.select_metric,
                      state["best_metric"], state["best_epoch"])
-    elif ctx.is_main:
-        compute_normalization(model, train_set, modalities)
+    else:
+        compute_normalization(ctx, model, train_set, modalities)
     raw_model = model
-    if ctx.distributed:  # DDP broadcasts rank 0's parameters and buffers (statistics) to all
+    if ctx.distributed:  # DDP broadcasts rank 0's parameters and buffers to all
         model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
                                         else None)
 
@@ -150,13 +149,15 @@ def train(args, ctx, threads):
             reason, epoch = "early_stop", epoch - 1
             break
         seed_epoch(args.seed, epoch, ctx.rank)
+        # The one draw a new DataLoader iterator made here before the loaders had persistent
+        # workers and a generator of their own: earlier runs' random streams, whatever
+        # --num-workers.
+        torch.empty((), dtype=torch.int64).random_()
         sampler.set_epoch(epoch)
         start = time.time()
         train_loss, train_utts = train_one_epoch(args, ctx, model, loader, optimizer, scheduler,
                                                  scaler, criterion, epoch, writer)
-        dev = evaluate(raw_model, dev_loader, dev_criterion, device, len(train_set.classes),
-                       select_conditions) if ctx.is_main else None
-        dev = distributed.broadcast_object(ctx, dev)
+        dev = evaluate(ctx, raw_model, dev_loader, len(train_set.classes), select_conditions)
         elapsed = time.time() - start
         value = dev[args.select_metric]
         improved = is_better(args.select_metric, value, state["best_metric"])
@@ -219,13 +220,53 @@ def seed_epoch(seed, epoch, rank):
 
 
 def resolve_num_workers(requested, cache_feats, threads):
-    """``requested``, or for -1: none when features are cached (workers would each hold, and
-    lose every epoch, their own cache), else half of this process's CPU threads, at most 4."""
+    """``requested``, or for -1: none when features are cached (each worker would hold its own
+    copy of the cache), else half of this process's CPU threads, at most 4."""
     if requested >= 0:
         return requested
     workers = 0 if cache_feats else min(4, threads // 2)
     logging.info("--num-workers -1: %d DataLoader worker(s)", workers)
     return workers
+
+
+def make_loader(dataset, batch_sampler, num_workers, device):
+    """Batches of ``batch_sampler``; its worker processes persist from one epoch to the next,
+    and so does what they hold (a feature cache). Workers are seeded from a generator of their
+    own: persistent ones draw from it once, not every epoch, so torch's global generator is
+    left to the training loop."""
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate,
+                                       num_workers=num_workers,
+                                       persistent_workers=num_workers > 0,
+                                       generator=torch.Generator().manual_seed(0),
+                                       pin_memory=device.type == "cuda")
+
+
+def cache_budget(memory_gb, local_procs):
+    """(bytes the feature cache of one process may take, why): ``memory_gb``, or for 0 half of
+    the memory available to this job (:func:`distributed.available_memory`) / local processes."""
+    if memory_gb > 0:
+        return memory_gb * 1e9, f"--cache-memory-gb {memory_gb:g}"
+    available, source = distributed.available_memory()
+    return (available / 2 / local_procs,
+            f"half of {available / 1e9:.1f} GB {source} / {local_procs} local process(es)")
+
+
+def check_cache_fits(datasets, copies, budget, why):
+    """Refuse a feature cache of ``datasets`` (``copies``: one per DataLoader worker) that could
+    outgrow ``budget`` bytes; the estimate comes from the matrix headers, nothing is read."""
+    sizes = [d.feature_bytes() for d in datasets]
+    need = sum(sizes) * copies
+    detail = " + ".join(f"{size / 1e9:.2f} GB {os.path.basename(d.data_dir)}"
+                        for size, d in zip(sizes, datasets))
+    detail += f", x {copies} DataLoader workers (a cache each)" if copies > 1 else ""
+    if need > budget:
+        raise ValueError(f"--cache-feats: the features would take up to {need / 1e9:.2f} GB of "
+                         f"memory per process ({detail}), over the budget of {budget / 1e9:.2f} "
+                         f"GB ({why}); set --cache-feats false (read from disk every epoch; "
+                         f"storage: float16 reads fast), fewer --num-workers or a larger "
+                         f"--cache-memory-gb")
+    logging.info("feature cache: up to %.2f GB per process (%s), budget %.2f GB (%s)",
+                 need / 1e9, detail, budget / 1e9, why)
 
 
 def load_datasets(args, modalities):
@@ -259,21 +300,30 @@ def write_dropped(exp_dir, splits):
                     "above); all listed in %s", counts, path)
 
 
-def compute_normalization(model, train_set, modalities):
-    """Global mean/std of each normalised stream over every frame of the training split."""
+def compute_normalization(ctx, model, train_set, modalities):
+    """Global mean/std of each normalised stream over every frame of the training split: each
+    rank sums (float64) every ``world_size``-th utterance, the sums are all-reduced, so every
+    rank sets the statistics one process would."""
     for modality in modalities:
         if not model.conf[f"normalize_{modality}"]:
             continue
-        total, total_sq, count = 0.0, 0.0, 0
-        for index in tqdm(range(len(train_set)), desc=f"{modality} statistics", mininterval=5):
-            mat = torch.from_numpy(train_set[index][modality].astype(np.float64))
-            total, total_sq = total + mat.sum(0), total_sq + (mat * mat).sum(0)
-            count += len(mat)
-        mean = total / count
-        std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
-        model.normalizer(modality).set_statistics(mean.float(), std.float())
+        normalizer = model.normalizer(modality)
+        dim = len(normalizer.mean)
+        sums = torch.zeros(2 * dim + 1, dtype=torch.float64)  # sum, sum of squares, frames
+        for index in tqdm(range(ctx.rank, len(train_set), ctx.world_size),
+                          desc=f"{modality} statistics", mininterval=5, disable=not ctx.is_main):
+            # Not cached here: DataLoader workers hold the cache, the main process need not.
+            mat = torch.from_numpy(train_set.read(index)[modality]).double()
+            sums[:dim] += mat.sum(0)
+            sums[dim:-1] += (mat * mat).sum(0)
+            sums[-1] += len(mat)
+        sums = distributed.all_reduce_tensor(ctx, sums)
+        count = sums[-1]
+        mean = sums[:dim] / count
+        std = (sums[dim:-1] / count - mean * mean).clamp_min(0).sqrt()
+        normalizer.set_statistics(mean.float(), std.float())
         logging.info("%s normalisation: statistics of %d frames of %d training utterances",
-                     modality, count, len(train_set))
+                     modality, int(count), len(train_set))
 
 
 def class_weights(train_set, mode):
@@ -303,22 +353,33 @@ def selection_conditions(requested, modalities):
 
 
 @torch.no_grad()
-def evaluate(model, loader, criterion, device, num_classes, conditions):
-    """Dev loss, UA, WA, macro and weighted F1 (one process, the whole dev set) per condition,
-    and their means."""
+def evaluate(ctx, model, loader, num_classes, conditions):
+    """Dev loss, UA, WA, macro and weighted F1 per condition, and their means, on every rank.
+    Each rank scores its share of dev (``loader``'s sampler), every condition in one pass (one
+    read per batch); the per-utterance results are gathered, so the metrics are those of the
+    whole dev set."""
     model.eval()
+    scored = {}  # utt -> (label, per condition: (cross-entropy, predicted class))
+    for batch in loader:
+        inputs = model_inputs(batch, ctx.device)
+        labels = batch["labels"].to(ctx.device)
+        results = []
+        for condition in conditions:
+            logits = model(**inputs, modalities=CONDITION_MODALITIES[condition])["logits"].float()
+            losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+            results.append(zip(losses.tolist(), logits.argmax(-1).tolist()))
+        for utt, label, per_condition in zip(batch["utts"], batch["labels"].tolist(),
+                                             zip(*results)):
+            scored[utt] = (label, per_condition)
+    for share in distributed.all_gather_object(ctx, scored):  # a padded batch repeats an utt
+        scored.update(share)
+    utts = sorted(scored)
+    y_true = np.array([scored[u][0] for u in utts])
     per_condition = {}
-    for condition in conditions:
-        losses, y_true, y_pred = [], [], []
-        for batch in loader:
-            logits = model(**model_inputs(batch, device),
-                           modalities=CONDITION_MODALITIES[condition])["logits"].float()
-            labels = batch["labels"].to(device)
-            losses.append(criterion(logits, labels).item() * len(labels))
-            y_true.append(batch["labels"].numpy())
-            y_pred.append(logits.argmax(-1).cpu().numpy())
-        y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
-        per_condition[condition] = {"loss": sum(losses) / len(y_true),
+    for c, condition in enumerate(conditions):
+        losses = np.array([scored[u][1][c][0] for u in utts])
+        y_pred = np.array([scored[u][1][c][1] for u in utts])
+        per_condition[condition] = {"loss": float(losses.mean()),
                                     "ua": unweighted_accuracy(y_true, y_pred, num_classes),
                                     "wa": weighted_accuracy(y_true, y_pred),
                                     "macro_f1": macro_f1(y_true, y_pred, num_classes),

@@ -55,11 +55,13 @@ def option_strings(key):
 @dataclasses.dataclass(frozen=True)
 class Option:
     """One option: its default (which sets the type), help, allowed values (``choices``; for a
-    list option, of each element) and whether a resumed run may change it (``resumable``)."""
+    list option, of each element), whether a resumed run may change it (``resumable``) and other
+    spellings on the command line (``aliases``)."""
     default: object
     help: str
     choices: tuple = ()
     resumable: bool = False
+    aliases: tuple = ()
 
 
 def _choice(convert, choices):
@@ -90,7 +92,7 @@ def add_options(parser, options, group=None):
         if spec.choices:
             kwargs["type"] = _choice(kwargs.get("type", str), spec.choices)
             kwargs["metavar"] = "{" + ",".join(map(str, spec.choices)) + "}"
-        target.add_argument(*option_strings(key), **kwargs)
+        target.add_argument(*option_strings(key), *spec.aliases, **kwargs)
 
 
 def known_keys(parser):

@@ -1,13 +1,17 @@
 """Distributed data parallel helpers: torchrun re-launch, process group set-up, CPU threads,
-collectives.
+memory, collectives.
 
-The entry point reads the environment once (:func:`context_from_env`, :func:`cpu_threads` with
-``os.environ`` and the CPU affinity mask) and passes the results down; nothing below reads
-environment variables.
+A run is launched by torchrun (ours, ``--standalone``, or the user's, multi-node with a
+rendezvous endpoint), by Slurm's ``srun`` (one task per process: ``SLURM_PROCID``,
+``SLURM_NTASKS``, ``SLURM_LOCALID``, the first host of ``SLURM_STEP_NODELIST`` as rank 0's
+address, as ESPnet does) or is one process. The entry point reads the environment once
+(:func:`launcher`, :func:`context_from_env`, :func:`cpu_threads` with ``os.environ`` and the CPU
+affinity mask) and passes the results down; nothing below reads environment variables.
 """
 import dataclasses
 import logging
 import os
+import re
 
 import torch
 import torch.distributed as dist
@@ -20,6 +24,7 @@ class DistContext:
     world_size: int = 1
     device: torch.device = torch.device("cpu")
     local_world_size: int = 1  # processes on this machine
+    init_method: str = "env://"  # where the processes meet (torchrun: its MASTER_ADDR/PORT)
 
     @property
     def is_main(self):
@@ -40,8 +45,50 @@ def world_size_for(ngpu, nproc):
     return ngpu if ngpu > 0 else nproc
 
 
-def launched_by_torchrun(environ):
-    return "LOCAL_RANK" in environ and "WORLD_SIZE" in environ
+def launcher(environ):
+    """"torchrun", "srun" (a Slurm job step of several tasks) or None (one process)."""
+    if "LOCAL_RANK" in environ and "WORLD_SIZE" in environ:
+        return "torchrun"
+    # SLURM_STEP_NUM_TASKS: set by srun, not in an sbatch script's own environment, whose
+    # SLURM_NTASKS counts the tasks of the allocation, not processes started.
+    if "SLURM_PROCID" in environ and int(environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1:
+        return "srun"
+    return None
+
+
+def check_launched_size(ngpu, nproc, local_world_size, launched_by):
+    """Under an external launcher, --ngpu/--nproc (processes per machine, as the recipe passes
+    them) must be 1 (not set) or agree with the processes the launcher started per machine."""
+    wanted = world_size_for(ngpu, nproc)
+    if wanted not in (1, local_world_size):
+        raise ValueError(f"--ngpu {ngpu} / --nproc {nproc} asks for {wanted} processes per "
+                         f"machine, but {launched_by} started {local_world_size}; make them agree "
+                         f"(torchrun --nproc-per-node, srun --ntasks-per-node)")
+
+
+def first_host(nodelist):
+    """The first host of a Slurm node list: ``gpu[07-09,12],cpu1`` -> ``gpu07``."""
+    match = re.match(r"([^,\[]+)(?:\[([^\],-]+))?", nodelist.strip())
+    if not match:
+        raise ValueError(f"SLURM node list {nodelist!r}: expected host names like node[1-4],gpu7")
+    return match.group(1) + (match.group(2) or "")
+
+
+def tasks_per_node(spec):
+    """Slurm's ``SLURM_STEP_TASKS_PER_NODE``: ``2(x3),1`` -> [2, 2, 2, 1]."""
+    counts = []
+    for part in spec.split(","):
+        match = re.fullmatch(r"(\d+)(?:\(x(\d+)\))?", part.strip())
+        if not match:
+            raise ValueError(f"SLURM tasks per node {spec!r}: expected N or N(xM), comma-separated")
+        counts += [int(match.group(1))] * int(match.group(2) or 1)
+    return counts
+
+
+def slurm_port(environ, port):
+    """``port``, or for 0 one derived from the job id (29500-30499), so that jobs sharing a node
+    do not collide."""
+    return port or 29500 + int(environ.get("SLURM_JOB_ID", "0")) % 1000
 
 
 def cpu_threads(environ, affinity_cpus, local_procs):
@@ -95,17 +142,28 @@ def relaunch_with_torchrun(nproc, module, argv, threads):
     return 0
 
 
-def context_from_env(environ, ngpu):
-    """The context of this process: torchrun's variables when present, else one CPU/GPU process."""
+def context_from_env(environ, ngpu, master_port=0):
+    """The context of this process: torchrun's variables, srun's (rank 0 listening on the first
+    host of the step at ``master_port``, see :func:`slurm_port`), else one CPU/GPU process."""
     if ngpu > 0 and not torch.cuda.is_available():
         raise RuntimeError(f"--ngpu {ngpu} but CUDA is not available; use --ngpu 0 (CPU)")
-    if not launched_by_torchrun(environ):
+    launched_by = launcher(environ)
+    if launched_by is None:
         return DistContext(device=torch.device("cuda", 0) if ngpu > 0 else torch.device("cpu"))
-    rank, local_rank = int(environ["RANK"]), int(environ["LOCAL_RANK"])
-    world_size = int(environ["WORLD_SIZE"])
-    local_world_size = int(environ.get("LOCAL_WORLD_SIZE", world_size))
+    if launched_by == "torchrun":
+        rank, local_rank = int(environ["RANK"]), int(environ["LOCAL_RANK"])
+        world_size = int(environ["WORLD_SIZE"])
+        local_world_size = int(environ.get("LOCAL_WORLD_SIZE", world_size))
+        init_method = "env://"
+    else:
+        rank, local_rank = int(environ["SLURM_PROCID"]), int(environ["SLURM_LOCALID"])
+        world_size = int(environ["SLURM_NTASKS"])
+        per_node = tasks_per_node(environ.get("SLURM_STEP_TASKS_PER_NODE", str(world_size)))
+        local_world_size = per_node[int(environ.get("SLURM_NODEID", "0"))]
+        host = first_host(environ.get("SLURM_STEP_NODELIST") or environ["SLURM_NODELIST"])
+        init_method = f"tcp://{host}:{slurm_port(environ, master_port)}"
     device = torch.device("cuda", local_rank) if ngpu > 0 else torch.device("cpu")
-    return DistContext(rank, local_rank, world_size, device, local_world_size)
+    return DistContext(rank, local_rank, world_size, device, local_world_size, init_method)
 
 
 def init_process_group(ctx, threads):
@@ -115,7 +173,8 @@ def init_process_group(ctx, threads):
         torch.cuda.set_device(ctx.device)
     if ctx.distributed:
         backend = "nccl" if ctx.device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=ctx.rank, world_size=ctx.world_size)
+        dist.init_process_group(backend, init_method=ctx.init_method, rank=ctx.rank,
+                                world_size=ctx.world_size)
 
 
 def destroy_process_group(ctx):
@@ -153,3 +212,29 @@ def all_reduce_sum(ctx, values):
     tensor = torch.tensor(values, dtype=torch.float64, device=ctx.device)
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def all_reduce_tensor(ctx, tensor):
+    """Element-wise sum over ranks of a CPU tensor (a copy on one process)."""
+    tensor = tensor.to(ctx.device, copy=True)
+    if ctx.distributed:
+        dist.all_reduce(tensor)
+    return tensor.cpu()
+
+
+def available_memory(meminfo="/proc/meminfo", cgroup="/sys/fs/cgroup"):
+    """(bytes this job may still allocate, where that comes from): the kernel's MemAvailable, or
+    less when a cgroup v2 limit (Slurm, containers) leaves less."""
+    with open(meminfo, encoding="ascii") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    available, source = int(fields["MemAvailable"].split()[0]) * 1024, "MemAvailable"
+    try:
+        with open(os.path.join(cgroup, "memory.max"), encoding="ascii") as f:
+            limit = f.read().strip()
+        with open(os.path.join(cgroup, "memory.current"), encoding="ascii") as f:
+            used = int(f.read())
+    except (FileNotFoundError, ValueError):
+        return available, source
+    if limit != "max" and int(limit) - used < available:
+        return int(limit) - used, "left under the cgroup memory limit"
+    return available, source

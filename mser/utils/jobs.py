@@ -5,11 +5,15 @@
 
 Every occurrence of the variable (here ``JOB``, not followed by a letter, digit or ``_``) in the
 log path and the command is replaced by the job index. Options: --gpu N, --mem SIZE,
---num-threads N, --time T, --partition P, --max-jobs-run N (jobs at once: Slurm's array ``%N``).
+--num-threads N, --time T, --partition P, --max-jobs-run N (jobs at once: Slurm's array ``%N``),
+--nodes N and --tasks-per-node M (a distributed job, ``mser.bin.train``: M processes per node).
 The local backend gives each job OMP_NUM_THREADS = --num-threads or, by default, the cores it
 was given (its CPU affinity, which Slurm and cgroups set, capped by an OMP_NUM_THREADS it
-inherits) divided by the number of jobs it runs at once. A failed job is reported with its log
-path and the tail of its log.
+inherits) divided by the number of jobs it runs at once and by --tasks-per-node (the job starts
+its processes itself, through torchrun). The Slurm backend starts a job of N x M processes as
+srun tasks (``--nodes N --ntasks-per-node M``, ``--gpus-per-node`` --gpu, ``--cpus-per-task``
+--num-threads, --mem per process), which ``mser.bin.train`` joins as ranks. A failed job is
+reported with its log path and the tail of its log.
 """
 import argparse
 import datetime
@@ -58,10 +62,16 @@ class JobSpec:
 def parse_args(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gpu", type=int, default=0)
-    parser.add_argument("--mem", default=None, help="memory per job, e.g. 8G")
+    parser.add_argument("--gpu", type=int, default=0, help="GPUs per job (per node)")
+    parser.add_argument("--mem", default=None,
+                        help="memory per job (per process with --tasks-per-node), e.g. 8G")
     parser.add_argument("--num-threads", type=int, default=None,
-                        help="threads per job (local default: cores / jobs at once; Slurm: 1)")
+                        help="threads per job (per process with --tasks-per-node; local default: "
+                             "cores / jobs at once / tasks per node; Slurm: 1)")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="nodes per job (Slurm only): a distributed job's processes span them")
+    parser.add_argument("--tasks-per-node", type=int, default=1,
+                        help="processes of a distributed job per node (one per GPU)")
     parser.add_argument("--time", default=None, help="Slurm time limit, e.g. 4:00:00")
     parser.add_argument("--partition", default=None)
     parser.add_argument("--max-jobs-run", type=int, default=None,
@@ -69,8 +79,18 @@ def parse_args(argv, prog):
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     opts = parser.parse_args(argv)
     rest = opts.rest
-    if opts.max_jobs_run is not None and opts.max_jobs_run < 1:
-        parser.error(f"--max-jobs-run {opts.max_jobs_run}: expected at least 1")
+    for name in ("max_jobs_run", "nodes", "tasks_per_node"):
+        value = getattr(opts, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} {value}: expected at least 1")
+    if opts.mem:
+        try:
+            scale_size(opts.mem, 1)
+        except ValueError as e:
+            parser.error(str(e))
+    if opts.nodes > 1 and prog == "run_local":
+        parser.error(f"--nodes {opts.nodes}: a job spans nodes through Slurm (cmd_backend=slurm) "
+                     f"or torchrun started on each node (README: multi-node training)")
     var, indices = None, [1]
     if rest and _RANGE.match(rest[0]):
         var, spec = _RANGE.match(rest.pop(0)).groups()
@@ -123,7 +143,7 @@ def run_local(spec, prog="run_local"):
     """Run the jobs on this machine, in parallel; return the exit status for the caller."""
     cores = available_cores(os.environ)
     workers = min(spec.opts.max_jobs_run or cores, len(spec.indices))
-    threads = spec.opts.num_threads or max(1, cores // workers)
+    threads = spec.opts.num_threads or max(1, cores // (workers * spec.opts.tasks_per_node))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
 
     def run_one(index):
@@ -153,6 +173,18 @@ def run_local(spec, prog="run_local"):
 _ENDED = re.compile(r"^# Ended \(code (\d+)\)", re.M)
 
 
+def distributed_job(opts):
+    return opts.nodes * opts.tasks_per_node > 1
+
+
+def scale_size(size, factor):
+    """A Slurm memory size times ``factor``: ``16G`` x 4 -> ``64G``."""
+    match = re.fullmatch(r"(\d+)([KMGT]?)", size.strip(), re.I)
+    if not match:
+        raise ValueError(f"--mem {size!r}: expected a number with an optional K/M/G/T suffix")
+    return f"{int(match.group(1)) * factor}{match.group(2)}"
+
+
 def _slurm_script(spec):
     lines = ["#!/usr/bin/env bash", f"cd {shlex.quote(os.getcwd())}",
              "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}",
@@ -163,7 +195,11 @@ def _slurm_script(spec):
     lines += ["esac",
               'mkdir -p "$(dirname "$log")"',
               'printf "# %s\\n# Started at %s on %s\\n#\\n" "$cmd" "$(date)" "$(hostname)" > "$log"',
-              'srun --ntasks=1 bash -c "$cmd" >> "$log" 2>&1',
+              # A distributed job: every task runs the command (mser.bin.train reads its rank
+              # from srun); one failing task ends the others.
+              (f'srun --ntasks={spec.opts.nodes * spec.opts.tasks_per_node} --kill-on-bad-exit=1 '
+               if distributed_job(spec.opts) else "srun --ntasks=1 ") +
+              'bash -c "$cmd" >> "$log" 2>&1',
               "rc=$?",
               'echo "# Ended (code $rc) at $(date)" >> "$log"',
               "exit $rc", ""]
@@ -185,10 +221,15 @@ def run_slurm(spec, prog="run_slurm"):
         array += f"%{spec.opts.max_jobs_run}"
     cmd = ["sbatch", "--wait", "--parsable", f"--array={array}", f"--job-name={base}",
            f"--output={os.path.join(qdir, base)}.%a.out", f"--cpus-per-task={spec.opts.num_threads or 1}"]
-    if spec.opts.gpu:
+    tasks = spec.opts.tasks_per_node
+    if distributed_job(spec.opts):
+        cmd += [f"--nodes={spec.opts.nodes}", f"--ntasks-per-node={tasks}"]
+        if spec.opts.gpu:
+            cmd.append(f"--gpus-per-node={spec.opts.gpu}")
+    elif spec.opts.gpu:
         cmd.append(f"--gres=gpu:{spec.opts.gpu}")
-    if spec.opts.mem:
-        cmd.append(f"--mem={spec.opts.mem}")
+    if spec.opts.mem:  # Slurm's --mem is per node
+        cmd.append(f"--mem={scale_size(spec.opts.mem, tasks)}")
     if spec.opts.time:
         cmd.append(f"--time={spec.opts.time}")
     if spec.opts.partition:

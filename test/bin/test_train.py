@@ -286,3 +286,131 @@ def test_one_and_two_processes_run_the_same_optimiser_steps_and_schedule(fold, t
     assert steps[1] == steps[2] == 2 * 4  # 32 training utterances in batches of 8
     lrs = {n: [h["lr"] for h in c["state"]["history"]] for n, c in runs.items()}
     assert lrs[1] == lrs[2] == pytest.approx([0.01 * 5 / 12, 0.01 * 9 / 12])  # warm-up, by step
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_processes(commands, timeout=300):
+    """Start ``(command, environ)`` pairs at once, wait for all; fail with the stderr of any."""
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for command, env in commands]
+    outputs = [p.communicate(timeout=timeout) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        if p.returncode:
+            pytest.fail(f"{' '.join(p.args)} failed:\n{err[-4000:]}")
+    return [err for _, err in outputs]
+
+
+SHARDED = """
+import json, os, sys
+import torch
+from mser.bin.train import get_parser
+from mser.data.dataset import EmotionDataset, LengthBucketBatchSampler, collate, load_feat_info
+from mser.nets import build_model
+from mser.train.options import model_conf_from_args
+from mser.train.trainer import compute_normalization, evaluate
+from mser.utils import distributed
+from mser.utils.config import parse_args
+
+data_dir, audio, text, out, *tiny = sys.argv[1:]
+ctx = distributed.context_from_env(os.environ, 0)
+distributed.init_process_group(ctx, 1)
+feats = {"audio": audio, "text": text}
+train_set = EmotionDataset(os.path.join(data_dir, "train"), feats)
+dev_set = EmotionDataset(os.path.join(data_dir, "dev"), feats, classes=train_set.classes)
+torch.manual_seed(0)
+model = build_model(model_conf_from_args(parse_args(get_parser(), tiny)), load_feat_info(audio),
+                    load_feat_info(text), len(train_set.classes))
+compute_normalization(ctx, model, train_set, ["audio", "text"])
+result = {m: [model.normalizer(m).mean.tolist(), model.normalizer(m).std.tolist()]
+          for m in ("audio", "text")}
+for batch_size in (5, 1):  # uneven shares; batches smaller than the world (repeated utterances)
+    sampler = LengthBucketBatchSampler(dev_set.lengths, batch_size, shuffle=False,
+                                       num_replicas=ctx.world_size, rank=ctx.rank)
+    loader = torch.utils.data.DataLoader(dev_set, batch_sampler=sampler, collate_fn=collate)
+    result[f"dev{batch_size}"] = evaluate(ctx, model, loader, 4,
+                                          ["both", "audio_only", "text_only"])
+if ctx.is_main:
+    with open(out, "w") as f:
+        json.dump(result, f)
+distributed.destroy_process_group(ctx)
+"""
+
+
+def test_statistics_and_dev_metrics_of_two_processes_equal_one(fold, tmp_path):
+    """Normalisation statistics (each rank sums its share, all-reduced) and dev metrics (each
+    rank scores its share of dev, the predictions gathered) on 2 gloo processes are those of 1."""
+    results = {}
+    for world in (1, 2):
+        out = tmp_path / f"world{world}.json"
+        port = str(free_port())
+        commands = [([sys.executable, "-c", SHARDED, fold["data_dir"], fold["audio"], fold["text"],
+                      str(out), *TINY],
+                     {**os.environ, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(world),
+                      "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
+                      "MASTER_PORT": port}) for r in range(world)]
+        run_processes(commands)
+        results[world] = yaml.safe_load(out.read_text())
+    one, two = results[1], results[2]
+    for modality in ("audio", "text"):
+        for single, sharded in zip(one[modality], two[modality]):
+            np.testing.assert_allclose(sharded, single, rtol=0, atol=1e-6)
+    assert abs(np.mean(one["audio"][0]) - 1.5) < 0.2  # real statistics: labels 0-3 shift audio
+    for key in ("dev5", "dev1"):
+        for condition in ("both", "audio_only", "text_only"):
+            single, sharded = one[key]["conditions"][condition], two[key]["conditions"][condition]
+            assert (sharded["ua"], sharded["wa"]) == (single["ua"], single["wa"]), (key, condition)
+            assert sharded["loss"] == pytest.approx(single["loss"], abs=1e-6)
+        assert two[key]["ua"] == one[key]["ua"]
+
+
+FAKE_SRUN = """#!/bin/bash
+# Fake srun: starts --ntasks tasks of one node with the variables Slurm's srun sets.
+ntasks=$2; shift 2
+pids=()
+for ((i = 0; i < ntasks; i++)); do
+  SLURM_JOB_ID=4242 SLURM_PROCID=$i SLURM_LOCALID=$i SLURM_NODEID=0 SLURM_NTASKS=$ntasks \\
+    SLURM_STEP_NUM_TASKS=$ntasks SLURM_STEP_TASKS_PER_NODE=$ntasks \\
+    SLURM_NODELIST=localhost SLURM_STEP_NODELIST=localhost "$@" &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait $pid || status=1; done
+exit $status
+"""
+
+
+def test_multi_node_launchers_train_what_one_two_process_run_does(fold, tmp_path):
+    """Two torchrun agents (a 2-node c10d rendezvous on localhost, one process each) and srun
+    (two tasks) train to the checkpoint of ``--nproc 2``, the recipe's options kept. One CPU
+    thread each, as ``--nproc 2`` gives its processes on 2 cores (threads change the sums); the
+    torchrun run reads through a DataLoader worker, which must not change the random draws."""
+    common = ["--epochs", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run_train(fold, tmp_path / "nproc2", "--nproc", "2", *common)
+    endpoint = f"127.0.0.1:{free_port()}"
+    train = ["-m", "mser.bin.train", "--data-dir", fold["data_dir"], "--audio-feats",
+             fold["audio"], "--text-feats", fold["text"], "--seed", "3", *TINY, *common]
+    agents = [([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
+                str(node), "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                endpoint, *train, "--nproc-per-node", "1", "--num-workers", "1",
+                "--exp-dir", str(tmp_path / "torchrun")],
+               env) for node in (0, 1)]
+    run_processes(agents)
+    srun = tmp_path / "srun"
+    srun.write_text(FAKE_SRUN)
+    srun.chmod(0o755)
+    run_processes([([str(srun), "--ntasks", "2", sys.executable, *train, "--nproc", "2",
+                     "--master-port", str(free_port()), "--exp-dir", str(tmp_path / "srun_exp")],
+                    env)])
+    reference = final_params(tmp_path / "nproc2", 2)
+    for exp in ("torchrun", "srun_exp"):
+        log = (tmp_path / exp / "train.log").read_text()
+        assert "rank 0 of 2" in log, exp
+        for name, tensor in final_params(tmp_path / exp, 2).items():
+            assert torch.equal(tensor, reference[name]), (exp, name)

@@ -1,15 +1,18 @@
 """EmotionDataset, LengthBucketBatchSampler and collate."""
 import logging
+import os
 
 import kaldiio
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from mser.data.datadir import DataDirError, write_data_dir
 from mser.data.dataset import (EmotionDataset, LengthBucketBatchSampler, collate,
                                dataset_from_config, load_feat_info)
-from mser.train.trainer import write_dropped
+from mser.features.storage import FeatsReader, JobArkWriter
+from mser.train.trainer import check_cache_fits, make_loader, write_dropped
 
 CLASSES = ["neu", "hap", "ang", "sad"]
 
@@ -32,11 +35,12 @@ def make_data(tmp_path, labels, feats_for, dim=3):
 def test_missing_features_are_dropped_with_a_logged_count(tmp_path, caplog):
     labels = {"s1_a": "neu", "s1_b": "ang", "s1_c": "sad"}
     data, scp = make_data(tmp_path, labels, ["s1_a", "s1_c"])
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FeatsReader, "__getitem__", lambda *_: pytest.fail("a matrix was read"))
         dataset = EmotionDataset(data, {"audio": scp})
     assert dataset.utts == ["s1_a", "s1_c"] and dataset.labels == [0, 3]
     assert "1 of 3 utterance(s) have no audio features" in caplog.text and "s1_b" in caplog.text
-    assert dataset.lengths == [2, 3]  # read from the matrices: no utt2num_frames here
+    assert dataset.lengths == [2, 3]  # from the matrix headers: no utt2num_frames here
     assert dataset[1]["audio"].shape == (3, 3) and load_feat_info(scp)["dim"] == 3
 
 
@@ -124,3 +128,60 @@ def test_bucketing_reduces_padding():
                                            seed=0).global_batches()
         return sum(lengths) / sum(sizes(lengths, batches))
     assert efficiency(True) > 0.95 > 0.7 > efficiency(False)
+
+
+def write_float16_dump(dump, feats):
+    dump.mkdir()
+    writer = JobArkWriter(str(dump), 1, storage="float16")
+    for utt in sorted(feats):
+        writer.write(utt, feats[utt])
+    writer.commit({})
+    os.rename(dump / "feats.1.scp", dump / "feats.scp")
+    (dump / "feat_conf.yaml").write_text(yaml.safe_dump({"modality": "audio", "dim": 3,
+                                                         "num_layers": 1, "storage": "float16"}))
+    return str(dump / "feats.scp")
+
+
+def test_float16_features_stay_float16_until_collate(tmp_path):
+    """A cached float16 item takes half the memory; collate casts exactly to float32."""
+    labels = {"s1_a": "neu", "s1_b": "hap"}
+    data, _ = make_data(tmp_path, labels, [])
+    rng = np.random.default_rng(0)
+    feats = {"s1_a": rng.normal(size=(4, 3)), "s1_b": rng.normal(size=(7, 3))}
+    scp = write_float16_dump(tmp_path / "dump16", feats)
+    dataset = EmotionDataset(data, {"audio": scp}, cache=True)
+    assert dataset.feature_bytes() == (4 + 7) * 3 * 2
+    item = dataset[1]
+    assert item["audio"].dtype == np.float16 and dataset[1] is item  # cached as read
+    batch = collate([dataset[0], item])
+    assert batch["audio"].dtype == torch.float32
+    assert torch.equal(batch["audio"][1], torch.from_numpy(feats["s1_b"].astype(np.float16)
+                                                           .astype(np.float32)))
+
+
+def test_cache_over_the_budget_is_refused_with_the_estimate(tmp_path, caplog):
+    labels = {f"s1_{i}": "neu" for i in range(3)}
+    data, scp = make_data(tmp_path, labels, list(labels), dim=5)
+    dataset = EmotionDataset(data, {"audio": scp}, cache=True)
+    need = (2 + 3 + 4) * 5 * 4  # float32 rows x cols
+    assert dataset.feature_bytes() == need
+    with caplog.at_level(logging.INFO):
+        check_cache_fits([dataset], 1, need, "a test budget")
+    assert "feature cache: up to 0.00 GB" in caplog.text
+    with pytest.raises(ValueError, match=r"x 2 DataLoader workers.*over the budget of .* \(a "
+                                         r"test budget\); set --cache-feats false"):
+        check_cache_fits([dataset], 2, need * 2 - 1, "a test budget")
+
+
+def test_worker_caches_survive_epochs(tmp_path):
+    """With workers, the loader keeps them (and their caches) from one epoch to the next: the
+    second epoch reads nothing, even with the features gone from disk."""
+    labels = {f"s1_{i}": "neu" for i in range(4)}
+    data, scp = make_data(tmp_path, labels, list(labels))
+    dataset = EmotionDataset(data, {"audio": scp}, cache=True)
+    sampler = LengthBucketBatchSampler(dataset.lengths, batch_size=4, shuffle=False)
+    loader = make_loader(dataset, sampler, 1, torch.device("cpu"))
+    first = next(iter(loader))
+    os.remove(tmp_path / "dump" / "feats.ark")
+    second = next(iter(loader))
+    assert torch.equal(first["audio"], second["audio"])

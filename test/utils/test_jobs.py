@@ -144,3 +144,35 @@ def test_slurm_without_sbatch_says_what_to_do(tmp_path):
     env_no_sbatch = {k: v for k, v in env.items()}
     out = run_wrapper("slurm", ["x.log", "true"], tmp_path, env_no_sbatch)
     assert out.returncode == 1 and "sbatch not found" in out.stderr
+
+
+def test_local_distributed_job_divides_threads_between_its_processes(tmp_path):
+    env = local_env()
+    env["OMP_NUM_THREADS"] = "8"  # the cores this wrapper may use, whatever the machine
+    out = run_wrapper("local", ["--tasks-per-node", "2", "--max-jobs-run", "2", "JOB=1:2",
+                                "log/d.JOB.log", "echo", "$OMP_NUM_THREADS", ">", "d.JOB.txt"],
+                      tmp_path, env)
+    assert out.returncode == 0, out.stderr
+    expected = max(1, min(8, len(os.sched_getaffinity(0))) // 4)
+    assert (tmp_path / "d.1.txt").read_text() == f"{expected}\n"
+    out = run_wrapper("local", ["--nodes", "2", "x.log", "true"], tmp_path, local_env())
+    assert out.returncode != 0 and "--nodes 2: a job spans nodes through Slurm" in out.stderr
+
+
+def test_slurm_distributed_job_requests_tasks_gpus_and_cpus_per_node(tmp_path):
+    """--nodes 2 --tasks-per-node 4: one task per process (srun starts them all, and train reads
+    its rank from them), GPUs per node, CPUs per task and memory scaled by the tasks."""
+    env = slurm_env(tmp_path)
+    out = run_wrapper("slurm", ["--gpu", "4", "--nodes", "2", "--tasks-per-node", "4",
+                                "--num-threads", "6", "--mem", "16G", "JOB=1:2", "exp/log/tr.JOB.log",
+                                "echo", "fold", "JOB"], tmp_path, env)
+    assert out.returncode == 0, out.stderr
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    sbatch = calls[0].split()
+    for option in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--cpus-per-task=6",
+                   "--mem=64G"):
+        assert option in sbatch, (option, sbatch)
+    assert not any(o.startswith("--gres") for o in sbatch)
+    assert sum(c.startswith("srun --ntasks=8 --kill-on-bad-exit=1 bash -c") for c in calls) == 2
+    out = run_wrapper("slurm", ["--mem", "lots", "x.log", "true"], tmp_path, env)
+    assert out.returncode != 0 and "--mem 'lots': expected a number" in out.stderr
