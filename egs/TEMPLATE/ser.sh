@@ -77,7 +77,7 @@ folds=${folds:-$(ls -d data/fold* 2>/dev/null | sed 's:data/fold::' | sort -n | 
 [ $stop_stage -lt 3 ] || [ -n "$folds" ] || die "no data/fold<k>: run stage 0 first"
 jobs=JOB=$(echo $folds | tr ' ' ,)  # the job array: one job per fold
 # The test subsets of each fold (data/protocol "tests", e.g. "test test2"); decoded and scored.
-tests=$(awk '$1 == "tests" { $1 = ""; print }' data/protocol 2>/dev/null || true)
+tests=$(awk '$1 == "tests" { $1 = ""; sub(/^ +/, ""); print }' data/protocol 2>/dev/null || true)
 [ $stop_stage -lt 4 ] || [ -n "$tests" ] || die "data/protocol names no test subset: run stage 0 first"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [[ $modalities == *audio* ]]; then
