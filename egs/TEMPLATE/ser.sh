@@ -24,7 +24,7 @@ asr_model=packaged:whisper-tiny.en  # ASR of stage 2 when a text is asr: package
 train_config=conf/train.yaml  # training YAML (a tuning YAML names its base)
 train_opts=                # extra options of mser.bin.train, e.g. "--epochs 5"
 tag=                       # experiment name; empty: <config name>_<features the config uses>
-reference_tag=             # RESULTS.md tests every tag against it; empty: conf/train.yaml's tag (gold text)
+reference_tag=             # RESULTS.md tests this tag against it; empty: conf/train.yaml's tag on these features, gold text
 help_message="Usage: ./run.sh [--option value ...]   (run from egs/<corpus>; stages in README.md)"
 . utils/parse_options.sh
 . ./path.sh

@@ -24,8 +24,9 @@ def main(argv=None):
                              "metric, description (mser/data/protocol.py); needed with "
                              "--results, else the subset 'test' is scored with headline UA "
                              "when it does not exist")
-    parser.add_argument("--reference-tag", help="tag the others are tested against in RESULTS.md "
-                        "(default: the scored tag)")
+    parser.add_argument("--reference-tag", help="the tag this one is tested against in RESULTS.md, "
+                        "recorded in its scores.json (default: none; a tag whose scores.json "
+                        "names no reference is tested against the scored tag)")
     parser.add_argument("--wer-dirs", nargs=2, metavar=("GOLD_DIR", "ASR_DIR"),
                         help="the test data dirs with gold and with ASR transcripts, '{fold}' "
                         "for the fold (e.g. data/fold{fold}/test data/fold{fold}/asr/test): "
@@ -42,7 +43,8 @@ def main(argv=None):
             protocol = {"tests": ["test"], "headline": "ua"}
         for subset in protocol["tests"]:
             write_experiment_scores(args.exp_dir, folds, subset, protocol["headline"],
-                                    args.wer_dirs if subset == "test" else None)
+                                    args.wer_dirs if subset == "test" else None,
+                                    args.reference_tag)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"score: {e}")
     logging.info("wrote %s/scores*.json, scores*.txt and confusion*.png (%s)", args.exp_dir,

@@ -127,13 +127,17 @@ def format_scores(scores):
     return "\n".join(lines) + "\n"
 
 
-def write_experiment_scores(exp_dir, folds, subset="test", headline="ua", wer_dirs=None):
+def write_experiment_scores(exp_dir, folds, subset="test", headline="ua", wer_dirs=None,
+                            reference_tag=None):
     """Write scores.json, scores.txt and confusion.png under ``exp_dir`` (``scores_<subset>.*``,
     ``confusion_<subset>.png`` for a test subset other than ``test``); return the scores.
-    ``wer_dirs``: (gold test dir, ASR test dir) with ``{fold}``, for the WER of the test text."""
+    ``wer_dirs``: (gold test dir, ASR test dir) with ``{fold}``, for the WER of the test text.
+    ``reference_tag``: the tag RESULTS.md tests this one against, recorded in scores.json."""
     scores = score_experiment(exp_dir, folds, subset, headline)
     if wer_dirs:
         scores["wer"] = score_wer(folds, *wer_dirs)
+    if reference_tag:
+        scores["reference_tag"] = reference_tag
     suffix = "" if subset == "test" else f"_{subset}"
     with atomic_open(os.path.join(exp_dir, f"scores{suffix}.json"), "w", encoding="utf-8") as f:
         json.dump(_public(scores), f, indent=2)

@@ -1,4 +1,4 @@
-"""A recipe's RESULTS.md: one row per tag, paired tests of every tag against a reference tag.
+"""A recipe's RESULTS.md: one row per tag, paired tests of every tag against its reference tag.
 
 Rows are regenerated for every tag under exp/ that has scores.json. Rows of the previous
 RESULTS.md whose tags this exp/ does not hold (ablations trained in another clone or run) are
@@ -9,6 +9,10 @@ The protocol (data/protocol) names the corpus and its folds, and its headline me
 of its own when UA, WA and F1 do not hold it (MELD's weighted F1), and the metric of the
 single-modality columns. Each further test subset of the protocol (MSP-Podcast's ``test2``) gets
 a table of the tags scored on it in this run.
+
+A tag's reference is the one stage 5 named when it scored the tag (``reference_tag`` in its
+scores.json; the recipes default to the default config on the same features and gold text), so
+ablations on different features are each tested against their own baseline.
 """
 import datetime
 import glob
@@ -24,10 +28,14 @@ from mser.utils.config import load_config
 from mser.utils.fileio import atomic_write_text
 
 BASE_METRICS = ("ua", "wa", "macro_f1")
-TEST_HEADER = ("| tag | condition | ΔUA vs reference [95% CI] | p (bootstrap) | tag right only / "
-               "ref right only | p (McNemar) |")
+TEST_HEADER = ("| tag | reference | condition | ΔUA vs reference [95% CI] | p (bootstrap) | "
+               "tag right only / ref right only | p (McNemar) |")
+# RESULTS.md written before each test row named its reference: one reference, named above.
+LEGACY_TEST_HEADER = ("| tag | condition | ΔUA vs reference [95% CI] | p (bootstrap) | "
+                      "tag right only / ref right only | p (McNemar) |")
+_LEGACY_REFERENCE = re.compile(r"^(?:Paired tests against|The same with one modality at test, "
+                               r"both) `([^`]+)`")
 WER_HEADER = "| tag | WER of the ASR test text | UA | WA | test utterances not transcribed |"
-_REFERENCE = re.compile(r"^Paired tests against `([^`]+)`")
 
 
 def _environment():
@@ -96,15 +104,19 @@ def _subset_table(exp_dirs, folds, subset, headline):
     return lines + [""]
 
 
-def _wer_row(exp_dir, scores):
-    """The WER row of a tag tested on ASR transcripts (its scores.json has ``wer``), else None."""
-    path = os.path.join(exp_dir, "scores.json")
-    with open(path, encoding="utf-8") as f:
-        wer = json.load(f).get("wer")
+def _recorded(exp_dir):
+    """What stage 5 last wrote to ``exp_dir``/scores.json (its WER, its reference tag)."""
+    with open(os.path.join(exp_dir, "scores.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _wer_row(exp_dir, scores, wer):
+    """The WER row of a tag tested on ASR transcripts (``wer`` from its scores.json), else None."""
     if wer is None:
         return None
     if [f["fold"] for f in wer["folds"]] != [f["fold"] for f in scores["folds"]]:
-        return f"| {scores['tag']} | {path} holds the WER of other folds: re-run stage 5 | | | |"
+        return (f"| {scores['tag']} | {exp_dir}/scores.json holds the WER of other folds: re-run "
+                f"stage 5 | | | |")
     missing = sum(len(f["not_transcribed"]) for f in wer["folds"])
     return (f"| {scores['tag']} | {100 * wer['mean']:.2f} ± {100 * wer['std']:.2f} | "
             f"{_pm(scores, 'ua')} | {_pm(scores, 'wa')} | {missing} |")
@@ -115,8 +127,9 @@ def _test_row(exp_dir, reference, folds, condition):
     try:
         c = compare_experiments(exp_dir, reference, folds, condition)
     except ValueError as e:
-        return f"| {os.path.basename(exp_dir)} | {condition or '-'} | not comparable: {e} | | | |"
-    return (f"| {c['a']} | {condition or 'main'} | {100 * c['ua_diff']:+.2f} "
+        return (f"| {os.path.basename(exp_dir)} | {os.path.basename(reference)} | "
+                f"{condition or '-'} | not comparable: {e} | | | |")
+    return (f"| {c['a']} | {c['b']} | {condition or 'main'} | {100 * c['ua_diff']:+.2f} "
             f"[{100 * c['ua_diff_95ci'][0]:+.2f}, {100 * c['ua_diff_95ci'][1]:+.2f}] | "
             f"{c['p_bootstrap_ua']:.3g} | {c['a_right_b_wrong']} / {c['b_right_a_wrong']} | "
             f"{c['p_mcnemar']:.3g} |")
@@ -127,38 +140,42 @@ def _cells(row):
 
 
 def read_previous(path, header):
-    """``(main rows {tag: row}, test rows {tag: [row]}, reference tag, WER rows {tag: row})`` of
-    an existing RESULTS.md whose main table has ``header``; empty when there is none."""
-    main, tests, reference, table, wers = {}, {}, None, None, {}
+    """``(main rows {tag: row}, test rows {tag: [row]}, WER rows {tag: row})`` of an existing
+    RESULTS.md whose main table has ``header``; empty when there is none. Legacy test rows get
+    the reference named above their table."""
+    main, tests, legacy_reference, table, wers = {}, {}, None, None, {}
     if not os.path.exists(path):
-        return main, tests, reference, wers
+        return main, tests, wers
     with open(path, encoding="utf-8") as f:
         for line in f.read().splitlines():
-            if _REFERENCE.match(line):
-                reference = _REFERENCE.match(line).group(1)
-            if line in (header, TEST_HEADER, WER_HEADER):
+            if _LEGACY_REFERENCE.match(line):
+                legacy_reference = _LEGACY_REFERENCE.match(line).group(1)
+            if line in (header, TEST_HEADER, LEGACY_TEST_HEADER, WER_HEADER):
                 table = line
             elif not line.startswith("|"):
                 table = None
             elif table and not line.startswith("|---"):
-                tag = _cells(line)[0]
+                cells = _cells(line)
                 if table == header:
-                    main[tag] = line
+                    main[cells[0]] = line
                 elif table == WER_HEADER:
-                    wers[tag] = line
+                    wers[cells[0]] = line
                 else:
-                    tests.setdefault(tag, []).append(line)
-    return main, tests, reference, wers
+                    if table == LEGACY_TEST_HEADER:
+                        line = "| " + " | ".join([cells[0], legacy_reference, *cells[1:]]) + " |"
+                    tests.setdefault(cells[0], []).append(line)
+    return main, tests, wers
 
 
-def write_results_md(path, exp_root, folds, reference_tag, title, protocol):
+def write_results_md(path, exp_root, folds, default_reference, title, protocol):
     """Regenerate RESULTS.md (see the module docstring); ``protocol``: data/protocol as read by
-    mser.data.protocol.read_protocol."""
+    mser.data.protocol.read_protocol; ``default_reference``: the reference of a tag whose
+    scores.json names none."""
     fold_list = " ".join(map(str, folds))
     headline, subsets = protocol["headline"], protocol["tests"]
     header = main_header(headline)
-    old_rows, old_tests, old_reference, old_wers = read_previous(path, header)
-    rows, scored, kept, wers = {}, [], [], {}
+    old_rows, old_tests, old_wers = read_previous(path, header)
+    rows, scored, kept, wers, references = {}, [], [], {}, {}
     for exp_dir in sorted(os.path.dirname(p) for p in glob.glob(os.path.join(exp_root, "*", "scores.json"))):
         tag = os.path.basename(exp_dir)
         try:
@@ -173,25 +190,26 @@ def write_results_md(path, exp_root, folds, reference_tag, title, protocol):
             wers.update({tag: old_wers[tag]} if tag in old_wers else {})
             continue
         scored.append(exp_dir)
+        recorded = _recorded(exp_dir)
+        references[exp_dir] = os.path.join(exp_root,
+                                           recorded.get("reference_tag", default_reference))
         rows[tag] = _main_row(exp_dir, scores, folds)
-        if (wer_row := _wer_row(exp_dir, scores)) is not None:
+        if (wer_row := _wer_row(exp_dir, scores, recorded.get("wer"))) is not None:
             wers[tag] = wer_row
     kept += sorted(set(old_rows) - set(rows))
     rows.update({tag: old_rows[tag] for tag in kept})
     wers.update({tag: old_wers[tag] for tag in kept if tag in old_wers})
 
-    reference = os.path.join(exp_root, reference_tag)
-    others = [e for e in scored if os.path.normpath(e) != os.path.normpath(reference)]
-    tests = [_test_row(exp_dir, reference, folds, None) for exp_dir in others]
-    # Missing modality at test: each tag and the reference, both given one modality.
-    tests += [_test_row(exp_dir, reference, folds, condition)
-              for condition in ("audio_only", "text_only") for exp_dir in others
+    tested = [e for e in scored if os.path.normpath(e) != os.path.normpath(references[e])]
+    tests = [_test_row(exp_dir, references[exp_dir], folds, None) for exp_dir in tested]
+    # Missing modality at test: each tag and its reference, both given one modality.
+    tests += [_test_row(exp_dir, references[exp_dir], folds, condition)
+              for condition in ("audio_only", "text_only") for exp_dir in tested
               if all(os.path.isdir(os.path.join(e, f"fold{folds[0]}", "decode", condition))
-                     for e in (exp_dir, reference))]
-    if old_reference == reference_tag:
-        tests += [row for tag in kept for row in old_tests.get(tag, [])]
-    by_condition = sorted(tests, key=lambda row: (_cells(row)[1], _cells(row)[0]))
-    main_tests = [row for row in by_condition if _cells(row)[1] in ("main", "-")]
+                     for e in (exp_dir, references[exp_dir]))]
+    tests += [row for tag in kept for row in old_tests.get(tag, [])]
+    by_condition = sorted(tests, key=lambda row: (_cells(row)[2], _cells(row)[0]))
+    main_tests = [row for row in by_condition if _cells(row)[2] in ("main", "-")]
     single_tests = [row for row in by_condition if row not in main_tests]
 
     text = [f"# {title}", "",
@@ -217,13 +235,16 @@ def write_results_md(path, exp_root, folds, reference_tag, title, protocol):
                  "tag's scores and counted here.", "",
                  WER_HEADER, _rule(WER_HEADER), *(row for _, row in sorted(wers.items())), ""]
     if main_tests:
-        text += [f"Paired tests against `{reference_tag}` over the pooled test utterances "
-                 "(bootstrap of UA difference, 1000 resamples; exact McNemar on correctness):", "",
-                 TEST_HEADER, "|---|---|---|---|---|---|", *main_tests, ""]
+        text += ["Paired tests of each tag against its reference over the pooled test utterances "
+                 "(bootstrap of UA difference, 1000 resamples; exact McNemar on correctness). "
+                 "The reference is the tag `./run.sh --reference_tag` named when the tag was "
+                 "scored; by default the default config (conf/train.yaml) on the same features "
+                 "and gold text:", "",
+                 TEST_HEADER, _rule(TEST_HEADER), *main_tests, ""]
     if single_tests:
-        text += [f"The same with one modality at test, both `{reference_tag}` and the tag given "
+        text += ["The same with one modality at test, both the tag and its reference given "
                  "audio only or text only:", "",
-                 TEST_HEADER, "|---|---|---|---|---|---|", *single_tests, ""]
+                 TEST_HEADER, _rule(TEST_HEADER), *single_tests, ""]
     for subset in subsets[1:]:
         text += _subset_table(scored, folds, subset, headline)
     atomic_write_text(path, "\n".join(text))

@@ -10,6 +10,7 @@ import pytest
 from mser.data.protocol import write_protocol
 from mser.scoring.aggregate import write_experiment_scores
 from mser.scoring.paired import compare_experiments
+from mser.scoring.results_md import LEGACY_TEST_HEADER
 
 CLASSES = ["neu", "hap", "ang", "sad"]
 
@@ -95,13 +96,13 @@ def test_compare_and_results_md(tmp_path):
     assert "| full | conf/train.yaml | 0123456+dirty | both |" in results
     assert "| weak | ? | ? | both |" in results  # trained without a config.yaml
     assert "95.83 ± 7.22" in results  # full: UA 100, 100, 87.5
-    assert "| weak | main | -" in results  # weak is worse than the reference
+    assert "| weak | full | main | -" in results  # weak is worse than the reference
     # Under one condition both are decoded that way: text only, both predict "neu" everywhere.
     same = compare_experiments(str(root / "weak"), str(root / "full"), [1, 2, 3], "text_only",
                                num_samples=200)
     assert same["ua_diff"] == 0 and same["a_right_b_wrong"] == same["b_right_a_wrong"] == 0
-    assert "| weak | text_only | +0.00" in results
-    assert "| weak | audio_only |" not in results  # weak was not decoded audio only
+    assert "| weak | full | text_only | +0.00" in results
+    assert "| weak | full | audio_only |" not in results  # weak was not decoded audio only
     with pytest.raises(ValueError, match="weak: condition audio_only was not decoded"):
         compare_experiments(str(root / "weak"), str(root / "full"), [1, 2, 3], "audio_only")
 
@@ -139,6 +140,52 @@ def test_results_md_keeps_rows_of_tags_not_run_and_names_unscorable_ones(tmp_pat
     (tmp_path / "protocol").write_text("corpus toy\ndescription 2 folds\n")  # an old-style file
     out = run_score(tmp_path, clone / "full", "1 2", "full")
     assert out.returncode != 0 and "no folds, tests, headline, metrics, classes line" in out.stderr
+
+
+def test_each_tag_is_tested_against_its_own_reference(tmp_path):
+    """Ablations on two feature sets, each tested against the default config on its features (the
+    reference stage 5 named, kept in scores.json), whichever tag a later run scores; a legacy
+    RESULTS.md (one reference named above its tests) keeps its test rows, naming the reference."""
+    toy_protocol(tmp_path, "2 folds", 2)
+    root = tmp_path / "exp"
+    for tag, right, reference in (("train_fbank", [8, 8], None), ("train_ssl", [8, 6], None),
+                                  ("ablation_fbank", [4, 4], "train_fbank"),
+                                  ("ablation_ssl", [6, 6], "train_ssl")):
+        make_exp(root, tag, right)
+        assert run_score(tmp_path, root / tag, "1 2", reference or tag).returncode == 0
+    assert json.loads((root / "ablation_ssl" / "scores.json").read_text())["reference_tag"] == \
+        "train_ssl"
+    out = run_score(tmp_path, root / "train_ssl", "1 2", "train_fbank")  # features compared
+    assert out.returncode == 0, out.stderr
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "| ablation_fbank | train_fbank | main | -50.00 " in results
+    assert "| ablation_ssl | train_ssl | main | -12.50 " in results  # vs train_fbank: -25.00
+    assert "| train_ssl | train_fbank | main | -12.50 " in results
+    assert "| ablation_ssl | train_ssl | text_only |" in results
+    assert not any(line.startswith("| train_fbank | train_fbank") for line in results.splitlines())
+
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    test_rows = [line for line in results.splitlines() if line.startswith("| ablation_fbank |")][1:]
+    old = [line.replace("| ablation_fbank | train_fbank |", "| ablation_fbank |")
+           for line in test_rows]
+    header = next(line for line in results.splitlines() if line.startswith("| tag | config"))
+    (legacy / "RESULTS.md").write_text("\n".join([
+        header, "|---|", next(line for line in results.splitlines()
+                             if line.startswith("| ablation_fbank |")), "",
+        "Paired tests against `train_fbank` over the pooled test utterances:", "",
+        LEGACY_TEST_HEADER, "|---|", old[0], "",
+        "The same with one modality at test, both `train_fbank` and the tag given audio only or "
+        "text only:", "", LEGACY_TEST_HEADER, "|---|", *old[1:], ""]))
+    clone = tmp_path / "clone"
+    make_exp(clone, "train_fbank", [8, 8])
+    out = subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir",
+                          str(clone / "train_fbank"), "--folds", "1 2", "--results",
+                          str(legacy / "RESULTS.md"), "--protocol-file", str(tmp_path / "protocol")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert [line for line in (legacy / "RESULTS.md").read_text().splitlines()
+            if line.startswith("| ablation_fbank |")][1:] == test_rows
 
 
 def test_headline_metric_and_further_test_subsets(tmp_path):
