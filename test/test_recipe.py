@@ -21,7 +21,7 @@ from mser.utils.wer import data_dir_wer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "egs", "synth_iemocap")
-TAG = "train_fbank_minilm"
+TAG = "train_whisper_tiny_utterance_minilm"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 pytestmark = pytest.mark.skipif(
@@ -127,8 +127,8 @@ def test_run_sh_options(tmp_path):
     options = [line.split()[:2] for line in out.stderr.splitlines() if line.startswith("  --")]
     names = [name for name, _ in options]
     assert len(names) == len(set(names)) and "--tag" in names and "--exp" not in names
-    assert ["--nj", "3"] in options and ["--audio_feat", "fbank"] in options
-    assert re.search(r"--fold_jobs +1 +folds trained .* at once", out.stderr)
+    assert ["--nj", "3"] in options and ["--audio_feat", "whisper_tiny_utterance"] in options
+    assert re.search(r"--fold_jobs +2 +folds trained .* at once", out.stderr)
     for args, message in ((["--stage", "abc"], "'--stage' expects an integer, got 'abc'"),
                           (["--stop_stage", "3x"], "'--stop_stage' expects an integer"),
                           (["--nj", "0"], "--nj 0: expected at least 1"),
