@@ -185,13 +185,13 @@ def test_export_bundles_pretrained_models_and_predicts_the_same(w2v2_dir, tmp_pa
 
 
 def test_transcribe_with_a_local_asr_model(fbank_model, wav_path, ctc_asr_dir, capsys):
-    asr_dir = ctc_asr_dir
-    infer.main(["--model-dir", fbank_model, wav_path, "--transcribe", asr_dir])
+    infer.main(["--model-dir", fbank_model, wav_path, "--transcribe", ctc_asr_dir])
     captured = capsys.readouterr()
     assert "utt1: transcript 'a'" in captured.err
     assert captured.out.strip().endswith("(audio+text)")
     with pytest.raises(SystemExit):
-        infer.main(["--model-dir", fbank_model, wav_path, "--transcribe", asr_dir, "--text", "x"])
+        infer.main(["--model-dir", fbank_model, wav_path, "--transcribe", ctc_asr_dir,
+                    "--text", "x"])
 
 
 def test_transcribe_accepts_packaged_model_names(fbank_model, wav_path, ctc_asr_dir, capsys,

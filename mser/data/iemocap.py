@@ -452,9 +452,9 @@ def prepare_iemocap(root, out_dir, class_set="4class", improvised_only=False, no
                      "test set: %s", ", ".join(f"{f} {n}" for f, n in dropped.items()))
         report_overlap(transcript_overlap(utts, folds), " after --text-disjoint")
     write_prepared(out_dir, utterance_tables(utts), classes, folds)
-    write_protocol(out_dir, corpus=corpus_name,
-                   description=f"{class_set}, " + describe_protocol(cv, dev, dev_fraction, seed, improvised_only,
-                                                 len(folds), dropped),
+    description = describe_protocol(cv, dev, dev_fraction, seed, improvised_only, len(folds),
+                                    dropped)
+    write_protocol(out_dir, corpus=corpus_name, description=f"{class_set}, {description}",
                    folds=folds, headline="ua", metrics=("ua", "wa"), classes=classes)
     logging.info("%s: wrote all, %d fold(s) (%s cv, dev by %s) and protocol; utterances per "
                  "class and session:\n%s", out_dir, len(folds), cv, dev, summary(utts, classes))

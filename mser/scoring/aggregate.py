@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from mser.scoring.decodes import load_condition
+from mser.scoring.decodes import load_condition, subset_suffix
 from mser.scoring.plots import plot_confusions
 from mser.utils.conditions import CONDITIONS
 from mser.utils.fileio import atomic_open, atomic_write_text
@@ -138,7 +138,7 @@ def write_experiment_scores(exp_dir, folds, subset="test", headline="ua", wer_di
         scores["wer"] = score_wer(folds, *wer_dirs)
     if reference_tag:
         scores["reference_tag"] = reference_tag
-    suffix = "" if subset == "test" else f"_{subset}"
+    suffix = subset_suffix(subset)
     with atomic_open(os.path.join(exp_dir, f"scores{suffix}.json"), "w", encoding="utf-8") as f:
         json.dump(_public(scores), f, indent=2)
     atomic_write_text(os.path.join(exp_dir, f"scores{suffix}.txt"), format_scores(scores))

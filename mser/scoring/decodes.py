@@ -7,10 +7,15 @@ from mser.data.datadir import read_table
 from mser.data.dataset import read_classes
 
 
+def subset_suffix(subset):
+    """What names a fold's test subset (data/protocol ``tests``) in file and dir names: nothing
+    for ``test``, ``_<subset>`` for another one (MSP-Podcast's ``test2``)."""
+    return "" if subset == "test" else f"_{subset}"
+
+
 def decode_name(subset):
-    """Decode dir of a fold's test subset (data/protocol ``tests``): ``decode`` for ``test``,
-    ``decode_<subset>`` for another one (MSP-Podcast's ``test2``)."""
-    return "decode" if subset == "test" else f"decode_{subset}"
+    """Decode dir of a fold's test subset: ``decode``, ``decode_test2``, ..."""
+    return f"decode{subset_suffix(subset)}"
 
 
 def load_condition(fold_dir, condition, subset="test"):

@@ -90,9 +90,8 @@ def _main_row(exp_dir, scores, folds):
 def _subset_table(exp_dirs, folds, subset, headline):
     """Markdown lines: the tags of ``exp_dirs`` scored on test subset ``subset``."""
     metrics = (headline, *(m for m in ("ua", "wa") if m != headline))
-    lines = [f"Test set `{subset}` (the same models):", "",
-             "| tag | condition | " + " | ".join(METRIC_NAMES[m] for m in metrics) + " |",
-             "|---|---|" + "---|" * len(metrics)]
+    header = "| tag | condition | " + " | ".join(METRIC_NAMES[m] for m in metrics) + " |"
+    lines = [f"Test set `{subset}` (the same models):", "", header, _rule(header)]
     for exp_dir in exp_dirs:
         try:
             scores = score_experiment(exp_dir, folds, subset, headline)
