@@ -20,7 +20,20 @@ MODEL_OPTIONS = {
     "input_dropout": (0.1, "dropout after the input projections"),
     "positional": ("sinusoidal", f"positional information: {', '.join(POSITIONAL)}"),
     "max_positions": (2048, "table size of positional: learnable"),
-    "layer_weighting": (True, "learnable softmax weights over stored layers (else their mean)"),
+    "layer_weighting": ("softmax", "how the stored layers are combined: softmax (learnable "
+                                   "weights), mean, or concat (side by side into the projection, "
+                                   "which learns a combination per dimension); true/false of "
+                                   "older configs: softmax/mean"),
+    "projection": ("conv", "per stream: conv (Conv1d subsampling to d_model), pool (average "
+                           "the frames *_subsampling at a time, then a linear projection), both "
+                           "adding positions; none: the normalised, combined features themselves "
+                           "(a probe: needs encoder_layers 0 and fusion stats_pool or "
+                           "concat_pool)"),
+    "time_masks": (0, "training: SpecAugment time masks per utterance on the acoustic features"),
+    "time_mask_width": (0, "widest time mask, in input frames (and at most a fifth of the "
+                           "utterance)"),
+    "feature_masks": (0, "training: SpecAugment masks of feature columns per utterance"),
+    "feature_mask_width": (0, "widest feature mask, in columns of the layer-weighted features"),
     "normalize_audio": (True, "global mean/variance normalisation of audio features "
                               "(statistics from the training split)"),
     "normalize_text": (False, "same for text features"),
@@ -34,6 +47,10 @@ MODEL_OPTIONS = {
     "decoder_heads": (4, "decoder attention heads"),
     "decoder_ff_dim": (256, "decoder feed-forward width"),
     "pool": ("mean", "decoded queries -> classifier: mean or flatten"),
+    "stats_attention": (0, "statistics pooling (fusion: stats_pool, fuse_stats): hidden width "
+                           "of its attention over frames (0: plain mean and standard deviation)"),
+    "fuse_stats": (False, "fusion: query: also give the classifier the statistics of each "
+                          "refined stream beside the decoded queries"),
     "classifier_hidden": (128, "hidden width of the classifier MLP (0: linear)"),
     "dropout": (0.1, "dropout in encoders, decoder and classifier"),
     "mask_audio_prob": (0.2, "training: probability of removing the audio stream of a sample"),
@@ -52,7 +69,12 @@ def resolve_model_conf(model_conf):
     if unknown:
         raise ModelConfigError(f"unknown model key(s) {unknown}; allowed: {sorted(MODEL_DEFAULTS)}")
     conf = {**MODEL_DEFAULTS, **model_conf}
+    # Older configs spell the layer weighting as a boolean.
+    conf["layer_weighting"] = {True: "softmax", False: "mean"}.get(conf["layer_weighting"],
+                                                                   conf["layer_weighting"])
     choices = {"fusion": FUSIONS, "positional": POSITIONAL, "pool": ("mean", "flatten"),
+               "projection": ("conv", "pool", "none"),
+               "layer_weighting": ("softmax", "mean", "concat"),
                "audio_subsampling": (1, 2, 4), "text_subsampling": (1, 2, 4)}
     for key, allowed in choices.items():
         if conf[key] not in allowed:
@@ -68,6 +90,11 @@ def resolve_model_conf(model_conf):
     if conf["d_model"] % conf["encoder_heads"] or conf["d_model"] % conf["decoder_heads"]:
         raise ModelConfigError(f"d_model ({conf['d_model']}) must be divisible by encoder_heads "
                                f"and decoder_heads")
+    if conf["projection"] == "none" and (conf["encoder_layers"] or
+                                         conf["fusion"] not in ("stats_pool", "concat_pool")):
+        raise ModelConfigError(f"projection: none keeps each stream at its feature width: it "
+                               f"needs encoder_layers: 0 (got {conf['encoder_layers']}) and "
+                               f"fusion: stats_pool or concat_pool (got {conf['fusion']!r})")
     return conf
 
 

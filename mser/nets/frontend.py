@@ -91,47 +91,138 @@ class ConvSubsampling(nn.Module):
 
 
 class StreamFrontend(nn.Module):
-    """(B, T, L*D) stored features -> (B, T', d_model) embeddings and updated lengths."""
+    """(B, T, L*D) stored features -> (B, T', width) embeddings and updated lengths.
+
+    The L stored layers are normalised (global mean/variance) and combined by
+    ``layer_weighting``: ``softmax`` (learnable scalar weights, SUPERB's weighted sum), ``mean``
+    (fixed uniform weights) or ``concat`` (all L*D columns side by side: the projection learns
+    its own combination per dimension). ``projection``: ``conv`` (Conv1d subsampling to
+    ``d_model``; a Linear one without subsampling), ``pool`` (frames averaged ``subsampling`` at
+    a time, before anything else, then a Linear one: the cheapest), each then LayerNorm,
+    positions and a modality embedding; ``none``: the combined features themselves, as a linear
+    probe sees them. In training, SpecAugment-style masks (``spec_augment``) set spans of frames
+    and of feature columns to the training mean."""
 
     def __init__(self, feat_dim, num_layers, d_model, subsampling, positional, max_positions,
-                 layer_weighting, dropout):
+                 layer_weighting, dropout, projection="conv", spec_augment=None):
         super().__init__()
         self.feat_dim, self.num_layers = feat_dim, num_layers
         self.normalizer = FeatureNormalizer(feat_dim * num_layers)
+        self.concat = layer_weighting == "concat"
         # Softmax over zeros = uniform mean; learnable when asked and there is more than one layer.
         layer_logits = torch.zeros(num_layers)
-        if layer_weighting and num_layers > 1:
+        if layer_weighting == "softmax" and num_layers > 1:
             self.layer_logits = nn.Parameter(layer_logits)
         else:
             self.register_buffer("layer_logits", layer_logits)
-        if subsampling == 1:
-            self.projection = nn.Linear(feat_dim, d_model)
+        self.pool = subsampling if projection == "pool" else 1
+        self.spec_augment = SpecAugment(**(spec_augment or {}), frames_per_step=self.pool)
+        width = feat_dim * num_layers if self.concat else feat_dim
+        self.has_projection = projection != "none"
+        self.out_dim = d_model if self.has_projection else width
+        if not self.has_projection:
+            self.projection = None
+        elif subsampling == 1 or projection == "pool":
+            self.projection = nn.Linear(width, d_model)
         else:
-            self.projection = ConvSubsampling(feat_dim, d_model, subsampling)
-        self.norm = nn.LayerNorm(d_model)
-        self.positions = POSITIONAL[positional](d_model, max_positions)
-        self.modality_embedding = nn.Parameter(torch.randn(d_model) * 0.02)
+            self.projection = ConvSubsampling(width, d_model, subsampling)
+        if self.has_projection:
+            self.norm = nn.LayerNorm(d_model)
+            self.positions = POSITIONAL[positional](d_model, max_positions)
+            self.modality_embedding = nn.Parameter(torch.randn(d_model) * 0.02)
         self.dropout = nn.Dropout(dropout)
 
     def layer_weights(self):
         return torch.softmax(self.layer_logits, dim=0)
+
+    def combined_layers(self, x, normalize):
+        """The normalised layers, side by side (``concat``) or as sum_l w_l (x_l - mean_l) /
+        std_l (or sum_l w_l x_l without ``normalize``): one pass over the L layers' columns, no
+        normalised copy of the (B, T, L*D) input."""
+        if self.concat:
+            return self.normalizer(x) if normalize else x
+        weights = self.layer_weights().to(x.dtype)
+        dim = self.feat_dim
+        if normalize:
+            std = self.normalizer.std.view(self.num_layers, dim)
+            scale = weights[:, None] / std
+            shift = (scale * self.normalizer.mean.view(self.num_layers, dim)).sum(0)
+        else:
+            scale = weights[:, None].expand(self.num_layers, dim)
+        out = x[..., :dim] * scale[0]
+        for layer in range(1, self.num_layers):
+            out = torch.addcmul(out, x[..., layer * dim:(layer + 1) * dim], scale[layer])
+        return out - shift if normalize else out
 
     def forward(self, x, lengths, normalize):
         if x.shape[-1] != self.feat_dim * self.num_layers:
             raise ValueError(f"expected features of {self.num_layers} layer(s) x {self.feat_dim} "
                              f"= {self.feat_dim * self.num_layers} columns, got {x.shape[-1]}; "
                              f"the features do not match the ones the model was built for")
-        if normalize:
-            x = self.normalizer(x)
-        batch, time = x.shape[:2]
-        x = x.view(batch, time, self.num_layers, self.feat_dim)
-        x = torch.einsum("btld,l->btd", x, self.layer_weights().to(x.dtype))
+        if self.pool > 1:  # averaging commutes with the (affine) normalisation and weighting
+            x, lengths = average_pool(x, lengths, self.pool)
+        x = self.combined_layers(x, normalize)
+        if self.training:
+            x = self.spec_augment(x, lengths)
+        if not self.has_projection:
+            return self.dropout(x), lengths
         if isinstance(self.projection, ConvSubsampling):
             x, lengths = self.projection(x, lengths)
         else:
             x = self.projection(x)
         x = self.norm(x) + self.positions(x.shape[1], x.device) + self.modality_embedding
         return self.dropout(x), lengths
+
+
+def average_pool(x, lengths, factor):
+    """(B, T, C) -> (B, ceil(T / factor), C): each group of ``factor`` frames averaged over its
+    valid ones (padding never enters a mean); lengths ceil(length / factor)."""
+    batch, time, width = x.shape
+    steps = -(-time // factor)
+    valid = ~padding_mask(lengths, steps * factor)
+    x = nn.functional.pad(x, (0, 0, 0, steps * factor - time)) * valid[..., None].to(x.dtype)
+    sums = x.view(batch, steps, factor, width).sum(2)
+    counts = valid.view(batch, steps, factor).sum(2, keepdim=True).clamp_min(1)
+    return sums / counts.to(x.dtype), -(-lengths // factor)
+
+
+class SpecAugment(nn.Module):
+    """Training-time masking of (B, T, D) normalised features (SpecAugment without warping):
+    per utterance ``time_masks`` spans of up to ``time_mask_width`` frames (and at most a fifth
+    of its frames each) and ``feature_masks`` spans of up to ``feature_mask_width`` columns are
+    set to 0, the training mean. No masks: the identity."""
+
+    def __init__(self, time_masks=0, time_mask_width=0, feature_masks=0, feature_mask_width=0,
+                 frames_per_step=1):
+        """``frames_per_step``: input frames per frame it sees (a pooling front end): widths
+        stay in input frames."""
+        super().__init__()
+        self.time_masks = time_masks
+        self.time_mask_width = -(-time_mask_width // frames_per_step)
+        self.feature_masks, self.feature_mask_width = feature_masks, feature_mask_width
+
+    @staticmethod
+    def spans(count, max_width, extent, positions):
+        """(B, positions) bool, True inside ``count`` random spans per row, each of a width
+        drawn from 0..max_width (B,) and lying within the row's first ``extent`` (B,)."""
+        shape = (len(extent), count)
+        width = (torch.rand(shape, device=extent.device) * (max_width[:, None] + 1)).long()
+        start = (torch.rand(shape, device=extent.device)
+                 * (extent[:, None] - width + 1)).long()
+        index = torch.arange(positions, device=extent.device)[None, None, :]
+        return ((index >= start[..., None]) & (index < (start + width)[..., None])).any(1)
+
+    def forward(self, x, lengths):
+        if self.time_masks and self.time_mask_width:
+            widest = torch.clamp(lengths // 5, max=self.time_mask_width)
+            masked = self.spans(self.time_masks, widest, lengths, x.shape[1])
+            x = x.masked_fill(masked[..., None], 0.0)
+        if self.feature_masks and self.feature_mask_width:
+            columns = torch.full_like(lengths, x.shape[-1])
+            widest = torch.full_like(lengths, self.feature_mask_width)
+            masked = self.spans(self.feature_masks, widest, columns, x.shape[-1])
+            x = x.masked_fill(masked[:, None, :], 0.0)
+        return x
 
 
 def _self_attention(attn, x, pad_mask):

@@ -1,6 +1,7 @@
 """Fusion of the refined streams into one utterance vector (the registry ``FUSIONS``).
 
-Every fusion takes ``streams``: an ordered dict modality -> (x (B, T, d), pad_mask (B, T) True at
+Every fusion is built from the model conf and ``widths`` (modality -> width of its refined
+stream, in the model's modality order) and takes ``streams``: an ordered dict modality -> (x (B, T, d), pad_mask (B, T) True at
 padding, keep (B,) bool False where the stream is masked for that sample), holding only the
 modalities given to this forward, and returns ``(features (B, out_dim), attention or None)``.
 A masked or absent stream contributes nothing: its values cannot change the output.
@@ -9,9 +10,43 @@ import torch
 from torch import nn
 
 
+def check_widths(widths, d_model, fusion):
+    if any(width != d_model for width in widths.values()):
+        raise ValueError(f"fusion: {fusion} attends over streams of width d_model ({d_model}), "
+                         f"got {dict(widths)}; use projection: conv, or fusion: stats_pool")
+
+
 def masked_mean(x, pad_mask):
     valid = (~pad_mask).unsqueeze(-1).to(x.dtype)
     return (x * valid).sum(1) / valid.sum(1).clamp_min(1.0)
+
+
+def masked_std(x, pad_mask, mean):
+    valid = (~pad_mask).unsqueeze(-1).to(x.dtype)
+    var = (((x - mean[:, None]) ** 2) * valid).sum(1) / valid.sum(1).clamp_min(1.0)
+    return (var + 1e-5).sqrt()
+
+
+class StatisticsPooling(nn.Module):
+    """(B, T, d) frames -> (B, 2d) mean and standard deviation over the valid frames; with
+    ``attention_dim`` > 0 attentive statistics (Okabe et al., 2018): both weighted by a softmax
+    over frames of ``v . tanh(W x + b)``."""
+
+    def __init__(self, dim, attention_dim=0):
+        super().__init__()
+        self.attention = (nn.Sequential(nn.Linear(dim, attention_dim), nn.Tanh(),
+                                        nn.Linear(attention_dim, 1))
+                          if attention_dim else None)
+
+    def forward(self, x, pad_mask):
+        if self.attention is None:
+            mean = masked_mean(x, pad_mask)
+            return torch.cat([mean, masked_std(x, pad_mask, mean)], dim=-1)
+        scores = self.attention(x).squeeze(-1).masked_fill(pad_mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
+        mean = (weights * x).sum(1)
+        var = (weights * (x - mean[:, None]) ** 2).sum(1)
+        return torch.cat([mean, (var + 1e-5).sqrt()], dim=-1)
 
 
 class QueryDecoderLayer(nn.Module):
@@ -39,9 +74,10 @@ class QueryDecoderLayer(nn.Module):
 class EmotionQueryFusion(nn.Module):
     """K learnable emotion queries cross-attending to the concatenated streams (the paper)."""
 
-    def __init__(self, conf, modalities):
+    def __init__(self, conf, widths):
         super().__init__()
         d = conf["d_model"]
+        check_widths(widths, d, "query")
         self.queries = nn.Parameter(torch.randn(conf["num_queries"], d) * 0.02)
         self.layers = nn.ModuleList(
             QueryDecoderLayer(d, conf["decoder_heads"], conf["decoder_ff_dim"], conf["dropout"])
@@ -49,6 +85,9 @@ class EmotionQueryFusion(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.pool = conf["pool"]
         self.out_dim = d * (conf["num_queries"] if self.pool == "flatten" else 1)
+        # Statistics of the refined streams beside the decoded queries (fuse_stats).
+        self.stream_stats = StatsPoolFusion(conf, widths) if conf["fuse_stats"] else None
+        self.out_dim += self.stream_stats.out_dim if self.stream_stats else 0
 
     def forward(self, streams, return_attention=False):
         memory = torch.cat([x for x, _, _ in streams.values()], dim=1)
@@ -60,17 +99,18 @@ class EmotionQueryFusion(nn.Module):
             queries, weights = layer(queries, memory, memory_mask, return_attention and last)
         queries = self.norm(queries)
         features = queries.mean(1) if self.pool == "mean" else queries.flatten(1)
+        if self.stream_stats is not None:
+            features = torch.cat([features, self.stream_stats(streams)[0]], dim=1)
         return features, weights
 
 
 class ConcatPoolFusion(nn.Module):
     """Ablation: mean-pool each stream, concatenate (zeros for a masked or absent stream)."""
 
-    def __init__(self, conf, modalities):
+    def __init__(self, conf, widths):
         super().__init__()
-        self.modalities = tuple(modalities)
-        self.d_model = conf["d_model"]
-        self.out_dim = self.d_model * len(self.modalities)
+        self.modalities, self.widths = tuple(widths), dict(widths)
+        self.out_dim = sum(self.widths.values())
 
     def forward(self, streams, return_attention=False):
         batch = next(iter(streams.values()))[0]
@@ -80,7 +120,31 @@ class ConcatPoolFusion(nn.Module):
                 x, pad, keep = streams[modality]
                 pooled.append(masked_mean(x, pad) * keep[:, None].to(x.dtype))
             else:
-                pooled.append(batch.new_zeros(batch.shape[0], self.d_model))
+                pooled.append(batch.new_zeros(batch.shape[0], self.widths[modality]))
+        return torch.cat(pooled, dim=1), None
+
+
+class StatsPoolFusion(nn.Module):
+    """Statistics pooling of each stream (mean and std, attentive with ``stats_attention`` > 0),
+    concatenated; zeros for a masked or absent stream. With the frontend's ``projection: none``,
+    no encoders and a linear classifier this is the linear probe of SUPERB / EmoBox."""
+
+    def __init__(self, conf, widths):
+        super().__init__()
+        self.modalities, self.widths = tuple(widths), dict(widths)
+        self.pools = nn.ModuleDict({m: StatisticsPooling(widths[m], conf["stats_attention"])
+                                    for m in self.modalities})
+        self.out_dim = sum(2 * widths[m] for m in self.modalities)
+
+    def forward(self, streams, return_attention=False):
+        batch = next(iter(streams.values()))[0]
+        pooled = []
+        for modality in self.modalities:
+            if modality in streams:
+                x, pad, keep = streams[modality]
+                pooled.append(self.pools[modality](x, pad) * keep[:, None].to(x.dtype))
+            else:
+                pooled.append(batch.new_zeros(batch.shape[0], 2 * self.widths[modality]))
         return torch.cat(pooled, dim=1), None
 
 
@@ -109,8 +173,9 @@ class CrossModalLayer(nn.Module):
 class CrossModalFusion(ConcatPoolFusion):
     """Ablation without queries: audio attends to text and text to audio, then concat+pool."""
 
-    def __init__(self, conf, modalities):
-        super().__init__(conf, modalities)
+    def __init__(self, conf, widths):
+        super().__init__(conf, widths)
+        check_widths(widths, conf["d_model"], "cross_attention")
         if len(self.modalities) != 2:
             raise ValueError(f"fusion: cross_attention needs two modalities, got "
                              f"{list(self.modalities)}; use fusion: concat_pool for one")
@@ -131,4 +196,4 @@ class CrossModalFusion(ConcatPoolFusion):
 
 
 FUSIONS = {"query": EmotionQueryFusion, "concat_pool": ConcatPoolFusion,
-           "cross_attention": CrossModalFusion}
+           "cross_attention": CrossModalFusion, "stats_pool": StatsPoolFusion}

@@ -6,6 +6,12 @@ from mser.nets.frontend import StreamFrontend, UnimodalEncoder, padding_mask
 from mser.nets.fusion import FUSIONS
 
 MODALITIES = ("audio", "text")
+SPEC_AUGMENT_KEYS = ("time_masks", "time_mask_width", "feature_masks", "feature_mask_width")
+
+
+def spec_augment(conf):
+    """The SpecAugment options of the acoustic stream."""
+    return {key: conf[key] for key in SPEC_AUGMENT_KEYS}
 
 
 class EmotionModel(nn.Module):
@@ -18,13 +24,15 @@ class EmotionModel(nn.Module):
             m: StreamFrontend(int(infos[m]["dim"]), int(infos[m].get("num_layers", 1)),
                               conf["d_model"], conf[f"{m}_subsampling"], conf["positional"],
                               conf["max_positions"], conf["layer_weighting"],
-                              conf["input_dropout"])
+                              conf["input_dropout"], conf["projection"],
+                              spec_augment(conf) if m == "audio" else None)
             for m in self.modalities})
         self.encoders = nn.ModuleDict({
             m: UnimodalEncoder(conf["d_model"], conf["encoder_layers"], conf["encoder_heads"],
                                conf["encoder_ff_dim"], conf["dropout"])
             for m in self.modalities})
-        self.fusion = FUSIONS[conf["fusion"]](conf, self.modalities)
+        self.fusion = FUSIONS[conf["fusion"]](
+            conf, {m: self.frontends[m].out_dim for m in self.modalities})
         hidden = conf["classifier_hidden"]
         self.classifier = (nn.Sequential(nn.Dropout(conf["dropout"]),
                                          nn.Linear(self.fusion.out_dim, hidden), nn.GELU(),

@@ -21,6 +21,18 @@ VARIANTS = {
                                  "text_subsampling": 2, "layer_weighting": False},
     "no_positions_linear_head": {"positional": "none", "audio_subsampling": 1,
                                  "classifier_hidden": 0},
+    "stats_pool": {"fusion": "stats_pool"},
+    "attentive_stats_pool": {"fusion": "stats_pool", "stats_attention": 8},
+    "query_and_stream_stats": {"fuse_stats": True, "stats_attention": 8},
+    # The linear probe: normalised, layer-weighted features, statistics pooling, linear layer.
+    "probe": {"projection": "none", "encoder_layers": 0, "fusion": "stats_pool",
+              "classifier_hidden": 0},
+    "concat_layers_pooled": {"layer_weighting": "concat", "projection": "pool",
+                             "audio_subsampling": 4, "text_subsampling": 2},
+    "probe_concat_layers": {"projection": "none", "encoder_layers": 0, "fusion": "stats_pool",
+                            "classifier_hidden": 0, "layer_weighting": "concat"},
+    "spec_augment": {"time_masks": 2, "time_mask_width": 4, "feature_masks": 1,
+                     "feature_mask_width": 2},
 }
 TWO_STREAM = [name for name, v in VARIANTS.items() if "modalities" not in v]
 
@@ -63,8 +75,9 @@ def test_padding_does_not_change_outputs(variant):
 @pytest.mark.parametrize("variant", TWO_STREAM)
 @pytest.mark.parametrize("masked", ["audio", "text"])
 def test_masked_stream_cannot_change_outputs(variant, masked):
-    """Training-time masking (probability 1 here, dropout 0) removes the stream entirely."""
-    model = make(variant, dropout=0.0, input_dropout=0.0, **{f"mask_{masked}_prob": 1.0,
+    """Training-time masking (probability 1 here, dropout 0, no SpecAugment) removes the stream
+    entirely."""
+    model = make(variant, dropout=0.0, input_dropout=0.0, time_masks=0, feature_masks=0, **{f"mask_{masked}_prob": 1.0,
                                                             "mask_audio_prob" if masked == "text"
                                                             else "mask_text_prob": 0.0}).train()
     audio, audio_lens, text, text_lens = batch()
@@ -147,3 +160,107 @@ def test_eval_encoder_attention_equals_the_module_path():
         efficient = encoder.eval()(x, pad)
     for i, n in enumerate(lengths):
         torch.testing.assert_close(efficient[i, :n], reference[i, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_probe_is_a_linear_function_of_the_pooled_statistics():
+    """The probe's logits are one linear layer over [mean, std] of the normalised, layer-weighted
+    frames of each stream: nothing else is learnt between the features and the classifier."""
+    model = make("probe", dropout=0.0, input_dropout=0.0).eval()
+    audio, audio_lens, text, text_lens = batch()
+    frontend = model.frontends["audio"]
+    with torch.no_grad():
+        model.normalizer("audio").set_statistics(torch.linspace(-1, 1, 18), torch.full((18,), 2.0))
+        frontend.layer_logits.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        logits = model(audio, audio_lens, text, text_lens)["logits"]
+    weights = torch.softmax(torch.tensor([0.5, -1.0, 2.0]), 0)
+    stats = []
+    for i in range(3):
+        x = (audio[i, :audio_lens[i]] - torch.linspace(-1, 1, 18)) / 2.0
+        x = (x.view(-1, 3, 6) * weights[:, None]).sum(1)
+        t = text[i, :text_lens[i]]
+        stats.append(torch.cat([x.mean(0), (x.var(0, unbiased=False) + 1e-5).sqrt(),
+                                t.mean(0), (t.var(0, unbiased=False) + 1e-5).sqrt()]))
+    linear = model.classifier[-1]
+    torch.testing.assert_close(logits, torch.stack(stats) @ linear.weight.T + linear.bias,
+                               atol=1e-5, rtol=1e-4)
+    assert model.fusion.out_dim == 2 * (6 + 5)
+    with pytest.raises(ModelConfigError, match="projection: none"):
+        make("probe", encoder_layers=1)
+
+
+def test_attentive_statistics_ignore_padding_and_follow_the_scores():
+    from mser.nets.fusion import StatisticsPooling
+    from mser.nets.frontend import padding_mask
+
+    torch.manual_seed(0)
+    pool = StatisticsPooling(4, attention_dim=3)
+    x, lengths = torch.randn(2, 7, 4), torch.tensor([7, 3])
+    pad = padding_mask(lengths, 7)
+    out = pool(x, pad)
+    noisy = x.clone()
+    noisy[1, 3:] = 1e3  # padding of the second row
+    torch.testing.assert_close(pool(noisy, pad), out)
+    torch.testing.assert_close(pool(x[1:, :3], pad[1:, :3]), out[1:])
+    # With a constant score the attentive statistics are the plain mean and std.
+    with torch.no_grad():
+        pool.attention[-1].weight.zero_()
+    plain = StatisticsPooling(4)(x, pad)
+    torch.testing.assert_close(pool(x, pad), plain)
+
+
+def test_spec_augment_masks_spans_inside_each_utterance():
+    from mser.nets.frontend import SpecAugment
+
+    augment = SpecAugment(time_masks=2, time_mask_width=6, feature_masks=1, feature_mask_width=3)
+    torch.manual_seed(0)
+    lengths = torch.tensor([40, 10, 5])
+    x = torch.ones(3, 40, 16)
+    masked_frames, masked_columns = torch.zeros(3), torch.zeros(3)
+    for _ in range(200):
+        out = augment(x, lengths)
+        frames = (out == 0).all(-1)              # every column zero: a time mask
+        columns = torch.stack([(row[~f] == 0).all(0) for row, f in zip(out, frames)])
+        masked_frames += frames.sum(1)
+        masked_columns += columns.sum(1)
+        assert (frames.sum(1) <= 2 * torch.clamp(lengths // 5, max=6)).all()
+        assert (columns.sum(1) <= 3).all()
+        for row, f, c in zip(out, frames, columns):  # nothing else is touched
+            assert (row[~f][:, ~c] == 1).all()
+    assert masked_frames[0] > masked_frames[1] > 0 and masked_frames[2] > 0
+    assert masked_columns.min() > 0
+
+
+def test_spec_augmented_frames_cannot_change_the_output():
+    """A masked frame's values are replaced, so the model's output does not depend on them."""
+    model = make("spec_augment", dropout=0.0, input_dropout=0.0, time_masks=1,
+                 time_mask_width=40, feature_masks=0, feature_mask_width=0).train()
+    audio, audio_lens, text, text_lens = batch(lengths_audio=(40, 40, 40))
+    frontend = model.frontends["audio"]
+    torch.manual_seed(5)
+    reference = frontend(audio, audio_lens, True)[0]
+    torch.manual_seed(5)
+    masked = frontend.spec_augment.spans(1, torch.full((3,), 8), audio_lens, 40)
+    assert masked.any()
+    noisy = audio.clone()
+    noisy[masked] = 1e3
+    torch.manual_seed(5)
+    torch.testing.assert_close(frontend(noisy, audio_lens, True)[0], reference)
+    model.eval()  # no masking at test
+    with torch.no_grad():
+        first = model(audio, audio_lens, text, text_lens)["logits"]
+        torch.testing.assert_close(model(audio, audio_lens, text, text_lens)["logits"], first)
+
+
+def test_average_pool_averages_valid_frames_only():
+    from mser.nets.frontend import average_pool
+
+    x = torch.arange(2 * 7 * 1, dtype=torch.float32).view(2, 7, 1)
+    pooled, lengths = average_pool(x, torch.tensor([7, 5]), 3)
+    assert lengths.tolist() == [3, 2]
+    assert pooled[0, :, 0].tolist() == [1.0, 4.0, 6.0]      # (0+1+2)/3, (3+4+5)/3, 6/1
+    assert pooled[1, :2, 0].tolist() == [8.0, 10.5]          # (7+8+9)/3, (10+11)/2
+
+
+def test_old_boolean_layer_weighting_still_builds():
+    assert make("full", layer_weighting=True).conf["layer_weighting"] == "softmax"
+    assert make("full", layer_weighting=False).conf["layer_weighting"] == "mean"
