@@ -70,7 +70,12 @@ TRAIN_OPTIONS = {
         "label_smoothing": Option(0.0, "cross-entropy label smoothing"),
         "amp": Option("none", "mixed precision on GPU (fp16 with GradScaler)",
                       choices=("none", "fp16", "bf16")),
-        "keep_checkpoints": Option(3, "epoch checkpoints kept besides the best"),
+        "keep_checkpoints": Option(3, "epoch checkpoints kept besides the best (and the ones "
+                                      "--average-checkpoints needs)", resumable=True),
+        "average_checkpoints": Option(1, "best.pt of a finished run: the mean of the weights of "
+                                         "the N epochs with the best dev --select-metric (1: the "
+                                         "best epoch itself); smooths the selection noise of a "
+                                         "small dev set", resumable=True),
     },
 }
 OPTIONS = {key: spec for options in TRAIN_OPTIONS.values() for key, spec in options.items()}

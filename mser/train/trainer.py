@@ -24,8 +24,9 @@ from mser.nets import build_model
 from mser.train.options import check_same_run, model_conf_from_args, resolve_config
 from mser.train.schedule import lr_lambda, training_length
 from mser.utils import distributed
-from mser.utils.checkpoint import (checkpoint_path, copy_checkpoint, load_checkpoint,
-                                   prune_checkpoints, save_checkpoint, saved_epochs)
+from mser.utils.checkpoint import (average_checkpoints, checkpoint_path, copy_checkpoint,
+                                   load_checkpoint, prune_checkpoints, save_checkpoint,
+                                   saved_epochs)
 from mser.utils.conditions import CONDITION_MODALITIES, conditions_for
 from mser.utils.config import load_config, save_config
 from mser.utils.fileio import atomic_write_text
@@ -166,7 +167,7 @@ def train(args, ctx, threads):
         else:
             state["bad_epochs"] += 1
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"],
-                                 "dev_ua": dev["ua"], "dev_wa": dev["wa"],
+                                 "dev_ua": dev["ua"], "dev_wa": dev["wa"], "dev_metric": value,
                                  "dev_conditions": dev["conditions"],
                                  "lr": optimizer.param_groups[0]["lr"], "seconds": elapsed})
         checksums = distributed.all_gather_object(ctx, parameter_checksum(raw_model))
@@ -188,7 +189,8 @@ def train(args, ctx, threads):
             save_checkpoint(checkpoint_path(exp_dir, epoch), checkpoint)
             if improved:
                 save_checkpoint(os.path.join(exp_dir, BEST), checkpoint)
-            prune_checkpoints(exp_dir, args.keep_checkpoints, protect={state["best_epoch"]})
+            prune_checkpoints(exp_dir, args.keep_checkpoints, protect=set(best_epochs(
+                state["history"], args.select_metric, args.average_checkpoints)))
             log_epoch(writer, epoch, train_loss, dev, len(select_conditions) > 1)
             plot_curves(state["history"], os.path.join(exp_dir, "train_curve.png"))
         distributed.barrier(ctx)
@@ -196,11 +198,32 @@ def train(args, ctx, threads):
         writer.close()
         summary = {"reason": reason, "epoch": epoch, "best_epoch": state["best_epoch"],
                    f"best_dev_{args.select_metric}": state["best_metric"]}
+        if args.average_checkpoints > 1:
+            summary["averaged_epochs"] = write_average(exp_dir, state["history"],
+                                                       args.select_metric, args.average_checkpoints)
         atomic_write_text(os.path.join(exp_dir, DONE), yaml.safe_dump(summary))
         logging.info("finished (%s): best dev %s %.4f at epoch %d -> %s", reason,
                      args.select_metric, state["best_metric"], state["best_epoch"],
                      os.path.join(exp_dir, BEST))
     distributed.barrier(ctx)
+
+
+def best_epochs(history, metric, count):
+    """The ``count`` epochs of ``history`` with the best dev ``metric``, best first (ties: the
+    earlier epoch)."""
+    sign = 1 if metric == "loss" else -1
+    ranked = sorted(history, key=lambda h: (sign * h["dev_metric"], h["epoch"]))
+    return [h["epoch"] for h in ranked[:max(1, count)]]
+
+
+def write_average(exp_dir, history, metric, count):
+    """best.pt := the mean of the ``count`` best epochs' models; returns their epochs."""
+    epochs = best_epochs(history, metric, count)
+    averaged = average_checkpoints([checkpoint_path(exp_dir, e) for e in epochs])
+    save_checkpoint(os.path.join(exp_dir, BEST), averaged)
+    logging.info("%s: the mean of the %d best epochs by dev %s (%s)", os.path.join(exp_dir, BEST),
+                 len(epochs), metric, " ".join(map(str, epochs)))
+    return epochs
 
 
 def read_done(exp_dir):

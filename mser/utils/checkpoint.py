@@ -4,7 +4,8 @@ Layout of an experiment dir::
 
     <exp-dir>/config.yaml               resolved config (model_conf, feature infos, classes, ...)
     <exp-dir>/checkpoints/epoch<N>.pt   every epoch (the last few and the best are kept)
-    <exp-dir>/best.pt                   the epoch selected on the dev set
+    <exp-dir>/best.pt                   the model selected on the dev set: the best epoch, or
+                                        with average_checkpoints N the mean of the N best
 
 A checkpoint is a dict with ``model`` (state dict, normalisation statistics included),
 ``optimizer``, ``scheduler``, ``scaler``, ``epoch``, ``state`` (best metric, history, ...),
@@ -81,6 +82,22 @@ def copy_checkpoint(source, target):
     """Atomically replace ``target`` with a copy of the checkpoint file ``source``."""
     with open(source, "rb") as src, atomic_open(target, "wb") as dst:
         shutil.copyfileobj(src, dst)
+
+
+def average_checkpoints(paths):
+    """The mean of the models in the checkpoints at ``paths`` (floating-point entries; others,
+    such as integer counters, from the first) and their epochs; the rest of the checkpoint dict
+    (optimiser, state, ...) is the first one's, with ``averaged_epochs`` added."""
+    checkpoints = [load_checkpoint(path) for path in paths]
+    first = checkpoints[0]
+    model = {}
+    for key, value in first["model"].items():
+        if value.is_floating_point():
+            total = sum(c["model"][key].double() for c in checkpoints)
+            model[key] = (total / len(checkpoints)).to(value.dtype)
+        else:
+            model[key] = value
+    return {**first, "model": model, "averaged_epochs": [c["epoch"] for c in checkpoints]}
 
 
 def load_model(exp_dir, device="cpu", checkpoint="best.pt"):

@@ -414,3 +414,41 @@ def test_multi_node_launchers_train_what_one_two_process_run_does(fold, tmp_path
         assert "rank 0 of 2" in log, exp
         for name, tensor in final_params(tmp_path / exp, 2).items():
             assert torch.equal(tensor, reference[name]), (exp, name)
+
+
+def test_average_checkpoints_writes_the_mean_of_the_best_epochs(fold, tmp_path):
+    """--average-checkpoints 3: best.pt holds the mean of the weights of the 3 epochs with the
+    best dev metric (kept from pruning), and .done names them."""
+    exp = tmp_path / "avg"
+    run_train(fold, exp, "--epochs", "6", "--average-checkpoints", "3", "--keep-checkpoints", "1")
+    done = yaml.safe_load((exp / ".done").read_text())
+    history = load_checkpoint(str(exp / "checkpoints" / "epoch6.pt"))["state"]["history"]
+    expected = trainer.best_epochs(history, "ua", 3)
+    assert done["averaged_epochs"] == expected and len(set(expected)) == 3
+    best = load_checkpoint(str(exp / "best.pt"))
+    assert best["averaged_epochs"] == expected
+    for key, value in best["model"].items():
+        if value.is_floating_point():
+            mean = sum(final_params(exp, e)[key] for e in expected) / 3
+            torch.testing.assert_close(value, mean, msg=key)
+    # The averaged model decodes like any other.
+    model, _ = load_model(str(exp))
+    assert not model.training
+
+
+def test_best_epochs_rank_by_the_metric_and_its_direction():
+    history = [{"epoch": e, "dev_metric": m} for e, m in ((1, 0.5), (2, 0.7), (3, 0.7), (4, 0.6))]
+    assert trainer.best_epochs(history, "ua", 2) == [2, 3]   # ties: the earlier epoch first
+    assert trainer.best_epochs(history, "loss", 2) == [1, 4]  # lower is better
+    assert trainer.best_epochs(history, "ua", 9) == [2, 3, 4, 1]
+
+
+def test_probe_config_trains(fold, tmp_path):
+    """The linear probe (the recipes' conf/tuning/probe.yaml keys) trains on the tiny fold and
+    learns the label."""
+    exp = tmp_path / "probe"
+    run_train(fold, exp, "--epochs", "8", "--projection", "none", "--encoder-layers", "0",
+              "--fusion", "stats_pool", "--classifier-hidden", "0")
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["model_conf"]["fusion"] == "stats_pool"
+    assert yaml.safe_load((exp / ".done").read_text())["best_dev_ua"] > 0.6
