@@ -37,7 +37,7 @@ from mser.features.transcript import is_empty_transcript
 from mser.utils.checkpoint import load_checkpoint, load_model
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
-from mser.utils.plotting import pyplot, save_figure
+from mser.utils.plotting import fitted_title, pyplot, save_figure
 
 EXPORTED_WEIGHTS = "model.pt"
 TRAINED_WEIGHTS = "best.pt"
@@ -202,7 +202,7 @@ def plot_query_attention(prediction, path, title=""):
         ax.set_title(f"{name} ({100 * mass.mean():.0f}% of the attention)")
         fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
     probs = ", ".join(f"{c} {p:.2f}" for c, p in prediction.probabilities.items())
-    fig.suptitle(f"{title + ': ' if title else ''}{prediction.emotion} ({probs})")
+    fitted_title(fig, f"{title + ': ' if title else ''}{prediction.emotion} ({probs})")
     save_figure(fig, path, dpi=110)
 
 

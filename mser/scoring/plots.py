@@ -1,13 +1,14 @@
 """Confusion matrices of an experiment's conditions, side by side."""
 import numpy as np
 
-from mser.utils.plotting import pyplot, save_figure
+from mser.utils.plotting import fitted_title, pyplot, save_figure
 
 
 def plot_confusions(tag, panels, classes, path):
     """One confusion matrix (row-normalised, counts in brackets) per ``(name, result)`` panel."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    side = max(4.2, 0.6 * len(classes) + 1.2)  # 8 classes: cells wide enough for their labels
+    fig, axes = plt.subplots(1, len(panels), figsize=(side * len(panels), side), squeeze=False)
     for ax, (name, result) in zip(axes[0], panels):
         counts = np.array(result["pooled"]["confusion"], dtype=float)
         rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -21,6 +22,6 @@ def plot_confusions(tag, panels, classes, path):
         ax.set_xlabel("predicted")
         ax.set_ylabel("reference")
         ax.set_title(f"{name}: UA {100 * result['pooled']['ua']:.1f} WA {100 * result['pooled']['wa']:.1f}")
-    fig.suptitle(f"{tag} (pooled over {len(panels[0][1]['folds'])} folds)")
+    fitted_title(fig, f"{tag} (pooled over {len(panels[0][1]['folds'])} folds)")
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
