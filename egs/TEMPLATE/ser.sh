@@ -52,6 +52,13 @@ tag_of() {  # <config> <its modalities>
 }
 modalities=$(modalities_of "$train_config")
 tag=${tag:-$(tag_of "$train_config" "$modalities")}
+# The linear probe of the same modalities (conf/tuning/probe*.yaml), every tag's baseline.
+case $modalities in
+  *audio*text*|*text*audio*) probe_config=conf/tuning/probe.yaml ;;
+  *audio*) probe_config=conf/tuning/probe_audio.yaml ;;
+  *) probe_config=conf/tuning/probe_text.yaml ;;
+esac
+probe_tag=$(tag_of $probe_config "$modalities")
 exp=exp/$tag
 # ASR text (stage 2): data/all_asr, its text features dump/<text_feat>_asr and per fold
 # data/fold<k>/asr/{train,dev,test}: the fold's sets with ASR transcripts.
@@ -128,11 +135,14 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   wer_dirs=()  # WER per fold of the ASR test transcripts against the gold ones
   [[ " ${asr_sets[*]} " == *" test "* ]] && wer_dirs=(--wer-dirs data/fold{fold}/test data/fold{fold}/asr/test)
   python -m mser.bin.score --exp-dir $exp --folds "$folds" --results RESULTS.md \
-    --protocol-file data/protocol "${wer_dirs[@]}" \
+    --protocol-file data/protocol "${wer_dirs[@]}" --probe-tag $probe_tag \
     --reference-tag ${reference_tag:-$(train_text=gold test_text=gold tag_of conf/train.yaml "$(modalities_of conf/train.yaml)")}
   cat $exp/scores*.txt
+  [ -d exp/$probe_tag ] || [ $tag = $probe_tag ] || log "Stage 5: no exp/$probe_tag yet: train the probe (--train_config $probe_config) to test $tag against it"
   f=${folds%% *}
-  if [ "$(python -m mser.bin.show_config $exp/fold$f/config.yaml model_conf.fusion)" = query ]; then
+  if [ ! -f data/fold$f/test/wav.scp ]; then
+    log "Stage 5: no attention plot (data/fold$f/test has no wav.scp: a text-only corpus)"
+  elif [ "$(python -m mser.bin.show_config $exp/fold$f/config.yaml model_conf.fusion)" = query ]; then
     log "Stage 5: plot where the emotion queries attend (first test utterance of fold $f)"
     python -m mser.bin.infer --model-dir $exp/fold$f --data-dir data/fold$f/test --max-utts 1 \
       --device $device --attention-plot $exp/attention_fold$f.png

@@ -27,6 +27,9 @@ def main(argv=None):
     parser.add_argument("--reference-tag", help="the tag this one is tested against in RESULTS.md, "
                         "recorded in its scores.json (default: none; a tag whose scores.json "
                         "names no reference is tested against the scored tag)")
+    parser.add_argument("--probe-tag", help="the linear probe of this tag's modalities on the "
+                        "same features (conf/tuning/probe*.yaml), tested against in RESULTS.md "
+                        "when it was trained; recorded in its scores.json")
     parser.add_argument("--wer-dirs", nargs=2, metavar=("GOLD_DIR", "ASR_DIR"),
                         help="the test data dirs with gold and with ASR transcripts, '{fold}' "
                         "for the fold (e.g. data/fold{fold}/test data/fold{fold}/asr/test): "
@@ -44,7 +47,7 @@ def main(argv=None):
         for subset in protocol["tests"]:
             write_experiment_scores(args.exp_dir, folds, subset, protocol["headline"],
                                     args.wer_dirs if subset == "test" else None,
-                                    args.reference_tag)
+                                    args.reference_tag, args.probe_tag)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"score: {e}")
     logging.info("wrote %s/scores*.json, scores*.txt and confusion*.png (%s)", args.exp_dir,

@@ -128,16 +128,19 @@ def format_scores(scores):
 
 
 def write_experiment_scores(exp_dir, folds, subset="test", headline="ua", wer_dirs=None,
-                            reference_tag=None):
+                            reference_tag=None, probe_tag=None):
     """Write scores.json, scores.txt and confusion.png under ``exp_dir`` (``scores_<subset>.*``,
     ``confusion_<subset>.png`` for a test subset other than ``test``); return the scores.
     ``wer_dirs``: (gold test dir, ASR test dir) with ``{fold}``, for the WER of the test text.
-    ``reference_tag``: the tag RESULTS.md tests this one against, recorded in scores.json."""
+    ``reference_tag``: the tag RESULTS.md tests this one against, recorded in scores.json;
+    ``probe_tag``: the linear probe it is also tested against."""
     scores = score_experiment(exp_dir, folds, subset, headline)
     if wer_dirs:
         scores["wer"] = score_wer(folds, *wer_dirs)
     if reference_tag:
         scores["reference_tag"] = reference_tag
+    if probe_tag:
+        scores["probe_tag"] = probe_tag
     suffix = subset_suffix(subset)
     with atomic_open(os.path.join(exp_dir, f"scores{suffix}.json"), "w", encoding="utf-8") as f:
         json.dump(_public(scores), f, indent=2)

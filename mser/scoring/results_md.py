@@ -12,7 +12,10 @@ a table of the tags scored on it in this run.
 
 A tag's reference is the one stage 5 named when it scored the tag (``reference_tag`` in its
 scores.json; the recipes default to the default config on the same features and gold text), so
-ablations on different features are each tested against their own baseline.
+ablations on different features are each tested against their own baseline. Every tag is also
+tested against the linear probe of its modalities on the same features (``probe_tag``, the
+recipes' conf/tuning/probe*.yaml), when that was trained: does the architecture earn its
+complexity?
 """
 import datetime
 import glob
@@ -35,6 +38,8 @@ LEGACY_TEST_HEADER = ("| tag | condition | ΔUA vs reference [95% CI] | p (boots
                       "tag right only / ref right only | p (McNemar) |")
 _LEGACY_REFERENCE = re.compile(r"^(?:Paired tests against|The same with one modality at test, "
                                r"both) `([^`]+)`")
+PROBE_HEADER = ("| tag | probe | condition | ΔUA vs probe [95% CI] | p (bootstrap) | "
+                "tag right only / probe right only | p (McNemar) |")
 WER_HEADER = "| tag | WER of the ASR test text | UA | WA | test utterances not transcribed |"
 
 
@@ -139,17 +144,17 @@ def _cells(row):
 
 
 def read_previous(path, header):
-    """``(main rows {tag: row}, test rows {tag: [row]}, WER rows {tag: row})`` of an existing
-    RESULTS.md whose main table has ``header``; empty when there is none. Legacy test rows get
-    the reference named above their table."""
-    main, tests, legacy_reference, table, wers = {}, {}, None, None, {}
+    """``(main rows {tag: row}, test rows {tag: [row]}, WER rows {tag: row}, probe test rows
+    {tag: row})`` of an existing RESULTS.md whose main table has ``header``; empty when there is
+    none. Legacy test rows get the reference named above their table."""
+    main, tests, legacy_reference, table, wers, probes = {}, {}, None, None, {}, {}
     if not os.path.exists(path):
-        return main, tests, wers
+        return main, tests, wers, probes
     with open(path, encoding="utf-8") as f:
         for line in f.read().splitlines():
             if _LEGACY_REFERENCE.match(line):
                 legacy_reference = _LEGACY_REFERENCE.match(line).group(1)
-            if line in (header, TEST_HEADER, LEGACY_TEST_HEADER, WER_HEADER):
+            if line in (header, TEST_HEADER, LEGACY_TEST_HEADER, WER_HEADER, PROBE_HEADER):
                 table = line
             elif not line.startswith("|"):
                 table = None
@@ -159,11 +164,13 @@ def read_previous(path, header):
                     main[cells[0]] = line
                 elif table == WER_HEADER:
                     wers[cells[0]] = line
+                elif table == PROBE_HEADER:
+                    probes[cells[0]] = line
                 else:
                     if table == LEGACY_TEST_HEADER:
                         line = "| " + " | ".join([cells[0], legacy_reference, *cells[1:]]) + " |"
                     tests.setdefault(cells[0], []).append(line)
-    return main, tests, wers
+    return main, tests, wers, probes
 
 
 def write_results_md(path, exp_root, folds, default_reference, title, protocol):
@@ -173,8 +180,8 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol):
     fold_list = " ".join(map(str, folds))
     headline, subsets = protocol["headline"], protocol["tests"]
     header = main_header(headline)
-    old_rows, old_tests, old_wers = read_previous(path, header)
-    rows, scored, kept, wers, references = {}, [], [], {}, {}
+    old_rows, old_tests, old_wers, old_probes = read_previous(path, header)
+    rows, scored, kept, wers, references, probes = {}, [], [], {}, {}, {}
     for exp_dir in sorted(os.path.dirname(p) for p in glob.glob(os.path.join(exp_root, "*", "scores.json"))):
         tag = os.path.basename(exp_dir)
         try:
@@ -193,11 +200,15 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol):
         references[exp_dir] = os.path.join(exp_root,
                                            recorded.get("reference_tag", default_reference))
         rows[tag] = _main_row(exp_dir, scores, folds)
+        probe = os.path.join(exp_root, recorded.get("probe_tag") or tag)
+        if probe != exp_dir and os.path.exists(os.path.join(probe, "scores.json")):
+            probes[tag] = _test_row(exp_dir, probe, folds, None)
         if (wer_row := _wer_row(exp_dir, scores, recorded.get("wer"))) is not None:
             wers[tag] = wer_row
     kept += sorted(set(old_rows) - set(rows))
     rows.update({tag: old_rows[tag] for tag in kept})
     wers.update({tag: old_wers[tag] for tag in kept if tag in old_wers})
+    probes.update({tag: old_probes[tag] for tag in kept if tag in old_probes})
 
     tested = [e for e in scored if os.path.normpath(e) != os.path.normpath(references[e])]
     tests = [_test_row(exp_dir, references[exp_dir], folds, None) for exp_dir in tested]
@@ -240,6 +251,13 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol):
                  "scored; by default the default config (conf/train.yaml) on the same features "
                  "and gold text:", "",
                  TEST_HEADER, _rule(TEST_HEADER), *main_tests, ""]
+    if probes:
+        text += ["Each tag against the linear probe of its modalities on the same features and "
+                 "folds (conf/tuning/probe*.yaml: statistics pooling of the weighted sum of the "
+                 "stored layers, one linear layer; the SUPERB / EmoBox baseline), the same paired "
+                 "tests: a model that does not beat it does not earn its complexity.", "",
+                 PROBE_HEADER, _rule(PROBE_HEADER), *(row for _, row in sorted(probes.items())),
+                 ""]
     if single_tests:
         text += ["The same with one modality at test, both the tag and its reference given "
                  "audio only or text only:", "",

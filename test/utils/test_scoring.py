@@ -256,3 +256,31 @@ def test_wer_of_asr_test_text_next_to_ua_wa(tmp_path):
     assert out.returncode == 0, out.stderr
     results = (tmp_path / "RESULTS.md").read_text()
     assert wer_row in results and "| gold |" not in results.split("WER of the ASR")[1]
+
+
+def test_every_tag_is_tested_against_the_probe_of_its_modalities(tmp_path):
+    """Stage 5 names each tag's probe (--probe-tag, kept in scores.json); RESULTS.md tests the
+    tag against it once the probe is trained, and keeps that row in a clone that does not
+    retrain the tag."""
+    toy_protocol(tmp_path, "2 folds", 2)
+    root = tmp_path / "exp"
+    make_exp(root, "probe_ssl", [6, 6])
+    make_exp(root, "train_ssl", [8, 7])
+    score = [sys.executable, "-m", "mser.bin.score", "--folds", "1 2", "--results",
+             str(tmp_path / "RESULTS.md"), "--protocol-file", str(tmp_path / "protocol"),
+             "--reference-tag", "train_ssl", "--probe-tag", "probe_ssl", "--exp-dir"]
+    for tag in ("train_ssl", "probe_ssl"):
+        out = subprocess.run(score + [str(root / tag)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+    assert json.loads((root / "train_ssl" / "scores.json").read_text())["probe_tag"] == "probe_ssl"
+    results = (tmp_path / "RESULTS.md").read_text()
+    probe_rows = [line for line in results.splitlines() if line.startswith("| train_ssl | probe_ssl")]
+    assert len(probe_rows) == 1 and "| main | +18.75 [" in probe_rows[0], results
+    assert "| probe_ssl | probe_ssl" not in results  # the probe is not tested against itself
+    clone = tmp_path / "clone"
+    make_exp(clone, "probe_ssl", [6, 6])
+    out = subprocess.run(score + [str(clone / "probe_ssl")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    kept = [line for line in (tmp_path / "RESULTS.md").read_text().splitlines()
+            if line.startswith("| train_ssl | probe_ssl")]
+    assert kept == probe_rows
