@@ -13,8 +13,11 @@ from mser.nets import build_model
 from mser.utils.config import parse_args, read_config_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFS = sorted(glob.glob(os.path.join(ROOT, "egs", "*", "conf", "train.yaml"))
-               + glob.glob(os.path.join(ROOT, "egs", "*", "conf", "tuning", "*.yaml")))
+# egs/TEMPLATE/conf/tuning holds the shared tuning confs; each recipe links them, and they
+# resolve base: against the recipe's own train.yaml there.
+CONFS = sorted(p for p in glob.glob(os.path.join(ROOT, "egs", "*", "conf", "train.yaml"))
+               + glob.glob(os.path.join(ROOT, "egs", "*", "conf", "tuning", "*.yaml"))
+               if os.sep + "TEMPLATE" + os.sep not in p)
 # Features of any recipe: several stored layers (so layer weighting is built too), small dims.
 AUDIO_INFO, TEXT_INFO = {"dim": 20, "num_layers": 3}, {"dim": 12, "num_layers": 2}
 
