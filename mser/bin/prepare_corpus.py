@@ -50,6 +50,9 @@ def get_parser():
                                  help="where the 16 kHz wavs decoded from the mp4 clips go "
                                       "(default: <data_dir>/wav)")
     parsers["meld"].add_argument("--nj", type=int, default=1, help="decoding processes")
+    parsers["meld"].add_argument("--text-only", action="store_true",
+                                 help="from the three CSVs alone: transcripts, no clips and no "
+                                      "wav.scp (train with conf/tuning/text_only.yaml)")
     parsers["msp_podcast"].add_argument("--class-set", choices=sorted(msp_podcast.CLASS_SETS),
                                         default="8class",
                                         help="8class: all but O and X; 4class: N H S A "
@@ -83,7 +86,7 @@ def main(argv=None):
                                      else parse_expected(args.expected_counts, keys))
         if args.corpus == "meld":
             meld.prepare_meld(args.root, args.data_dir, label=args.label, wav_dir=args.wav_dir,
-                              nj=args.nj, **common)
+                              nj=args.nj, text_only=args.text_only, **common)
         elif args.corpus == "msp_podcast":
             msp_podcast.prepare_msp_podcast(args.root, args.data_dir, class_set=args.class_set,
                                             **common)

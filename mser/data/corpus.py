@@ -33,7 +33,7 @@ class Utterance:
     session: str   # recording unit: dialogue, podcast, speaker
     label: str     # class name as in classes.txt
     text: str
-    wav: str       # a file libsndfile reads
+    wav: str       # a file libsndfile reads; None in a text-only corpus (no wav.scp)
     duration: float
     split: str = ""  # official partition (train, dev, test, ...), "" for fold-based corpora
 
@@ -161,15 +161,20 @@ def utterance_tables(utts):
     """The per-utterance tables of a data dir."""
     tables = {name: {} for name in ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur")}
     for u in utts:
-        if u.utt_id in tables["wav.scp"]:
-            raise DataDirError(f"utterance id {u.utt_id} occurs twice ({u.wav} and "
-                               f"{tables['wav.scp'][u.utt_id]})")
-        tables["wav.scp"][u.utt_id] = u.wav
+        if u.utt_id in tables["utt2spk"]:
+            raise DataDirError(f"utterance id {u.utt_id} occurs twice")
+        if u.wav is not None:
+            tables["wav.scp"][u.utt_id] = u.wav
         tables["text"][u.utt_id] = u.text
         tables["utt2spk"][u.utt_id] = u.speaker
         tables["utt2emo"][u.utt_id] = u.label
         tables["utt2sess"][u.utt_id] = u.session
         tables["utt2dur"][u.utt_id] = f"{u.duration:.3f}"
+    if not tables["wav.scp"]:  # a text-only corpus
+        del tables["wav.scp"]
+    elif len(tables["wav.scp"]) != len(utts):
+        raise DataDirError("some utterances have audio and some none; a corpus is either "
+                           "speech or text-only")
     return tables
 
 

@@ -15,7 +15,9 @@ from mser.utils.fileio import EncodingError, atomic_open, read_utf8_lines
 # Per-utterance tables, in the order problems are reported.
 UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur",
              "feats.scp", "utt2num_frames")
-REQUIRED_FILES = ("wav.scp", "utt2spk")
+REQUIRED_FILES = ("utt2spk",)
+# What an utterance is made of: its audio, or for a text-only corpus (MELD's CSVs) its transcript.
+CONTENT_FILES = ("wav.scp", "text")
 
 
 class DataDirError(ValueError):
@@ -157,6 +159,9 @@ def validate_data_dir(data_dir, check_wavs=True):
     for name in REQUIRED_FILES:
         if not os.path.exists(os.path.join(data_dir, name)):
             problems.append(f"{data_dir}/{name}: required file is missing")
+    if not any(os.path.exists(os.path.join(data_dir, name)) for name in CONTENT_FILES):
+        problems.append(f"{data_dir}: neither wav.scp nor text; a data dir needs the audio, or "
+                        f"for a text-only corpus the transcripts")
     tables = {}
     for name in UTT_FILES + ("spk2utt",):
         path = os.path.join(data_dir, name)

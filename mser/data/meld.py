@@ -23,6 +23,10 @@ Windows-1252 punctuation (U+0092 -> ’), then writes typographic punctuation as
 “ ” -> ", – — -> -, … -> ..., no-break space -> space) and collapses white space. The log says
 how many transcripts each step changed.
 
+Text-only (``text_only``): only the three CSVs are needed (no clips, nothing decoded); the
+data dirs have ``text`` but no ``wav.scp``, durations come from the CSV's StartTime/EndTime, and
+a text-only model trains on them (``conf/tuning/text_only.yaml``; stage 1 is skipped).
+
 Protocol: the official split (dev = the official dev set; MELD is split by dialogue, so the main
 characters speak in all three), as EmoBox does; headline metric weighted F1.
 """
@@ -54,6 +58,7 @@ DOCUMENTED_TOTALS = {"train": 9989, "dev": 1109, "test": 2610}
 DOCUMENTED_PROBLEMS = {("dev", 110, 7): "no clip in dev_splits_complete, MELD issues #22 #27",
                        ("train", 125, 3): "corrupted clip, MELD issue #39"}
 CLIP_RE = re.compile(r"dia(\d+)_utt(\d+)\.mp4")
+TIMESTAMP_RE = re.compile(r"(\d+):(\d\d):(\d\d),(\d{1,3})")  # 3 train rows have 2 digits
 SAMPLE_RATE = 16000
 LONG_CLIP_SECONDS = 30.0
 
@@ -167,8 +172,40 @@ def read_csv(path, split, counts):
             counts[step] += 1
         rows.append({"split": split, "dia": dia, "utt": utt, "speaker": row["Speaker"] or "",
                      "emotion": row["Emotion"], "sentiment": row["Sentiment"], "text": text,
+                     "start": row["StartTime"], "end": row["EndTime"],
                      "where": f"{path}:{lineno}"})
     return rows
+
+
+def subtitle_seconds(stamp, where):
+    """Seconds of an ``H:MM:SS,mmm`` subtitle time stamp (the CSV's StartTime / EndTime); the
+    digits after the comma are a decimal fraction."""
+    match = TIMESTAMP_RE.fullmatch(stamp.strip())
+    if match is None:
+        raise DataDirError(f"{where}: time stamp {stamp!r} is not H:MM:SS,mmm")
+    hours, minutes, seconds, fraction = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + float("0." + fraction)
+
+
+def text_utterances(rows, label):
+    """(utterances, skips) of a text-only corpus: every CSV row, no audio; the duration is the
+    subtitle's (EndTime - StartTime), 0.001 s where the CSV's times are not increasing."""
+    utts, skips, bad_times = [], Skips(), []
+    for row in rows:
+        name = f"{row['split']}/dia{row['dia']}_utt{row['utt']}"
+        duration = (subtitle_seconds(row["end"], row["where"])
+                    - subtitle_seconds(row["start"], row["where"]))
+        if duration <= 0:
+            bad_times.append(name)
+            duration = 0.001
+        speaker = speaker_token(row["speaker"])
+        utts.append(Utterance(f"{speaker}_{name.replace('/', '_')}", speaker,
+                              f"{row['split']}_dia{row['dia']}", row[label], row["text"], None,
+                              duration, split=row["split"]))
+    if bad_times:
+        logging.warning("%d CSV row(s) end before they start (utt2dur 0.001 s; the text is "
+                        "kept): %s", len(bad_times), ", ".join(bad_times[:5]))
+    return utts, skips
 
 
 def convert_clip(job):
@@ -204,9 +241,11 @@ def convert_clip(job):
     return key, samples.size / SAMPLE_RATE, None
 
 
-def read_meld(root):
-    """(paths of the CSVs and clip folders, CSV rows, rows per split)."""
-    paths = find_by_name(root, [name for pair in SPLITS.values() for name in pair])
+def read_meld(root, text_only=False):
+    """(paths of the CSVs and clip folders (no folders when ``text_only``), CSV rows, rows per
+    split)."""
+    paths = find_by_name(root, [name for pair in SPLITS.values()
+                                for name in (pair[:1] if text_only else pair)])
     text_counts, rows, counts = Counter(), [], {}
     for split, (csv_name, _) in SPLITS.items():
         split_rows = read_csv(paths[csv_name], split, text_counts)
@@ -266,15 +305,20 @@ def decode_clips(paths, rows, wav_dir, label="emotion", nj=1, skip_bad_audio=Fal
 
 
 def prepare_meld(root, out_dir, label="emotion", wav_dir=None, nj=1,
-                 expected_counts=DOCUMENTED_TOTALS, skip_bad_audio=False):
-    """Write ``<out_dir>/all``, ``fold1/{train,dev,test}`` and ``protocol``; return the utts."""
-    paths, rows, counts = read_meld(root)
+                 expected_counts=DOCUMENTED_TOTALS, skip_bad_audio=False, text_only=False):
+    """Write ``<out_dir>/all``, ``fold1/{train,dev,test}`` and ``protocol``; return the utts.
+    ``text_only``: from the CSVs alone (no clips, no wav.scp)."""
+    paths, rows, counts = read_meld(root, text_only)
     check_counts(counts, expected_counts, f"{root} CSV rows")
-    utts, skips = decode_clips(paths, rows, wav_dir or os.path.join(out_dir, "wav"), label, nj,
-                               skip_bad_audio)
+    if text_only:
+        utts, skips = text_utterances(rows, label)
+    else:
+        utts, skips = decode_clips(paths, rows, wav_dir or os.path.join(out_dir, "wav"), label,
+                                   nj, skip_bad_audio)
     classes = CLASS_SETS[label]
+    source = "transcripts only, " if text_only else ""
     protocol = {"corpus": "MELD", "headline": "weighted_f1", "metrics": ("weighted_f1", "wa", "ua"),
-                "description": f"official train/dev/test split ({label}, as EmoBox)"}
+                "description": f"official train/dev/test split ({source}{label}, as EmoBox)"}
     write_corpus(out_dir, utts, classes, official_folds(utts), protocol, skips,
                  by=("split", lambda u: u.split))
     return utts

@@ -92,10 +92,14 @@ def test_validate_cli_exit_code(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "mser.bin.validate_data_dir", str(data)],
                         capture_output=True, text=True)
     assert ok.returncode == 0
-    (data / "wav.scp").unlink()
+    (data / "wav.scp").unlink()  # a text-only data dir (MELD from its CSVs) is valid
+    assert validate_data_dir(str(data), check_wavs=True) == []
+    (data / "text").unlink()
+    (data / "utt2spk").unlink()
     bad = subprocess.run([sys.executable, "-m", "mser.bin.validate_data_dir", str(data)],
                          capture_output=True, text=True)
-    assert bad.returncode == 1 and "wav.scp: required file is missing" in bad.stderr
+    assert bad.returncode == 1 and "utt2spk: required file is missing" in bad.stderr
+    assert "neither wav.scp nor text" in bad.stderr
 
 
 def write_scp(path, n_per_spk):

@@ -6,7 +6,7 @@ import pytest
 import soundfile
 
 from mser.bin import prepare_corpus
-from mser.data.datadir import DataDirError, read_data_dir
+from mser.data.datadir import DataDirError, read_data_dir, validate_data_dir
 from mser.data.meld import normalize_text, prepare_meld
 
 av = pytest.importorskip("av")
@@ -157,3 +157,35 @@ def test_recipe_data_sh(corpus, tmp_path, data_sh):
     assert len((tmp_path / "data" / "all" / "wav.scp").read_text().splitlines()) == 7
     result = data_sh("meld", "--label", "valence", corpus, tmp_path / "data")
     assert result.returncode != 0 and "invalid choice: 'valence'" in result.stderr
+
+
+def test_text_only_needs_the_csvs_alone(corpus, tmp_path, prepared):
+    """--text-only: every CSV row (the documented broken clips included: their text is fine),
+    no clip opened, no wav.scp; utt2dur from the subtitle times; a valid data dir."""
+    csv_only = tmp_path / "csv_only"
+    for split in CSVS:
+        (csv_only / CSVS[split]).parent.mkdir(parents=True, exist_ok=True)
+        (csv_only / CSVS[split]).write_bytes((corpus / CSVS[split]).read_bytes())
+    out = tmp_path / "text"
+    prepare_meld(str(csv_only), str(out), expected_counts=COUNTS, text_only=True)
+    tables = read_data_dir(str(out / "all"))
+    assert "wav.scp" not in tables and not (out / "all" / "wav.scp").exists()
+    assert len(tables["text"]) == 9  # dev dia110_utt7 and train dia125_utt3 keep their text
+    assert tables["text"]["Chandler_train_dia0_utt2"] == "he's lost it"
+    assert set(tables["utt2dur"].values()) == {"2.793"}  # 00:20:57,256 -> 00:21:00,049
+    assert validate_data_dir(str(out / "fold1" / "test")) == []
+    folds, protocol = prepared(out)
+    assert {k: len(v) for k, v in folds["fold1"].items()} == {"train": 4, "dev": 3, "test": 2}
+    assert "transcripts only" in protocol["description"]
+    # Without --text-only the clip folders are needed.
+    with pytest.raises(DataDirError, match="train_splits not found"):
+        prepare_meld(str(csv_only), str(tmp_path / "d"), expected_counts=COUNTS)
+
+
+def test_subtitle_times():
+    from mser.data.meld import subtitle_seconds
+
+    assert subtitle_seconds("00:20:57,256", "x") == pytest.approx(1257.256)
+    assert subtitle_seconds("1:02:03,5", "x") == pytest.approx(3723.5)  # short fractions occur
+    with pytest.raises(DataDirError, match="x: time stamp '12:03' is not H:MM:SS,mmm"):
+        subtitle_seconds("12:03", "x")
