@@ -134,7 +134,8 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: score $exp on $tests and regenerate RESULTS.md (headline metric: data/protocol)"
   wer_dirs=()  # WER per fold of the ASR test transcripts against the gold ones
   [[ " ${asr_sets[*]} " == *" test "* ]] && wer_dirs=(--wer-dirs data/fold{fold}/test data/fold{fold}/asr/test)
-  python -m mser.bin.score --exp-dir $exp --folds "$folds" --results RESULTS.md \
+  notes=(); [ -f local/results_notes.md ] && notes=(--notes local/results_notes.md)
+  python -m mser.bin.score --exp-dir $exp --folds "$folds" --results RESULTS.md "${notes[@]}" \
     --protocol-file data/protocol "${wer_dirs[@]}" --probe-tag $probe_tag \
     --reference-tag ${reference_tag:-$(train_text=gold test_text=gold tag_of conf/train.yaml "$(modalities_of conf/train.yaml)")}
   cat $exp/scores*.txt

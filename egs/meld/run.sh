@@ -2,7 +2,11 @@
 # Emotion-query fusion SER on MELD (Friends clips: audio + transcript, 7 emotions; the official
 # train/dev/test split; headline weighted F1, model selected on dev weighted F1). Set MELD in
 # db.sh. Sentiment (3 classes) instead: ./run.sh --local_data_opts "--label sentiment"
-# Pre-trained encoders are read from local directories (conf/feats/*.yaml); nothing is
+# Text-only from the three CSVs alone (no clips):
+#   ./run.sh --local_data_opts --text-only --train_config conf/tuning/text_only.yaml
+# Default features: the packaged Whisper base encoder, all 6 layers, on each utterance's own
+# length (conf/feats/whisper_base.yaml; multilingual) and the packaged MiniLM; --audio_feat fbank
+# for Kaldi fbank+pitch, hubert_large + mpnet for the paper's (local weights). Nothing is
 # downloaded. The stages are egs/TEMPLATE/ser.sh; ./run.sh --help lists every option. Corpus
 # options (local/data.sh --help) go through --local_data_opts.
 set -euo pipefail
@@ -11,7 +15,7 @@ set -euo pipefail
 ./ser.sh \
   --corpus "$MELD" \
   --nj 4 \
-  --audio_feat fbank \
+  --audio_feat whisper_base \
   --text_feat minilm \
   --train_config conf/train.yaml \
   "$@"

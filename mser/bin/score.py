@@ -34,6 +34,8 @@ def main(argv=None):
                         help="the test data dirs with gold and with ASR transcripts, '{fold}' "
                         "for the fold (e.g. data/fold{fold}/test data/fold{fold}/asr/test): "
                         "adds the WER of the test text per fold")
+    parser.add_argument("--notes", help="a Markdown file put under RESULTS.md's header as it is "
+                        "(the recipes' local/results_notes.md: published anchors, run times)")
     parser.add_argument("--title", default=None, help="RESULTS.md title (default: recipe dir name)")
     args = parser.parse_args(argv)
     setup_logging()
@@ -55,9 +57,13 @@ def main(argv=None):
     if args.results:
         exp_root = os.path.dirname(os.path.normpath(args.exp_dir))
         title = args.title or f"Results: {os.path.basename(os.getcwd())}"
+        notes = None
+        if args.notes:
+            with open(args.notes, encoding="utf-8") as f:
+                notes = f.read()
         write_results_md(args.results, exp_root, folds,
                          args.reference_tag or os.path.basename(os.path.normpath(args.exp_dir)),
-                         title, protocol)
+                         title, protocol, notes)
         logging.info("regenerated %s", args.results)
 
 

@@ -49,6 +49,9 @@ MODEL_OPTIONS = {
     "pool": ("mean", "decoded queries -> classifier: mean or flatten"),
     "stats_attention": (0, "statistics pooling (fusion: stats_pool, fuse_stats): hidden width "
                            "of its attention over frames (0: plain mean and standard deviation)"),
+    "probe_head": (False, "a second classifier, linear on the statistics of each stream's "
+                          "combined input frames (the probe inside the model), trained with "
+                          "its own loss; the model's logits are the mean of the two heads'"),
     "fuse_stats": (False, "fusion: query: also give the classifier the statistics of each "
                           "refined stream beside the decoded queries"),
     "classifier_hidden": (128, "hidden width of the classifier MLP (0: linear)"),

@@ -118,6 +118,7 @@ class StreamFrontend(nn.Module):
         self.pool = subsampling if projection == "pool" else 1
         self.spec_augment = SpecAugment(**(spec_augment or {}), frames_per_step=self.pool)
         width = feat_dim * num_layers if self.concat else feat_dim
+        self.combined_dim = width
         self.has_projection = projection != "none"
         self.out_dim = d_model if self.has_projection else width
         if not self.has_projection:
@@ -154,7 +155,9 @@ class StreamFrontend(nn.Module):
             out = torch.addcmul(out, x[..., layer * dim:(layer + 1) * dim], scale[layer])
         return out - shift if normalize else out
 
-    def forward(self, x, lengths, normalize):
+    def combine(self, x, lengths, normalize):
+        """Stored (B, T, L*D) features -> the pooled, normalised, combined (and in training
+        SpecAugment-masked) frames the projection takes, with their lengths."""
         if x.shape[-1] != self.feat_dim * self.num_layers:
             raise ValueError(f"expected features of {self.num_layers} layer(s) x {self.feat_dim} "
                              f"= {self.feat_dim * self.num_layers} columns, got {x.shape[-1]}; "
@@ -164,6 +167,10 @@ class StreamFrontend(nn.Module):
         x = self.combined_layers(x, normalize)
         if self.training:
             x = self.spec_augment(x, lengths)
+        return x, lengths
+
+    def embed(self, x, lengths):
+        """Combined frames (:meth:`combine`) -> the stream's embeddings and lengths."""
         if not self.has_projection:
             return self.dropout(x), lengths
         if isinstance(self.projection, ConvSubsampling):
@@ -172,6 +179,9 @@ class StreamFrontend(nn.Module):
             x = self.projection(x)
         x = self.norm(x) + self.positions(x.shape[1], x.device) + self.modality_embedding
         return self.dropout(x), lengths
+
+    def forward(self, x, lengths, normalize):
+        return self.embed(*self.combine(x, lengths, normalize))
 
 
 def average_pool(x, lengths, factor):

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from mser.nets.frontend import StreamFrontend, UnimodalEncoder, padding_mask
-from mser.nets.fusion import FUSIONS
+from mser.nets.fusion import FUSIONS, StatsPoolFusion
 
 MODALITIES = ("audio", "text")
 SPEC_AUGMENT_KEYS = ("time_masks", "time_mask_width", "feature_masks", "feature_mask_width")
@@ -41,8 +41,21 @@ class EmotionModel(nn.Module):
                            nn.Sequential(nn.Dropout(conf["dropout"]),
                                          nn.Linear(self.fusion.out_dim, num_classes)))
 
+        # The probe inside the model: a linear classifier on the statistics of each stream's
+        # combined input frames, trained by its own loss, averaged with the main classifier.
+        if conf["probe_head"]:
+            self.probe_pool = StatsPoolFusion({**conf, "stats_attention": 0}, {
+                m: self.frontends[m].combined_dim for m in self.modalities})
+            self.probe_classifier = nn.Sequential(nn.Dropout(conf["dropout"]),
+                                                  nn.Linear(self.probe_pool.out_dim, num_classes))
+
     def normalizer(self, modality):
         return self.frontends[modality].normalizer
+
+    def loss(self, output, labels, criterion):
+        """``criterion`` of the logits; with a probe head the mean of each head's own."""
+        heads = output.get("head_logits", (output["logits"],))
+        return sum(criterion(logits.float(), labels) for logits in heads) / len(heads)
 
     def training_keep_masks(self, batch, device):
         """Random modality masking: per sample drop audio, or text, or neither (never both)."""
@@ -74,17 +87,24 @@ class EmotionModel(nn.Module):
             given = keep or {}
             keep = {m: given.get(m, torch.ones(batch, dtype=torch.bool, device=device))
                     for m in used}
-        streams, output = {}, {}
+        streams, combined, output = {}, {}, {}
         for m in used:
             x, lengths = inputs[m]
             if x is None:
                 raise ValueError(f"modality {m!r} requested but its input is None")
-            x, lengths = self.frontends[m](x, lengths, self.conf[f"normalize_{m}"])
+            frontend = self.frontends[m]
+            x, lengths = frontend.combine(x, lengths, self.conf[f"normalize_{m}"])
+            combined[m] = (x, padding_mask(lengths, x.shape[1]), keep[m])
+            x, lengths = frontend.embed(x, lengths)
             pad = padding_mask(lengths, x.shape[1])
             streams[m] = (self.encoders[m](x, pad), pad, keep[m])
             output[f"{m}_lens_out"] = lengths
         features, attention = self.fusion(streams, return_attention)
         output["logits"] = self.classifier(features)
+        if self.conf["probe_head"]:
+            probe = self.probe_classifier(self.probe_pool(combined)[0])
+            output["head_logits"] = (output["logits"], probe)
+            output["logits"] = (output["logits"] + probe) / 2
         if return_attention:
             output["attention"] = attention
         return output

@@ -173,10 +173,11 @@ def read_previous(path, header):
     return main, tests, wers, probes
 
 
-def write_results_md(path, exp_root, folds, default_reference, title, protocol):
+def write_results_md(path, exp_root, folds, default_reference, title, protocol, notes=None):
     """Regenerate RESULTS.md (see the module docstring); ``protocol``: data/protocol as read by
     mser.data.protocol.read_protocol; ``default_reference``: the reference of a tag whose
-    scores.json names none."""
+    scores.json names none; ``notes``: Markdown placed under the header as it is (a recipe's
+    published anchors, how long its run took)."""
     fold_list = " ".join(map(str, folds))
     headline, subsets = protocol["headline"], protocol["tests"]
     header = main_header(headline)
@@ -234,6 +235,8 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol):
             "by class counts; mean ± sample std over folds, in %. 'audio only' / 'text only' = "
             "the same model given one modality at test time. 'commit' = the mser commit that "
             "trained the tag.", ""]
+    if notes:
+        text += [notes.strip(), ""]
     if kept:
         text += [f"Kept from the previous RESULTS.md (not scored in this run; environment and "
                  f"tests as they were then): {', '.join(kept)}.", ""]

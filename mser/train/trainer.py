@@ -433,8 +433,8 @@ def train_one_epoch(args, ctx, model, loader, optimizer, scheduler, scaler, crit
     for batch in progress:
         labels = batch["labels"].to(device)
         with autocast(args, device):
-            logits = model(**model_inputs(batch, device))["logits"]
-        loss = criterion(logits.float(), labels)
+            output = model(**model_inputs(batch, device))
+        loss = unwrapped(model).loss(output, labels, criterion)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"epoch {epoch}: non-finite loss on {batch['utts'][:3]}...; "
                                      f"lower --lr or check the features")
@@ -453,6 +453,11 @@ def train_one_epoch(args, ctx, model, loader, optimizer, scheduler, scaler, crit
             writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], scheduler.last_epoch)
     loss_sum, utts = distributed.all_reduce_sum(ctx, [loss_sum, utts])
     return loss_sum / utts, int(utts)
+
+
+def unwrapped(model):
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def batch_share(ctx, criterion, labels):

@@ -29,6 +29,7 @@ VARIANTS = {
               "classifier_hidden": 0},
     "concat_layers_pooled": {"layer_weighting": "concat", "projection": "pool",
                              "audio_subsampling": 4, "text_subsampling": 2},
+    "probe_head": {"probe_head": True, "layer_weighting": "concat", "projection": "pool"},
     "probe_concat_layers": {"projection": "none", "encoder_layers": 0, "fusion": "stats_pool",
                             "classifier_hidden": 0, "layer_weighting": "concat"},
     "spec_augment": {"time_masks": 2, "time_mask_width": 4, "feature_masks": 1,
@@ -264,3 +265,18 @@ def test_average_pool_averages_valid_frames_only():
 def test_old_boolean_layer_weighting_still_builds():
     assert make("full", layer_weighting=True).conf["layer_weighting"] == "softmax"
     assert make("full", layer_weighting=False).conf["layer_weighting"] == "mean"
+
+
+def test_probe_head_is_a_second_classifier_with_its_own_loss():
+    model = make("probe_head", dropout=0.0, input_dropout=0.0).eval()
+    audio, audio_lens, text, text_lens = batch()
+    out = model(audio, audio_lens, text, text_lens)
+    main, probe = out["head_logits"]
+    torch.testing.assert_close(out["logits"], (main + probe) / 2)
+    labels = torch.tensor([0, 1, 2])
+    criterion = torch.nn.CrossEntropyLoss()
+    torch.testing.assert_close(model.loss(out, labels, criterion),
+                               (criterion(main, labels) + criterion(probe, labels)) / 2)
+    # The probe head sees each stream's combined input frames: 3 audio layers x 6 side by side
+    # (concat) and the text's 5 columns, mean and std of each.
+    assert model.probe_classifier[-1].in_features == 2 * (18 + 5)
