@@ -42,12 +42,18 @@ def test_conf_builds_a_model(conf):
     assert logits.shape == (2, 4) and torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("conf", [c for c in CONFS if f"{os.sep}tuning{os.sep}" in c],
-                         ids=lambda p: os.path.relpath(p, ROOT))
+TUNING = sorted({os.path.realpath(c) for c in CONFS if f"{os.sep}tuning{os.sep}" in c})
+
+
+@pytest.mark.parametrize("conf", TUNING, ids=lambda p: os.path.relpath(p, ROOT))
 def test_tuning_conf_holds_only_what_differs_from_its_base(conf):
+    """A recipe's own tuning conf repeats none of its base's values; a shared one (egs/TEMPLATE,
+    linked into the recipes) none that every recipe linking it already has."""
     with open(conf, encoding="utf-8") as f:
         own = yaml.safe_load(f) or {}
     assert "base" in own, "a tuning conf names its base config (base: ../train.yaml)"
-    base, _ = read_config_file(os.path.join(os.path.dirname(conf), own.pop("base")))
-    assert not [key for key, value in own.items() if base.get(key) == value], \
+    base_name = own.pop("base")
+    links = [c for c in CONFS if os.path.realpath(c) == conf]
+    bases = [read_config_file(os.path.join(os.path.dirname(c), base_name))[0] for c in links]
+    assert not [key for key, value in own.items() if all(b.get(key) == value for b in bases)], \
         "keys repeating the base's value"
