@@ -2,8 +2,10 @@
 a demo-trained model labels the utterances of a concatenation right; outputs (table, JSON, plot,
 Kaldi data dir), known segments and transcripts, parallel jobs and their merge, bad input."""
 import json
+import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from mser.timeline import Timeline, TimelineRecognizer
 from mser.vad import SegmentOptions, SpeechDetector, detect, fixed_segments, merge_short, \
     split_long
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATE = 16000
 PNG = b"\x89PNG\r\n\x1a\n"
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -160,17 +163,19 @@ def write_recordings(tmp_path, recognizer_data, n=3):
 
 
 @needs_espeak
-def test_cli_outputs_jobs_merge_and_resume(demo_model, tmp_path, capsys):
-    """Two jobs over a wav.scp of three recordings, then the merge: per recording a table, JSON,
-    PNG and a data dir the validator accepts, whose wav.scp cuts the segments with sox; one data
-    dir of them all; a second run redoes nothing."""
+def test_parallel_jobs_outputs_merge_and_resume(demo_model, tmp_path, capsys):
+    """utils/timeline.sh: two jobs through the job wrapper over a wav.scp of three recordings,
+    then the merge: per recording a table, JSON, PNG and a data dir the validator accepts, whose
+    wav.scp cuts the segments with sox; one data dir of them all; a rerun redoes nothing."""
     wav_scp = write_recordings(tmp_path, demo_model["data"])
     out = tmp_path / "out"
-    common = ["--model-dir", demo_model["model_dir"], "--wav-scp", str(wav_scp), "--out-dir",
-              str(out), "--asr", "none"]
-    for job in ("1", "2"):
-        assert timeline_cli.main([*common, "--nj", "2", "--job", job]) == 0
-    assert timeline_cli.main([*common, "--merge"]) == 0
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    run = subprocess.run(["bash", "utils/timeline.sh", "--nj", "2", "--asr", "none",
+                          demo_model["model_dir"], str(wav_scp), str(out)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "6 segment(s) of 3 recording(s)" in (out / "log" / "merge.log").read_text()
+    assert "--job 2" in (out / "log" / "timeline.2.log").read_text()
     for k in range(3):
         rec = out / f"rec{k}"
         data = json.loads((rec / "timeline.json").read_text())
@@ -194,8 +199,10 @@ def test_cli_outputs_jobs_merge_and_resume(demo_model, tmp_path, capsys):
     start, end = (float(x) for x in read_table(merged / "segments")[seg].split()[1:])
     assert abs(len(cut) / RATE - (end - start)) < 0.01
     capsys.readouterr()
-    assert timeline_cli.main([*common, "--nj", "2", "--job", "1"]) == 0
-    assert "already done" in capsys.readouterr().err
+    assert timeline_cli.main(["--model-dir", demo_model["model_dir"], "--wav-scp", str(wav_scp),
+                              "--out-dir", str(out), "--asr", "none", "--nj", "2", "--job",
+                              "1"]) == 0
+    assert "rec0: already done" in capsys.readouterr().err
 
 
 @needs_espeak
