@@ -189,7 +189,7 @@ class TimelineRecognizer:
                 waves = [source.read(round(s * READ_RATE), round(e * READ_RATE), READ_RATE)
                          for s, e in batch]
                 texts = (transcripts[first:first + len(batch)] if transcripts is not None
-                         else self._transcribe(waves))
+                         else self.transcribe(waves))
                 for (start, end), wave, text in zip(batch, waves, texts):
                     timeline.segments.append(self._classify(start, end, wave, text,
                                                             return_attention))
@@ -201,7 +201,8 @@ class TimelineRecognizer:
                                 f"{s.start:.2f}-{s.end:.2f} s: {s.error}" for s in failed[:5]))
         return timeline
 
-    def _transcribe(self, waves):
+    def transcribe(self, waves):
+        """Transcripts of 16 kHz waveforms in one batch (None for each without an ASR)."""
         if not self.asr:
             return [None] * len(waves)
         usable = [i for i, w in enumerate(waves) if len(w) > 0]

@@ -244,3 +244,21 @@ def test_cli_names_bad_recordings_and_processes_the_rest(demo_model, tmp_path, c
     assert "left out of" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         timeline_cli.main([*common, "--text-file", "text"])
+
+
+def test_timeline_scores_against_known_segments():
+    from mser.scoring.timeline import timeline_scores
+
+    reference = [(1.0, 3.0, "ang"), (4.0, 6.0, "sad")]
+    # the first found 0.1 s early, the second split in two, half of it wrong
+    hypothesis = [(0.9, 3.0, "ang"), (4.0, 5.0, "sad"), (5.0, 6.3, "hap")]
+    scores = timeline_scores(reference, hypothesis, duration=8.0)
+    tight = scores["boundary@0.2s"]
+    assert tight["precision"] == pytest.approx(3 / 6) and tight["recall"] == pytest.approx(3 / 4)
+    assert scores["boundary@0.5s"]["recall"] == 1.0
+    assert scores["coverage"] == 1.0
+    assert scores["speech_precision"] == pytest.approx(4.0 / 4.4)
+    assert scores["frame_accuracy"] == pytest.approx(3.0 / 4.0)
+    assert scores["frame_ua"] == pytest.approx((1.0 + 0.5) / 2)
+    missed = timeline_scores(reference, [(1.0, 3.0, None)], duration=8.0)
+    assert missed["coverage"] == 0.5 and missed["frame_accuracy"] == 0.0
