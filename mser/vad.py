@@ -46,12 +46,27 @@ class SegmentOptions:
         return self
 
 
-class SpeechDetector:
-    """Speech probabilities of a recording, one per :data:`WINDOW` samples at 16 kHz."""
+def _silero():
+    """The silero_vad package, imported without its side effect: its model module sets torch to
+    one thread for the whole process (torch.set_num_threads(1) at import)."""
+    import torch
 
-    def __init__(self, num_threads=None):
+    threads = torch.get_num_threads()
+    import silero_vad
+
+    torch.set_num_threads(threads)
+    return silero_vad
+
+
+class SpeechDetector:
+    """Speech probabilities of a recording, one per :data:`WINDOW` samples at 16 kHz. The model
+    runs on ``num_threads`` torch threads (1: a 32 ms window is too small a job to share; more
+    threads were several times slower on 2 cores), restored afterwards."""
+
+    def __init__(self, num_threads=1):
         import torch
 
+        _silero()
         path = resources.files("silero_vad.data").joinpath(MODEL_FILE)
         with resources.as_file(path) as model_path:
             # TorchScript of the pinned silero-vad wheel (installed from PyPI, sha-checked by pip)
@@ -85,10 +100,8 @@ class SpeechDetector:
 def speech_segments(probs, num_samples, options=None):
     """[(start, end)] in seconds of the speech in a recording of ``num_samples`` at 16 kHz,
     from its window probabilities (:meth:`SpeechDetector.probabilities`)."""
-    from silero_vad import get_speech_timestamps_from_probs
-
     options = (options or SegmentOptions()).check()
-    speech = get_speech_timestamps_from_probs(
+    speech = _silero().get_speech_timestamps_from_probs(
         list(map(float, probs)), sampling_rate=VAD_RATE, threshold=options.threshold,
         min_speech_duration_ms=1000 * options.min_speech,
         max_speech_duration_s=options.max_segment,
