@@ -14,21 +14,14 @@ import logging
 import sys
 import tempfile
 
-from mser.bin.timeline import add_segment_options, segment_options
+from mser.bin.timeline import add_model_options, build_recognizer, segment_options
 from mser.utils.logging import setup_logging
 
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", required=True,
-                        help="exp/<tag>/fold<k> (uses best.pt) or an exported model dir")
-    parser.add_argument("--checkpoint", help="weights file inside --model-dir")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--asr", default="packaged:whisper-tiny.en",
-                        help="packaged:whisper-tiny.en (default), packaged:whisper-base, a local "
-                             "Whisper/CTC dir, or none (audio only)")
-    parser.add_argument("--language", default="en", help="multilingual Whisper only")
+    add_model_options(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 "
                              "opens it to the network)")
@@ -39,29 +32,18 @@ def get_parser():
                         help="longest recording accepted (seconds)")
     parser.add_argument("--max-concurrent", type=int, default=1,
                         help="requests through the model at once (the others wait)")
-    parser.add_argument("--num-threads", type=int, default=0,
-                        help="torch CPU threads (0: torch's default)")
-    add_segment_options(parser)
     return parser
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    import torch
     import uvicorn
 
     from mser.serve import create_app
-    from mser.timeline import TimelineRecognizer
 
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
     try:
-        recognizer = TimelineRecognizer(
-            args.model_dir, asr=None if args.asr == "none" else args.asr, device=args.device,
-            segmenter=args.segmenter, options=segment_options(args), window=args.window,
-            batch_size=args.batch_size, language=args.language or None,
-            checkpoint=args.checkpoint)
+        recognizer = build_recognizer(args, segment_options(args))
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"mser-serve: {e}")
     with tempfile.TemporaryDirectory(prefix="mser-serve-") as work:
@@ -70,7 +52,10 @@ def main(argv=None):
                          args.max_concurrent)
         logging.info("serving %s on http://%s:%d (uploads in %s)", args.model_dir, args.host,
                      args.port, work)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        finally:
+            tempfile.tempdir = None
     return 0
 
 

@@ -56,9 +56,8 @@ def segment_options(args):
                              for f in dataclasses.fields(SegmentOptions)}).check()
 
 
-def get_parser():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_options(parser):
+    """The model and ASR options (shared with mser-serve)."""
     parser.add_argument("--model-dir", required=True,
                         help="exp/<tag>/fold<k> (uses best.pt) or an exported model dir")
     parser.add_argument("--checkpoint", help="weights file inside --model-dir")
@@ -67,6 +66,29 @@ def get_parser():
                         help="speech recogniser: packaged:whisper-tiny.en (default), "
                              "packaged:whisper-base, a local Whisper/CTC dir, or none")
     parser.add_argument("--language", default="en", help="multilingual Whisper only")
+    parser.add_argument("--num-threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default)")
+    add_segment_options(parser)
+
+
+def build_recognizer(args, options):
+    """The TimelineRecognizer of the parsed model, ASR and segment options."""
+    import torch
+
+    from mser.timeline import TimelineRecognizer
+
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    return TimelineRecognizer(
+        args.model_dir, asr=None if args.asr == "none" else args.asr, device=args.device,
+        segmenter=args.segmenter, options=options, window=args.window,
+        batch_size=args.batch_size, language=args.language or None, checkpoint=args.checkpoint)
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_options(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("wav", nargs="?", help="one recording (any format libsndfile reads)")
     source.add_argument("--wav-scp", help="Kaldi wav.scp of recordings (paths or pipe commands)")
@@ -81,10 +103,7 @@ def get_parser():
     parser.add_argument("--job", type=int, help="run job JOB of --nj (1..nj)")
     parser.add_argument("--merge", action="store_true",
                         help="only merge the recordings' data dirs into <out-dir>/data")
-    parser.add_argument("--num-threads", type=int, default=0,
-                        help="torch CPU threads (0: torch's default)")
     parser.add_argument("--verbose", type=int, default=1)
-    add_segment_options(parser)
     return parser
 
 
@@ -179,16 +198,12 @@ def main(argv=None):
         given = given_segments(args)
     except (DataDirError, FileNotFoundError, ValueError) as e:
         sys.exit(f"mser-timeline: {e}")
-    import torch
-
     from mser.features.audio import BadUtteranceError
-    from mser.timeline import OUTPUT_FORMATS, TimelineRecognizer, output_paths, write_outputs
+    from mser.timeline import OUTPUT_FORMATS, output_paths, write_outputs
 
     unknown = sorted(set(formats) - set(OUTPUT_FORMATS))
     if unknown:
         parser.error(f"--formats: unknown {unknown}; choose from {','.join(OUTPUT_FORMATS)}")
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
     missing = sorted(set(given) - set(recs)) if args.job is None else []
     if missing:
         logging.warning("%s: %d recording(s) not in the input, ignored: %s", args.segments,
@@ -204,11 +219,7 @@ def main(argv=None):
         todo[rec] = (wav, stamp, done)
     if not todo:
         return 0
-    recognizer = TimelineRecognizer(
-        args.model_dir, asr=None if args.asr == "none" else args.asr, device=args.device,
-        segmenter=args.segmenter, options=options, window=args.window,
-        batch_size=args.batch_size, language=args.language or None,
-        checkpoint=args.checkpoint)
+    recognizer = build_recognizer(args, options)
     failed = 0
     for rec, (wav, stamp, done) in tqdm(todo.items(), desc="mser-timeline", unit="rec",
                                         disable=len(todo) == 1):
