@@ -95,14 +95,24 @@ def readable_audio(path, work):
 
 
 def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work_dir=None,
-               max_concurrent=1):
-    """The FastAPI app over a :class:`mser.timeline.TimelineRecognizer`."""
+               max_concurrent=1, on_shutdown=None):
+    """The FastAPI app over a :class:`mser.timeline.TimelineRecognizer`; ``on_shutdown()`` runs
+    when the server stops (uvicorn re-raises SIGTERM/SIGINT after that, so code after
+    ``uvicorn.run`` may never run)."""
+    import contextlib
+
     from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
     from mser.timeline import Timeline
 
-    app = FastAPI(title="mser-serve", version="1",
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if on_shutdown:
+            on_shutdown()
+
+    app = FastAPI(title="mser-serve", version="1", lifespan=lifespan,
                   description="Emotion timeline of a recording: speech segments, transcripts, "
                               "emotions (see mser/serve.py)")
     app.add_middleware(UploadLimit, max_bytes=int(max_upload_mb * 1e6))

@@ -124,13 +124,15 @@ def test_an_internal_error_is_a_message_not_a_stack_trace(recognizer, recording,
     def fail(*args, **kwargs):
         raise RuntimeError("model exploded")
     monkeypatch.setattr(recognizer, "timeline_file", fail)
-    client = TestClient(create_app(recognizer, work_dir=str(tmp_path)),
-                        raise_server_exceptions=False)
-    response = upload(client, recording)
+    stopped = []
+    app = create_app(recognizer, work_dir=str(tmp_path), on_shutdown=lambda: stopped.append(1))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = upload(client, recording)
     assert response.status_code == 500
     assert response.json() == {"detail": "internal error (RuntimeError: model exploded); see "
                                          "the server's log"}
     assert os.listdir(tmp_path) == []
+    assert stopped == [1]   # mser-serve removes its temporary dir there
 
 
 def test_webm_from_the_browser_recorder_is_decoded(client, recording, tmp_path):

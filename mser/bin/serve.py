@@ -11,6 +11,7 @@ dir, removed when each request ends and when the server stops. See mser/serve.py
 """
 import argparse
 import logging
+import shutil
 import sys
 import tempfile
 
@@ -46,16 +47,20 @@ def main(argv=None):
         recognizer = build_recognizer(args, segment_options(args))
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"mser-serve: {e}")
-    with tempfile.TemporaryDirectory(prefix="mser-serve-") as work:
-        tempfile.tempdir = work  # the upload parser's spooled files too
-        app = create_app(recognizer, args.max_upload_mb, args.max_duration, work,
-                         args.max_concurrent)
-        logging.info("serving %s on http://%s:%d (uploads in %s)", args.model_dir, args.host,
-                     args.port, work)
-        try:
-            uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-        finally:
-            tempfile.tempdir = None
+    work = tempfile.mkdtemp(prefix="mser-serve-")
+    tempfile.tempdir = work  # the upload parser's spooled files too
+
+    def remove_work_dir():
+        tempfile.tempdir = None
+        shutil.rmtree(work, ignore_errors=True)
+    app = create_app(recognizer, args.max_upload_mb, args.max_duration, work,
+                     args.max_concurrent, on_shutdown=remove_work_dir)
+    logging.info("serving %s on http://%s:%d (uploads in %s)", args.model_dir, args.host,
+                 args.port, work)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    finally:
+        remove_work_dir()
     return 0
 
 
