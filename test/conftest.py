@@ -67,3 +67,43 @@ def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory):
+    """A model trained on a small demo corpus (20 utterances per session; egs/synth_iemocap's
+    fbank (without pitch) + MiniLM features and conf/train.yaml, made smaller, fold 1, 12
+    epochs) and its data dir: {"model_dir", "data"}. Needs espeak-ng (tools/install.sh)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from mser.bin import prepare_iemocap
+    from mser.data.synth import SynthOptions, generate_corpus
+    from mser.features import dump, load_config_file
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng for the demo corpus: run bash tools/install.sh")
+    recipe = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "egs",
+                          "synth_iemocap")
+    work = tmp_path_factory.mktemp("demo")
+    generate_corpus(str(work / "corpus"), SynthOptions(utts_per_session=20), nj=2)
+    prepare_iemocap.main(["--iemocap", str(work / "corpus"), str(work / "data")])
+    feats = {}
+    for name, overrides in (("fbank", {"use_pitch": False}), ("minilm", {})):
+        conf = load_config_file(os.path.join(recipe, "conf", "feats", f"{name}.yaml"), overrides)
+        dump.run_job(conf, str(work / "data" / "all"), str(work / name), 1, 1)
+        dump.merge(conf, str(work / "data" / "all"), str(work / name), 1)
+        feats[name] = str(work / name / "feats.scp")
+    exp = work / "exp"
+    subprocess.run([sys.executable, "-m", "mser.bin.train", "--config",
+                    os.path.join(recipe, "conf", "train.yaml"), "--data-dir",
+                    str(work / "data" / "fold1"), "--audio-feats", feats["fbank"],
+                    "--text-feats", feats["minilm"], "--exp-dir", str(exp), "--epochs", "12",
+                    "--warmup-steps", "10", "--min-steps", "0", "--max-frames", "2500",
+                    "--lr", "0.002", "--d-model", "64", "--encoder-layers", "1",
+                    "--decoder-layers", "1", "--encoder-ff-dim", "128", "--decoder-ff-dim", "128",
+                    "--classifier-hidden", "64", "--verbose", "0"],
+                   check=True, capture_output=True)
+    return {"model_dir": str(exp), "data": work / "data"}

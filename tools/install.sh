@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One-command, idempotent set-up: tools/venv with the pinned stack, mser in editable mode,
-# and espeak-ng + sox from apt when missing (needed by the synthetic demo corpus).
+# and from apt when missing: espeak-ng + sox (the synthetic demo corpus) and chromium +
+# chromium-driver (the browser test of mser-serve's page; --no-browser leaves them out).
 #
 #   bash tools/install.sh                          # CPU torch 2.13.0 (default)
 #   MSER_TORCH="torch==2.5.1 --index-url <your CUDA wheel index>" bash tools/install.sh
-#   bash tools/install.sh --torch "torch==2.5.1" --python python3.11
+#   bash tools/install.sh --torch "torch==2.5.1" --python python3.11 [--no-browser]
 #
 # Re-running is cheap: nothing is reinstalled unless setup.py, this script or the torch spec
 # changed.
@@ -14,22 +15,26 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=$root/tools/venv
 torch_spec=${MSER_TORCH:-torch==2.13.0}
 python=${MSER_PYTHON:-python3}
+browser=true
 
 while [ $# -gt 0 ]; do
   case $1 in
     --torch) torch_spec=$2; shift 2 ;;
     --python) python=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --no-browser) browser=false; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 1 ;;
   esac
 done
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (install.sh) $*"; }
 
+# apt packages of the missing commands: "command:package ...". Failing to install the browser
+# only warns (its test is then skipped with this fix); the demo corpus's tools are required.
 install_apt_tools() {
-  local missing=()
-  command -v espeak-ng >/dev/null || missing+=(espeak-ng)
-  command -v sox >/dev/null || missing+=(sox)
+  local what=$1 required=$2 missing=() pair
+  shift 2
+  for pair in "$@"; do command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then
@@ -37,15 +42,22 @@ install_apt_tools() {
   fi
   if [ "$sudo" = none ] || ! command -v apt-get >/dev/null; then
     log "WARNING: ${missing[*]} missing and cannot be installed here (no apt-get or no root)."
-    log "         Install them with your package manager; only the synthetic demo corpus needs them."
+    log "         Install them with your package manager; only $what needs them."
     return 0
   fi
   log "Installing ${missing[*]} with apt-get"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  if ! { $sudo apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+    $required && return 1
+    log "WARNING: apt-get install ${missing[*]} failed; only $what needs them."
+  fi
 }
 
-install_apt_tools
+install_apt_tools "the synthetic demo corpus" true espeak-ng:espeak-ng sox:sox
+if $browser; then
+  install_apt_tools "the browser test of mser-serve's page" false chromium:chromium \
+    chromedriver:chromium-driver
+fi
 
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "install.sh: '$python' is missing or older than Python 3.11 (numpy 2.4 needs it); pass --python /path/to/python3" >&2

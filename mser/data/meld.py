@@ -38,13 +38,13 @@ import re
 from collections import Counter
 from multiprocessing import Pool
 
-import numpy as np
 import soundfile
 
 from mser.data.corpus import (Skips, Utterance, check_counts, skip_or_fail, speaker_token,
                               write_corpus)
 from mser.data.datadir import DataDirError
 from mser.data.folds import official_folds
+from mser.features.audio import decode_with_av
 from mser.utils.fileio import atomic_open
 
 SPLITS = {"train": ("train_sent_emo.csv", "train_splits"),
@@ -219,22 +219,10 @@ def convert_clip(job):
         return key, info.frames / info.samplerate, None
     if not os.path.isfile(src):
         return key, None, "no clip"
-    import av  # PyAV: needed for MELD only
-
     try:
-        with av.open(src) as container:
-            if not container.streams.audio:
-                return key, None, "no audio stream"
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-            chunks = []
-            for frame in container.decode(container.streams.audio[0]):
-                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    except (av.error.FFmpegError, ValueError, OSError) as e:
-        return key, None, f"cannot decode ({type(e).__name__})"
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-    if samples.size == 0:
-        return key, None, "no audio samples"
+        samples = decode_with_av(src, SAMPLE_RATE)
+    except ValueError as e:
+        return key, None, str(e)
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     with atomic_open(dst, "wb") as f:
         soundfile.write(f, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")

@@ -123,3 +123,110 @@ class AudioExtractor:
             return None
         return (f"too short ({num_samples / self.sample_rate:.3f} s) for a single feature frame; "
                 f"the features need at least {self.min_samples() / self.sample_rate:.3f} s")
+
+
+def decode_with_av(path, sample_rate):
+    """Any container FFmpeg reads (mp4, webm/opus, m4a, mp3, ...) as 16-bit mono samples at
+    ``sample_rate`` (PyAV, which bundles FFmpeg). Raises ValueError saying why it cannot."""
+    import av
+
+    chunks, has_audio = [], True
+    try:
+        with av.open(path) as container:
+            has_audio = bool(container.streams.audio)
+            if has_audio:
+                resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+                for frame in container.decode(container.streams.audio[0]):
+                    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    except (av.error.FFmpegError, ValueError, OSError) as e:
+        raise ValueError(f"cannot decode ({type(e).__name__})") from None
+    if not has_audio:
+        raise ValueError("no audio stream")
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+    if samples.size == 0:
+        raise ValueError("no audio samples")
+    return samples
+
+
+class AudioSource:
+    """One recording read in pieces, resampled on the way: a sound file is never held whole
+    (seek and read; memory is bounded by the piece, not the recording), a Kaldi pipe command
+    (``cmd |``) or a waveform given in memory is.
+
+    ``read(start, end, rate)`` (samples at ``rate``) equals slicing :func:`resample` of the whole
+    recording: each piece is resampled with enough context for the polyphase filter, cut on the
+    resampler's grid."""
+
+    def __init__(self, name, wav=None, waveform=None, sample_rate=None):
+        self.name, self.wav, self._file = name, wav, None
+        if waveform is None and wav.endswith("|"):
+            waveform, sample_rate = read_wav(name, wav)
+        if waveform is not None:
+            self._waveform = np.asarray(waveform, dtype=np.float32)
+            if self._waveform.ndim != 1 or self._waveform.size == 0:
+                raise BadUtteranceError(name, wav or "waveform",
+                                        "expected a non-empty mono waveform")
+            self.sample_rate, self.num_samples = int(sample_rate), len(self._waveform)
+            return
+        self.num_samples, self.sample_rate = audio_info(name, wav)
+        try:
+            self._file = soundfile.SoundFile(wav)
+        except Exception as e:
+            raise BadUtteranceError(name, wav, f"cannot read audio ({e})") from None
+
+    @property
+    def duration(self):
+        return self.num_samples / self.sample_rate
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _native(self, start, end):
+        """Native-rate mono samples [start, end)."""
+        start, end = max(0, start), min(self.num_samples, end)
+        if self._file is None:
+            return self._waveform[start:end]
+        try:
+            self._file.seek(start)
+            block = self._file.read(end - start, dtype="float32", always_2d=True)
+        except Exception as e:
+            raise BadUtteranceError(self.name, self.wav, f"cannot read audio ({e})") from None
+        block = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+        if not np.isfinite(block).all():
+            raise BadUtteranceError(self.name, self.wav, "audio contains NaN or Inf samples")
+        return block
+
+    def length(self, rate):
+        """Samples of the whole recording at ``rate``."""
+        return resampled_length(self.num_samples, self.sample_rate, rate)
+
+    def read(self, start, end, rate=None):
+        """Mono float32 samples [start, end) at ``rate`` (default: the native rate)."""
+        rate = rate or self.sample_rate
+        end = min(end, self.length(rate))
+        if start >= end:
+            return np.zeros(0, np.float32)
+        if rate == self.sample_rate:
+            return np.asarray(self._native(start, end), dtype=np.float32)
+        ratio = Fraction(int(rate), int(self.sample_rate))
+        up, down = ratio.numerator, ratio.denominator
+        # resample_poly's filter reaches 10 * max(up, down) / up input samples either side
+        context = -(-(10 * max(up, down) // up + 2) // down) + 1      # in steps of `down`
+        first = max(0, start // up - context)                         # input step of the piece
+        last = -(-end // up) + context
+        piece = resample(self._native(first * down, last * down), self.sample_rate, rate)
+        return piece[start - first * up:end - first * up]
+
+    def blocks(self, rate, block_samples):
+        """The whole recording at ``rate`` in consecutive blocks of ``block_samples``."""
+        total = self.length(rate)
+        for start in range(0, total, block_samples):
+            yield self.read(start, min(start + block_samples, total), rate)

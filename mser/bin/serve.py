@@ -1,0 +1,68 @@
+"""A local web page for emotion timelines (mser-serve): upload or record audio, see its speech
+segments with their transcripts, emotions and probabilities on a timeline, play a segment, see
+where the emotion queries attend, download the table (TSV) or the JSON. The same as a JSON API
+(POST /api/timeline; reference at /docs)::
+
+    mser-serve --model-dir exp/<tag>/fold1                 # then open http://127.0.0.1:8000
+    curl -F audio=@call.wav http://127.0.0.1:8000/api/timeline
+
+It binds 127.0.0.1 (this machine only) unless --host says otherwise. Uploads go to a temporary
+dir, removed when each request ends and when the server stops. See mser/serve.py.
+"""
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+
+from mser.bin.timeline import add_model_options, build_recognizer, segment_options
+from mser.utils.logging import setup_logging
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_options(parser)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 "
+                             "opens it to the network)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-upload-mb", type=float, default=50.0,
+                        help="largest request body accepted (MB)")
+    parser.add_argument("--max-duration", type=float, default=600.0,
+                        help="longest recording accepted (seconds)")
+    parser.add_argument("--max-concurrent", type=int, default=1,
+                        help="requests through the model at once (the others wait)")
+    return parser
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    import uvicorn
+
+    from mser.serve import create_app
+
+    try:
+        recognizer = build_recognizer(args, segment_options(args))
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"mser-serve: {e}")
+    work = tempfile.mkdtemp(prefix="mser-serve-")
+    tempfile.tempdir = work  # the upload parser's spooled files too
+
+    def remove_work_dir():
+        tempfile.tempdir = None
+        shutil.rmtree(work, ignore_errors=True)
+    app = create_app(recognizer, args.max_upload_mb, args.max_duration, work,
+                     args.max_concurrent, on_shutdown=remove_work_dir)
+    logging.info("serving %s on http://%s:%d (uploads in %s)", args.model_dir, args.host,
+                 args.port, work)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    finally:
+        remove_work_dir()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

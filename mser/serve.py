@@ -1,0 +1,192 @@
+"""The local web page and JSON API of mser-serve (FastAPI): upload or record audio, get its
+emotion timeline (:mod:`mser.timeline`).
+
+Endpoints (the interactive reference is at ``/docs``):
+
+- ``GET /``: the page (``mser/web/index.html``);
+- ``GET /api/info``: the model's classes, modalities, ASR, segmenter and the server's limits;
+- ``POST /api/timeline``: multipart form, ``audio`` = the recording (wav, flac, ogg, mp3, m4a,
+  webm, ...), ``attention`` = true to add each segment's query attention; returns the timeline
+  JSON (``mser-timeline``'s timeline.json), or with ``?format=tsv|csv`` its table::
+
+      curl -F audio=@call.wav http://127.0.0.1:8000/api/timeline
+      curl -F audio=@call.wav 'http://127.0.0.1:8000/api/timeline?format=tsv'
+
+- ``POST /api/table?format=tsv|csv``: the table of a timeline JSON (the page's download).
+
+Limits: a request body over ``max_upload_mb`` is refused (413) before it is read; a recording
+longer than ``max_duration`` seconds is refused (413); audio that neither libsndfile nor FFmpeg
+(PyAV) decodes is refused (415) with a message. Errors are JSON ``{"detail": "..."}``, never a
+stack trace (it goes to the server's log). Uploads are written only under ``work_dir`` (a
+temporary dir, one per request, removed when it ends). Requests run one at a time through the
+model (``max_concurrent``); the others wait, so two requests at once both complete.
+"""
+import logging
+import os
+import re
+import tempfile
+import threading
+from importlib import resources
+
+import soundfile
+
+from mser.features.audio import BadUtteranceError, decode_with_av
+
+WEB_DIR = "web"
+UPLOAD_CHUNK = 1 << 20
+DECODE_RATE = 16000
+
+
+class UploadLimit:
+    """ASGI middleware: a POST body over ``max_bytes`` is answered 413 (by its Content-Length
+    before anything is read, or as soon as a streamed body passes the limit)."""
+
+    def __init__(self, app, max_bytes):
+        self.app, self.max_bytes = app, max_bytes
+
+    def message(self):
+        return (f"upload too large: this server takes at most {self.max_bytes / 1e6:.0f} MB "
+                f"(mser-serve --max-upload-mb)")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        from starlette.exceptions import HTTPException
+        from starlette.responses import JSONResponse
+
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = JSONResponse({"detail": self.message()}, status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self.message())
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+def recording_name(filename):
+    stem = os.path.splitext(os.path.basename(filename or ""))[0]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "upload"
+
+
+def readable_audio(path, work):
+    """``path`` if libsndfile reads it, else a 16 kHz wav FFmpeg (PyAV) decoded it into; None
+    when neither can."""
+    try:
+        if soundfile.info(path).frames > 0:
+            return path
+    except Exception:  # soundfile raises several types for unreadable audio
+        pass
+    try:
+        samples = decode_with_av(path, DECODE_RATE)
+    except ValueError:
+        return None
+    decoded = os.path.join(work, "decoded.wav")
+    soundfile.write(decoded, samples, DECODE_RATE, subtype="PCM_16")
+    return decoded
+
+
+def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work_dir=None,
+               max_concurrent=1, on_shutdown=None):
+    """The FastAPI app over a :class:`mser.timeline.TimelineRecognizer`; ``on_shutdown()`` runs
+    when the server stops (uvicorn re-raises SIGTERM/SIGINT after that, so code after
+    ``uvicorn.run`` may never run)."""
+    import contextlib
+
+    from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+
+    from mser.timeline import Timeline
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if on_shutdown:
+            on_shutdown()
+
+    app = FastAPI(title="mser-serve", version="1", lifespan=lifespan,
+                  description="Emotion timeline of a recording: speech segments, transcripts, "
+                              "emotions (see mser/serve.py)")
+    app.add_middleware(UploadLimit, max_bytes=int(max_upload_mb * 1e6))
+    slots = threading.Semaphore(max_concurrent)
+    recognizer = timeline_recognizer.recognizer
+    page = resources.files("mser").joinpath(WEB_DIR, "index.html").read_text(encoding="utf-8")
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception):
+        logging.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(error).__name__}: {error}); "
+                                       f"see the server's log"}, status_code=500)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index():
+        return page
+
+    @app.get("/api/info")
+    def info():
+        return {"classes": list(recognizer.classes), "modalities": list(recognizer.modalities),
+                "asr": timeline_recognizer.asr_name,
+                "segmenter": timeline_recognizer.segmenter_info(),
+                "attention": recognizer.config["model_conf"]["fusion"] == "query",
+                "max_upload_mb": max_upload_mb, "max_duration": max_duration}
+
+    def table_response(timeline, fmt):
+        if fmt not in ("tsv", "csv"):
+            raise HTTPException(400, f"format {fmt!r}: choose json, tsv or csv")
+        return PlainTextResponse(timeline.table("\t" if fmt == "tsv" else ","),
+                                 media_type=f"text/{'tab-separated-values' if fmt == 'tsv' else 'csv'}")
+
+    @app.post("/api/timeline")
+    def timeline(audio: UploadFile = File(..., description="the recording"),
+                 attention: bool = Form(False, description="add each segment's query attention"),
+                 format: str = Query("json", description="json, tsv or csv")):
+        if format not in ("json", "tsv", "csv"):
+            raise HTTPException(400, f"format {format!r}: choose json, tsv or csv")
+        with tempfile.TemporaryDirectory(dir=work_dir, prefix="request-") as work:
+            upload = os.path.join(work, "upload")
+            with open(upload, "wb") as f:
+                while chunk := audio.file.read(UPLOAD_CHUNK):
+                    f.write(chunk)
+            name = audio.filename or "upload"
+            if os.path.getsize(upload) == 0:
+                raise HTTPException(400, f"{name}: the upload is empty")
+            path = readable_audio(upload, work)
+            if path is None:
+                raise HTTPException(415, f"{name}: unsupported or corrupt audio (neither "
+                                         f"libsndfile nor FFmpeg can decode it); send wav, flac, "
+                                         f"ogg, mp3, m4a or webm")
+            seconds = soundfile.info(path).duration
+            if seconds > max_duration:
+                raise HTTPException(413, f"{name}: {seconds:.1f} s of audio; this server takes "
+                                         f"at most {max_duration:.0f} s (mser-serve "
+                                         f"--max-duration)")
+            with slots:
+                try:
+                    result = timeline_recognizer.timeline_file(
+                        path, recording_name(name), return_attention=attention, progress=False)
+                except BadUtteranceError as e:
+                    raise HTTPException(415, f"{name}: corrupt audio ({e.reason})") from None
+        result.source = name
+        logging.info("%s: %.1f s, %d segment(s)", name, seconds, len(result.segments))
+        if format != "json":
+            return table_response(result, format)
+        return result.to_dict(attention=attention)
+
+    @app.post("/api/table")
+    def table(timeline: dict = Body(..., description="a timeline JSON"),
+              format: str = Query("tsv", description="tsv or csv")):
+        try:
+            parsed = Timeline.from_dict(timeline)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise HTTPException(422, f"not a timeline JSON (missing or wrong {e})") from None
+        return table_response(parsed, format)
+
+    return app
