@@ -106,14 +106,18 @@ def test_segments_are_merged_and_split_to_the_bounds():
 
 def three_utterances(demo_model, recognizer):
     """Three training utterances of different emotions that the model labels right on their
-    own (gold transcripts), their transcripts and labels."""
+    own (gold transcripts) and the VAD finds as one segment each (an utterance with a long
+    inner pause is two), their transcripts and labels."""
     data = demo_model["data"] / "fold1" / "train"
     wavs, texts = read_table(data / "wav.scp"), read_table(data / "text")
-    chosen = {}
+    chosen, detector = {}, SpeechDetector()
     for utt, label in read_table(data / "utt2emo").items():
         if label in chosen:
             continue
         wave, rate = read_wav(utt, wavs[utt], RATE)
+        alone = concatenate([wave], [1.0, 1.0], noise_db=30)[0]
+        if len(detect(AudioSource(utt, waveform=alone, sample_rate=RATE), detector)) != 1:
+            continue
         if recognizer.predict(wave, rate, texts[utt]).emotion == label:
             chosen[label] = (wave, texts[utt])
         if len(chosen) == 3:

@@ -31,15 +31,19 @@ from mser.utils.config import load_config
 from mser.utils.fileio import atomic_write_text
 
 BASE_METRICS = ("ua", "wa", "macro_f1")
-TEST_HEADER = ("| tag | reference | condition | ΔUA vs reference [95% CI] | p (bootstrap) | "
-               "tag right only / ref right only | p (McNemar) |")
+def test_header(headline="ua", against="reference"):
+    """The header of a table of paired tests, the bootstrap on the headline metric."""
+    short = "ref" if against == "reference" else against
+    return (f"| tag | {against} | condition | Δ{METRIC_NAMES[headline]} vs {against} [95% CI] | "
+            f"p (bootstrap) | tag right only / {short} right only | p (McNemar) |")
+
+
+TEST_HEADER = test_header()
 # RESULTS.md written before each test row named its reference: one reference, named above.
 LEGACY_TEST_HEADER = ("| tag | condition | ΔUA vs reference [95% CI] | p (bootstrap) | "
                       "tag right only / ref right only | p (McNemar) |")
 _LEGACY_REFERENCE = re.compile(r"^(?:Paired tests against|The same with one modality at test, "
                                r"both) `([^`]+)`")
-PROBE_HEADER = ("| tag | probe | condition | ΔUA vs probe [95% CI] | p (bootstrap) | "
-                "tag right only / probe right only | p (McNemar) |")
 WER_HEADER = "| tag | WER of the ASR test text | UA | WA | test utterances not transcribed |"
 
 
@@ -126,16 +130,17 @@ def _wer_row(exp_dir, scores, wer):
             f"{_pm(scores, 'ua')} | {_pm(scores, 'wa')} | {missing} |")
 
 
-def _test_row(exp_dir, reference, folds, condition):
-    """A markdown row of the paired tests of ``exp_dir`` against ``reference``."""
+def _test_row(exp_dir, reference, folds, condition, metric):
+    """A markdown row of the paired tests of ``exp_dir`` against ``reference`` (the bootstrap
+    on ``metric``)."""
     try:
-        c = compare_experiments(exp_dir, reference, folds, condition)
+        c = compare_experiments(exp_dir, reference, folds, condition, metric)
     except ValueError as e:
         return (f"| {os.path.basename(exp_dir)} | {os.path.basename(reference)} | "
                 f"{condition or '-'} | not comparable: {e} | | | |")
-    return (f"| {c['a']} | {c['b']} | {condition or 'main'} | {100 * c['ua_diff']:+.2f} "
-            f"[{100 * c['ua_diff_95ci'][0]:+.2f}, {100 * c['ua_diff_95ci'][1]:+.2f}] | "
-            f"{c['p_bootstrap_ua']:.3g} | {c['a_right_b_wrong']} / {c['b_right_a_wrong']} | "
+    return (f"| {c['a']} | {c['b']} | {condition or 'main'} | {100 * c['diff']:+.2f} "
+            f"[{100 * c['diff_95ci'][0]:+.2f}, {100 * c['diff_95ci'][1]:+.2f}] | "
+            f"{c['p_bootstrap']:.3g} | {c['a_right_b_wrong']} / {c['b_right_a_wrong']} | "
             f"{c['p_mcnemar']:.3g} |")
 
 
@@ -143,10 +148,11 @@ def _cells(row):
     return [cell.strip() for cell in row.strip().strip("|").split("|")]
 
 
-def read_previous(path, header):
+def read_previous(path, header, headline="ua"):
     """``(main rows {tag: row}, test rows {tag: [row]}, WER rows {tag: row}, probe test rows
     {tag: row})`` of an existing RESULTS.md whose main table has ``header``; empty when there is
     none. Legacy test rows get the reference named above their table."""
+    tests_header, probe_header = test_header(headline), test_header(headline, "probe")
     main, tests, legacy_reference, table, wers, probes = {}, {}, None, None, {}, {}
     if not os.path.exists(path):
         return main, tests, wers, probes
@@ -154,7 +160,7 @@ def read_previous(path, header):
         for line in f.read().splitlines():
             if _LEGACY_REFERENCE.match(line):
                 legacy_reference = _LEGACY_REFERENCE.match(line).group(1)
-            if line in (header, TEST_HEADER, LEGACY_TEST_HEADER, WER_HEADER, PROBE_HEADER):
+            if line in (header, tests_header, LEGACY_TEST_HEADER, WER_HEADER, probe_header):
                 table = line
             elif not line.startswith("|"):
                 table = None
@@ -164,7 +170,7 @@ def read_previous(path, header):
                     main[cells[0]] = line
                 elif table == WER_HEADER:
                     wers[cells[0]] = line
-                elif table == PROBE_HEADER:
+                elif table == probe_header:
                     probes[cells[0]] = line
                 else:
                     if table == LEGACY_TEST_HEADER:
@@ -181,7 +187,7 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol, 
     fold_list = " ".join(map(str, folds))
     headline, subsets = protocol["headline"], protocol["tests"]
     header = main_header(headline)
-    old_rows, old_tests, old_wers, old_probes = read_previous(path, header)
+    old_rows, old_tests, old_wers, old_probes = read_previous(path, header, headline)
     rows, scored, kept, wers, references, probes = {}, [], [], {}, {}, {}
     for exp_dir in sorted(os.path.dirname(p) for p in glob.glob(os.path.join(exp_root, "*", "scores.json"))):
         tag = os.path.basename(exp_dir)
@@ -203,7 +209,7 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol, 
         rows[tag] = _main_row(exp_dir, scores, folds)
         probe = os.path.join(exp_root, recorded.get("probe_tag") or tag)
         if probe != exp_dir and os.path.exists(os.path.join(probe, "scores.json")):
-            probes[tag] = _test_row(exp_dir, probe, folds, None)
+            probes[tag] = _test_row(exp_dir, probe, folds, None, headline)
         if (wer_row := _wer_row(exp_dir, scores, recorded.get("wer"))) is not None:
             wers[tag] = wer_row
     kept += sorted(set(old_rows) - set(rows))
@@ -212,9 +218,9 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol, 
     probes.update({tag: old_probes[tag] for tag in kept if tag in old_probes})
 
     tested = [e for e in scored if os.path.normpath(e) != os.path.normpath(references[e])]
-    tests = [_test_row(exp_dir, references[exp_dir], folds, None) for exp_dir in tested]
+    tests = [_test_row(exp_dir, references[exp_dir], folds, None, headline) for exp_dir in tested]
     # Missing modality at test: each tag and its reference, both given one modality.
-    tests += [_test_row(exp_dir, references[exp_dir], folds, condition)
+    tests += [_test_row(exp_dir, references[exp_dir], folds, condition, headline)
               for condition in ("audio_only", "text_only") for exp_dir in tested
               if all(os.path.isdir(os.path.join(e, f"fold{folds[0]}", "decode", condition))
                      for e in (exp_dir, references[exp_dir]))]
@@ -249,22 +255,24 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol, 
                  WER_HEADER, _rule(WER_HEADER), *(row for _, row in sorted(wers.items())), ""]
     if main_tests:
         text += ["Paired tests of each tag against its reference over the pooled test utterances "
-                 "(bootstrap of UA difference, 1000 resamples; exact McNemar on correctness). "
+                 f"(bootstrap of the {METRIC_NAMES[headline]} difference, 1000 resamples; exact "
+                 "McNemar on correctness). "
                  "The reference is the tag `./run.sh --reference_tag` named when the tag was "
                  "scored; by default the default config (conf/train.yaml) on the same features "
                  "and gold text:", "",
-                 TEST_HEADER, _rule(TEST_HEADER), *main_tests, ""]
+                 test_header(headline), _rule(TEST_HEADER), *main_tests, ""]
     if probes:
         text += ["Each tag against the linear probe of its modalities on the same features and "
                  "folds (conf/tuning/probe*.yaml: statistics pooling of the weighted sum of the "
                  "stored layers, one linear layer; the SUPERB / EmoBox baseline), the same paired "
                  "tests: a model that does not beat it does not earn its complexity.", "",
-                 PROBE_HEADER, _rule(PROBE_HEADER), *(row for _, row in sorted(probes.items())),
+                 test_header(headline, "probe"), _rule(TEST_HEADER),
+                 *(row for _, row in sorted(probes.items())),
                  ""]
     if single_tests:
         text += ["The same with one modality at test, both the tag and its reference given "
                  "audio only or text only:", "",
-                 TEST_HEADER, _rule(TEST_HEADER), *single_tests, ""]
+                 test_header(headline), _rule(TEST_HEADER), *single_tests, ""]
     for subset in subsets[1:]:
         text += _subset_table(scored, folds, subset, headline)
     atomic_write_text(path, "\n".join(text))

@@ -84,22 +84,23 @@ def mcnemar_test(y_true, pred_a, pred_b):
     return a_only, b_only, float(binomtest(a_only, a_only + b_only, 0.5).pvalue)
 
 
-def paired_bootstrap_ua(y_true, pred_a, pred_b, num_classes, num_samples=1000, seed=0):
-    """Paired bootstrap over utterances of UA(a) - UA(b).
+def paired_bootstrap(y_true, pred_a, pred_b, num_classes, metric="ua", num_samples=1000, seed=0):
+    """Paired bootstrap over utterances of metric(a) - metric(b), ``metric`` one of
+    :data:`PAIRED_METRICS` (ua, wa, macro_f1, weighted_f1).
 
     Returns (observed difference, 95% interval, two-sided p) where p is twice the share of
     resamples on the other side of zero from the observed difference, counted as (k + 1) /
     (num_samples + 1) so that it is never 0 (the smallest p this many resamples can show).
     """
     y_true, pred_a, pred_b = map(np.asarray, (y_true, pred_a, pred_b))
-    observed = (unweighted_accuracy(y_true, pred_a, num_classes)
-                - unweighted_accuracy(y_true, pred_b, num_classes))
+    function = PAIRED_METRICS[metric]
+    observed = function(y_true, pred_a, num_classes) - function(y_true, pred_b, num_classes)
     rng = np.random.default_rng(seed)
     diffs = np.empty(num_samples)
     for i in range(num_samples):
         idx = rng.integers(0, len(y_true), len(y_true))
-        diffs[i] = (unweighted_accuracy(y_true[idx], pred_a[idx], num_classes)
-                    - unweighted_accuracy(y_true[idx], pred_b[idx], num_classes))
+        diffs[i] = (function(y_true[idx], pred_a[idx], num_classes)
+                    - function(y_true[idx], pred_b[idx], num_classes))
     if observed == 0:
         p = 1.0
     else:
@@ -107,3 +108,8 @@ def paired_bootstrap_ua(y_true, pred_a, pred_b, num_classes, num_samples=1000, s
         p = min(1.0, 2 * float(beyond + 1) / (num_samples + 1))
     low, high = np.percentile(diffs, [2.5, 97.5])
     return float(observed), (float(low), float(high)), p
+
+
+# Metrics of (y_true, y_pred, num_classes) that the paired bootstrap can compare.
+PAIRED_METRICS = {"ua": unweighted_accuracy, "wa": lambda y, p, _: weighted_accuracy(y, p),
+                  "macro_f1": macro_f1, "weighted_f1": weighted_f1}

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from mser.utils.metrics import (confusion_matrix, macro_f1, mcnemar_test, paired_bootstrap_ua,
+from mser.utils.metrics import (confusion_matrix, macro_f1, mcnemar_test, paired_bootstrap,
                                 score, unweighted_accuracy, weighted_accuracy, weighted_f1)
 
 
@@ -50,11 +50,11 @@ def test_bootstrap_separates_clear_from_noise():
     y = rng.integers(0, 4, 400)
     good = np.where(rng.random(400) < 0.9, y, (y + 1) % 4)
     bad = np.where(rng.random(400) < 0.6, y, (y + 1) % 4)
-    diff, (low, high), p = paired_bootstrap_ua(y, good, bad, 4, num_samples=300)
+    diff, (low, high), p = paired_bootstrap(y, good, bad, 4, num_samples=300)
     assert 0.2 < diff < 0.4 and low > 0 and p < 0.01
     assert p == pytest.approx(2 / 301)   # no resample crosses zero: the smallest p, never 0
-    _, (low, high), p = paired_bootstrap_ua(y, good, good, 4, num_samples=50)
+    _, (low, high), p = paired_bootstrap(y, good, good, 4, num_samples=50)
     assert p == 1.0 and low == high == 0
     as_good = np.where(rng.random(400) < 0.9, y, (y + 1) % 4)  # same quality, other errors
-    diff, (low, high), p = paired_bootstrap_ua(y, as_good, good, 4, num_samples=300)
+    diff, (low, high), p = paired_bootstrap(y, as_good, good, 4, num_samples=300)
     assert abs(diff) < 0.05 and low < 0 < high and p > 0.05

@@ -84,7 +84,7 @@ def test_compare_and_results_md(tmp_path):
         "train_config: conf/train.yaml\ngit_commit: 0123456789abcdef0123456789abcdef01234567+dirty\n")
     result = compare_experiments(str(root / "full"), str(root / "weak"), [1, 2, 3], num_samples=200)
     assert result["a_right_b_wrong"] == 12 and result["b_right_a_wrong"] == 0
-    assert result["ua_diff"] > 0.4 and result["p_mcnemar"] < 0.01
+    assert result["diff"] > 0.4 and result["p_mcnemar"] < 0.01
     toy_protocol(tmp_path, "leave-one-speaker-out, 3 folds", 3)
     for tag in ("full", "weak"):
         out = run_score(tmp_path, root / tag, "1 2 3", "full")
@@ -100,7 +100,7 @@ def test_compare_and_results_md(tmp_path):
     # Under one condition both are decoded that way: text only, both predict "neu" everywhere.
     same = compare_experiments(str(root / "weak"), str(root / "full"), [1, 2, 3], "text_only",
                                num_samples=200)
-    assert same["ua_diff"] == 0 and same["a_right_b_wrong"] == same["b_right_a_wrong"] == 0
+    assert same["diff"] == 0 and same["a_right_b_wrong"] == same["b_right_a_wrong"] == 0
     assert "| weak | full | text_only | +0.00" in results
     assert "| weak | full | audio_only |" not in results  # weak was not decoded audio only
     with pytest.raises(ValueError, match="weak: condition audio_only was not decoded"):
@@ -284,3 +284,23 @@ def test_every_tag_is_tested_against_the_probe_of_its_modalities(tmp_path):
     kept = [line for line in (tmp_path / "RESULTS.md").read_text().splitlines()
             if line.startswith("| train_ssl | probe_ssl")]
     assert kept == probe_rows
+
+
+def test_paired_tests_bootstrap_the_headline_metric(tmp_path):
+    """With a weighted-F1 headline (MELD) the bootstrap compares weighted F1, and the tables
+    say so; compare_experiments does the same for any metric it is given."""
+    toy_protocol(tmp_path, "official split", 2, headline="weighted_f1")
+    root = tmp_path / "exp"
+    make_exp(root, "full", [8, 8])
+    make_exp(root, "weak", [4, 4])
+    for tag in ("full", "weak"):
+        assert run_score(tmp_path, root / tag, "1 2", "full").returncode == 0
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "| tag | reference | condition | ΔwF1 vs reference [95% CI] |" in results
+    by_f1 = compare_experiments(str(root / "weak"), str(root / "full"), [1, 2],
+                                metric="weighted_f1", num_samples=100)
+    pooled = {tag: json.loads((root / tag / "scores.json").read_text())["pooled"]["weighted_f1"]
+              for tag in ("weak", "full")}
+    assert by_f1["metric"] == "weighted_f1"
+    assert math.isclose(by_f1["diff"], pooled["weak"] - pooled["full"])
+    assert f"| weak | full | main | {100 * by_f1['diff']:+.2f} [" in results
