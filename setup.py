@@ -59,7 +59,7 @@ CONSOLE_SCRIPTS = [
 ]
 
 setup(
-    name="mser",
+    name="mser-recipes",  # "mser" on PyPI is an unrelated project; the import name stays mser
     version="0.1.0",
     description="Multimodal speech emotion recognition recipes (emotion-query fusion of SSL features)",
     long_description=open("README.md", encoding="utf-8").read(),
