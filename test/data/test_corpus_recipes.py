@@ -86,3 +86,43 @@ def test_recipe_stages_0_to_5(corpus, tmp_path, tone):
     train_log = (exp / "log" / "train.fold1.log").read_text()
     select = {"meld": "weighted_f1", "msp_podcast": "macro_f1"}.get(corpus, "ua")
     assert f"selected on dev {select} of" in train_log  # the corpus's headline on dev
+
+
+def test_setup_sh_makes_a_recipe_that_runs_stage_0(tmp_path, tone):
+    """egs/TEMPLATE/setup.sh: shared scripts and configs linked, train.yaml of --like copied, a
+    db.sh / run.sh that work and a local/data.sh that says what to write; re-running it keeps
+    edits. With RAVDESS's hook dropped in, stage 0 runs on the fake tree."""
+    setup = os.path.join(ROOT, "egs", "TEMPLATE", "setup.sh")
+    recipe = tmp_path / "egs" / "my_ravdess"
+    subprocess.run([setup, "--like", "ravdess", str(recipe)], check=True, capture_output=True)
+    for name, target in [("ser.sh", "egs/TEMPLATE/ser.sh"), ("utils", "utils"),
+                         ("conf/feats/whisper_base.yaml", "egs/TEMPLATE/conf/feats/whisper_base.yaml"),
+                         ("conf/tuning/probe.yaml", "egs/TEMPLATE/conf/tuning/probe.yaml")]:
+        assert (recipe / name).is_symlink() and os.path.realpath(recipe / name) == \
+            os.path.realpath(os.path.join(ROOT, target)), name
+    assert (recipe / "conf" / "train.yaml").read_text() == open(
+        os.path.join(ROOT, "egs", "ravdess", "conf", "train.yaml")).read()
+    assert "MY_RAVDESS=${MY_RAVDESS:-" in (recipe / "db.sh").read_text()
+    unwritten = subprocess.run(["local/data.sh", "x", "data"], cwd=recipe, capture_output=True,
+                               text=True)
+    assert unwritten.returncode == 1 and "not written yet" in unwritten.stderr
+
+    (recipe / "db.sh").write_text("MY_RAVDESS=${MY_RAVDESS:-/edited}\n")
+    shutil.copy2(os.path.join(ROOT, "egs", "ravdess", "local", "data.sh"), recipe / "local")
+    subprocess.run([setup, str(recipe)], check=True, capture_output=True)
+    assert (recipe / "db.sh").read_text() == "MY_RAVDESS=${MY_RAVDESS:-/edited}\n"
+
+    env = {k: v for k, v in os.environ.items() if k != "cmd_backend"}
+    env["MY_RAVDESS"] = str(fake_tree("ravdess", tmp_path / "corpus", tone))
+    result = subprocess.run(["./run.sh", "--stage", "0", "--stop-stage", "0", "--local_data_opts",
+                             RECIPES["ravdess"][1]], cwd=recipe, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_protocol(recipe / "data" / "protocol")["headline"] == "ua"
+
+
+def test_setup_sh_refuses_a_name_that_cannot_be_a_variable(tmp_path):
+    result = subprocess.run([os.path.join(ROOT, "egs", "TEMPLATE", "setup.sh"),
+                             str(tmp_path / "My-Corpus")], capture_output=True, text=True)
+    assert result.returncode == 1 and "lower case letters" in result.stderr
+    assert not (tmp_path / "My-Corpus").exists()
