@@ -31,20 +31,21 @@ from mser.utils.config import load_config
 from mser.utils.fileio import atomic_write_text
 
 BASE_METRICS = ("ua", "wa", "macro_f1")
-def test_header(headline="ua", against="reference"):
-    """The header of a table of paired tests, the bootstrap on the headline metric."""
-    short = "ref" if against == "reference" else against
-    return (f"| tag | {against} | condition | Δ{METRIC_NAMES[headline]} vs {against} [95% CI] | "
-            f"p (bootstrap) | tag right only / {short} right only | p (McNemar) |")
-
-
-TEST_HEADER = test_header()
 # RESULTS.md written before each test row named its reference: one reference, named above.
 LEGACY_TEST_HEADER = ("| tag | condition | ΔUA vs reference [95% CI] | p (bootstrap) | "
                       "tag right only / ref right only | p (McNemar) |")
 _LEGACY_REFERENCE = re.compile(r"^(?:Paired tests against|The same with one modality at test, "
                                r"both) `([^`]+)`")
 WER_HEADER = "| tag | WER of the ASR test text | UA | WA | test utterances not transcribed |"
+
+
+def paired_headers(headline):
+    """The headers of the tables of paired tests against the references and against the probes,
+    the bootstrap on the headline metric."""
+    def header(against, short):
+        return (f"| tag | {against} | condition | Δ{METRIC_NAMES[headline]} vs {against} "
+                f"[95% CI] | p (bootstrap) | tag right only / {short} right only | p (McNemar) |")
+    return header("reference", "ref"), header("probe", "probe")
 
 
 def _environment():
@@ -152,7 +153,7 @@ def read_previous(path, header, headline="ua"):
     """``(main rows {tag: row}, test rows {tag: [row]}, WER rows {tag: row}, probe test rows
     {tag: row})`` of an existing RESULTS.md whose main table has ``header``; empty when there is
     none. Legacy test rows get the reference named above their table."""
-    tests_header, probe_header = test_header(headline), test_header(headline, "probe")
+    tests_header, probe_header = paired_headers(headline)
     main, tests, legacy_reference, table, wers, probes = {}, {}, None, None, {}, {}
     if not os.path.exists(path):
         return main, tests, wers, probes
@@ -187,6 +188,7 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol, 
     fold_list = " ".join(map(str, folds))
     headline, subsets = protocol["headline"], protocol["tests"]
     header = main_header(headline)
+    tests_header, probe_header = paired_headers(headline)
     old_rows, old_tests, old_wers, old_probes = read_previous(path, header, headline)
     rows, scored, kept, wers, references, probes = {}, [], [], {}, {}, {}
     for exp_dir in sorted(os.path.dirname(p) for p in glob.glob(os.path.join(exp_root, "*", "scores.json"))):
@@ -260,19 +262,19 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol, 
                  "The reference is the tag `./run.sh --reference_tag` named when the tag was "
                  "scored; by default the default config (conf/train.yaml) on the same features "
                  "and gold text:", "",
-                 test_header(headline), _rule(TEST_HEADER), *main_tests, ""]
+                 tests_header, _rule(tests_header), *main_tests, ""]
     if probes:
         text += ["Each tag against the linear probe of its modalities on the same features and "
                  "folds (conf/tuning/probe*.yaml: statistics pooling of the weighted sum of the "
                  "stored layers, one linear layer; the SUPERB / EmoBox baseline), the same paired "
                  "tests: a model that does not beat it does not earn its complexity.", "",
-                 test_header(headline, "probe"), _rule(TEST_HEADER),
+                 probe_header, _rule(probe_header),
                  *(row for _, row in sorted(probes.items())),
                  ""]
     if single_tests:
         text += ["The same with one modality at test, both the tag and its reference given "
                  "audio only or text only:", "",
-                 test_header(headline), _rule(TEST_HEADER), *single_tests, ""]
+                 tests_header, _rule(tests_header), *single_tests, ""]
     for subset in subsets[1:]:
         text += _subset_table(scored, folds, subset, headline)
     atomic_write_text(path, "\n".join(text))
