@@ -8,6 +8,7 @@ import numpy as np
 from mser.scoring.decodes import load_condition, subset_suffix
 from mser.scoring.plots import plot_confusions
 from mser.utils.conditions import CONDITIONS
+from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.metrics import score
 
@@ -82,6 +83,15 @@ def score_wer(folds, reference_dir, hypothesis_dir):
             "reference": reference_dir, "hypothesis": hypothesis_dir}
 
 
+def training_record(exp_dir, folds):
+    """The ``train_config`` and ``git_commit`` of the first fold's config.yaml; None without one."""
+    path = os.path.join(exp_dir, f"fold{folds[0]}", "config.yaml")
+    if not os.path.exists(path):
+        return None
+    config = load_config(path)
+    return {key: config.get(key) for key in ("train_config", "git_commit")}
+
+
 def panels(scores):
     """(name, result) of the main condition, then the single-modality ones it does not repeat."""
     return [(scores["condition"], scores)] + [
@@ -133,8 +143,10 @@ def write_experiment_scores(exp_dir, folds, subset="test", headline="ua", wer_di
     ``confusion_<subset>.png`` for a test subset other than ``test``); return the scores.
     ``wer_dirs``: (gold test dir, ASR test dir) with ``{fold}``, for the WER of the test text.
     ``reference_tag``: the tag RESULTS.md tests this one against, recorded in scores.json;
-    ``probe_tag``: the linear probe it is also tested against."""
+    ``probe_tag``: the linear probe it is also tested against. The training record (config and
+    commit) goes in too, so RESULTS.md needs no more than the JSON and the decodes."""
     scores = score_experiment(exp_dir, folds, subset, headline)
+    scores["trained"] = training_record(exp_dir, folds)
     if wer_dirs:
         scores["wer"] = score_wer(folds, *wer_dirs)
     if reference_tag:
