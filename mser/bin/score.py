@@ -1,8 +1,8 @@
 """Score a decoded experiment (UA, WA, macro-F1, weighted F1, per-class recall, confusion; per
 fold, pooled, mean +/- std) on each test subset of data/protocol, headed by its headline metric,
 into exp/<tag>/scores.{json,txt} + confusion.png (scores_<subset>.* for a further subset such as
-MSP-Podcast's test2; with --wer-dirs also the WER of ASR test transcripts), and regenerate
-RESULTS.md (mser/scoring/results_md.py says which rows it keeps)."""
+MSP-Podcast's test2; with --wer-dirs also the WER of ASR test transcripts), and rebuild
+RESULTS.md from every tag under the same exp/ (mser/scoring/results_md.py says from what)."""
 import argparse
 import logging
 import os
@@ -18,15 +18,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--exp-dir", required=True, help="exp/<tag> holding fold<k>/decode")
     parser.add_argument("--folds", default="1 2 3 4 5", help="space-separated fold numbers")
-    parser.add_argument("--results", help="RESULTS.md to regenerate from every exp/*/scores.json")
+    parser.add_argument("--results", help="RESULTS.md to rebuild from every exp/*/scores.json")
     parser.add_argument("--protocol-file", default="data/protocol",
                         help="the evaluation protocol written by stage 0: test subsets, headline "
                              "metric, description (mser/data/protocol.py); needed with "
                              "--results, else the subset 'test' is scored with headline UA "
                              "when it does not exist")
     parser.add_argument("--reference-tag", help="the tag this one is tested against in RESULTS.md, "
-                        "recorded in its scores.json (default: none; a tag whose scores.json "
-                        "names no reference is tested against the scored tag)")
+                        "recorded in its scores.json (default: none, and no reference test)")
     parser.add_argument("--probe-tag", help="the linear probe of this tag's modalities on the "
                         "same features (conf/tuning/probe*.yaml), tested against in RESULTS.md "
                         "when it was trained; recorded in its scores.json")
@@ -61,10 +60,8 @@ def main(argv=None):
         if args.notes:
             with open(args.notes, encoding="utf-8") as f:
                 notes = f.read()
-        write_results_md(args.results, exp_root, folds,
-                         args.reference_tag or os.path.basename(os.path.normpath(args.exp_dir)),
-                         title, protocol, notes)
-        logging.info("regenerated %s", args.results)
+        write_results_md(args.results, exp_root, folds, title, protocol, notes)
+        logging.info("rebuilt %s from %s", args.results, exp_root)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,25 @@
-"""A recipe's RESULTS.md: one row per tag, paired tests of every tag against its reference tag.
+"""A recipe's RESULTS.md, rebuilt from the exp dirs (ESPnet's show_asr_result.sh): one row per
+tag, paired tests of every tag against its reference tag and its probe.
 
-Rows are regenerated for every tag under exp/ that has scores.json. Rows of the previous
-RESULTS.md whose tags this exp/ does not hold (ablations trained in another clone or run) are
-kept as they were, with the commit that trained them. A tag under exp/ that cannot be scored on
-the given folds is reported on the console and keeps its previous row, or gets a row saying why.
+RESULTS.md is a pure function of the tags under the exp root, the folds, data/protocol and the
+recipe's notes; it is never read back. A tag's rows come from what stage 5 wrote to its exp dir:
+scores.json (scores, WER of the ASR test text, reference and probe tags, the config and commit
+that trained it) and scores_<subset>.json; its paired tests from the predictions under
+fold<k>/decode*/ (mser.scoring.paired). The rows of a tag whose exp dir is gone disappear: to
+keep a result, keep exp/<tag>/scores*.json and fold<k>/decode*/ (no checkpoints needed). A tag
+whose scores.json holds other folds is reported on the console and gets a row saying so.
 
 The protocol (data/protocol) names the corpus and its folds, and its headline metric: a column
 of its own when UA, WA and F1 do not hold it (MELD's weighted F1), and the metric of the
 single-modality columns. Each further test subset of the protocol (MSP-Podcast's ``test2``) gets
-a table of the tags scored on it in this run.
+a table of the tags scored on it.
 
 A tag's reference is the one stage 5 named when it scored the tag (``reference_tag`` in its
 scores.json; the recipes default to the default config on the same features and gold text), so
-ablations on different features are each tested against their own baseline. Every tag is also
-tested against the linear probe of its modalities on the same features (``probe_tag``, the
-recipes' conf/tuning/probe*.yaml), when that was trained: does the architecture earn its
-complexity?
+ablations on different features are each tested against their own baseline; a tag whose
+scores.json names none has no reference test. Every tag is also tested against the linear probe
+of its modalities on the same features (``probe_tag``, the recipes' conf/tuning/probe*.yaml),
+when that was trained: does the architecture earn its complexity?
 """
 import datetime
 import glob
@@ -23,19 +27,13 @@ import json
 import logging
 import os
 import platform
-import re
 
-from mser.scoring.aggregate import METRIC_NAMES, score_experiment
+from mser.scoring.aggregate import METRIC_NAMES, SINGLE_CONDITIONS, training_record
+from mser.scoring.decodes import decode_name, subset_suffix
 from mser.scoring.paired import compare_experiments
-from mser.utils.config import load_config
 from mser.utils.fileio import atomic_write_text
 
 BASE_METRICS = ("ua", "wa", "macro_f1")
-# RESULTS.md written before each test row named its reference: one reference, named above.
-LEGACY_TEST_HEADER = ("| tag | condition | ΔUA vs reference [95% CI] | p (bootstrap) | "
-                      "tag right only / ref right only | p (McNemar) |")
-_LEGACY_REFERENCE = re.compile(r"^(?:Paired tests against|The same with one modality at test, "
-                               r"both) `([^`]+)`")
 WER_HEADER = "| tag | WER of the ASR test text | UA | WA | test utterances not transcribed |"
 
 
@@ -56,14 +54,14 @@ def _environment():
             f"CUDA {'available' if torch.cuda.is_available() else 'not used'}")
 
 
-def _training_record(exp_dir, folds):
-    """(training config, short commit of the code that trained it) from the first fold's config."""
-    path = os.path.join(exp_dir, f"fold{folds[0]}", "config.yaml")
-    if not os.path.exists(path):
+def _training_cells(exp_dir, scores, folds):
+    """(training config, short commit of the code that trained it) as recorded in scores.json,
+    else (scores.json written before the record) from the first fold's config.yaml."""
+    record = scores["trained"] if "trained" in scores else training_record(exp_dir, folds)
+    if record is None:
         return "?", "?"
-    config = load_config(path)
-    sha, dirty, mark = (config.get("git_commit") or "unknown").partition("+")
-    return config.get("train_config") or "?", sha[:7] + dirty + mark
+    sha, dirty, mark = (record["git_commit"] or "unknown").partition("+")
+    return record["train_config"] or "?", sha[:7] + dirty + mark
 
 
 def table_metrics(headline):
@@ -75,7 +73,7 @@ def main_header(headline):
     name = METRIC_NAMES[headline]
     return ("| tag | config | commit | condition | "
             + "".join(f"{METRIC_NAMES[m]} | " for m in table_metrics(headline))
-            + f"{name} audio only | {name} text only |")
+            + "".join(f"{name} {c.replace('_', ' ')} | " for c in SINGLE_CONDITIONS)).rstrip()
 
 
 def _rule(header):
@@ -88,13 +86,27 @@ def _pm(result, metric):
     return f"{100 * result['mean'][metric]:.2f} ± {100 * result['std'][metric]:.2f}"
 
 
-def _main_row(exp_dir, scores, folds):
-    train_config, commit = _training_record(exp_dir, folds)
-    headline = scores["headline"]
+def _scores_on(exp_dir, folds, subset="test"):
+    """What stage 5 wrote to ``exp_dir``/scores.json (scores_<subset>.json), named after the dir
+    as it is now; ValueError unless it holds exactly ``folds``."""
+    name = f"scores{subset_suffix(subset)}.json"
+    path = os.path.join(exp_dir, name)
+    if not os.path.exists(path):
+        raise ValueError(f"no {name}")
+    with open(path, encoding="utf-8") as f:
+        scores = json.load(f)
+    held = [fold["fold"] for fold in scores["folds"]]
+    if held != list(folds):
+        raise ValueError(f"{name} holds folds {' '.join(map(str, held))}: re-run stage 5 on "
+                         f"these folds")
+    return dict(scores, tag=os.path.basename(os.path.normpath(exp_dir)))
+
+
+def _main_row(exp_dir, scores, folds, headline):
+    train_config, commit = _training_cells(exp_dir, scores, folds)
     return (f"| {scores['tag']} | {train_config} | {commit} | {scores['condition']} | "
             + "".join(f"{_pm(scores, m)} | " for m in table_metrics(headline))
-            + f"{_pm(scores.get('audio_only'), headline)} | "
-              f"{_pm(scores.get('text_only'), headline)} |")
+            + "".join(f"{_pm(scores.get(c), headline)} | " for c in SINGLE_CONDITIONS)).rstrip()
 
 
 def _subset_table(exp_dirs, folds, subset, headline):
@@ -104,7 +116,7 @@ def _subset_table(exp_dirs, folds, subset, headline):
     lines = [f"Test set `{subset}` (the same models):", "", header, _rule(header)]
     for exp_dir in exp_dirs:
         try:
-            scores = score_experiment(exp_dir, folds, subset, headline)
+            scores = _scores_on(exp_dir, folds, subset)
         except ValueError as e:
             logging.warning("%s: not scored on %s (%s)", exp_dir, subset, e)
             continue
@@ -113,123 +125,75 @@ def _subset_table(exp_dirs, folds, subset, headline):
     return lines + [""]
 
 
-def _recorded(exp_dir):
-    """What stage 5 last wrote to ``exp_dir``/scores.json (its WER, its reference tag)."""
-    with open(os.path.join(exp_dir, "scores.json"), encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _wer_row(exp_dir, scores, wer):
-    """The WER row of a tag tested on ASR transcripts (``wer`` from its scores.json), else None."""
-    if wer is None:
-        return None
-    if [f["fold"] for f in wer["folds"]] != [f["fold"] for f in scores["folds"]]:
-        return (f"| {scores['tag']} | {exp_dir}/scores.json holds the WER of other folds: re-run "
-                f"stage 5 | | | |")
+def _wer_row(scores):
+    """The WER row of a tag tested on ASR transcripts (``wer`` in its scores.json)."""
+    wer = scores["wer"]
     missing = sum(len(f["not_transcribed"]) for f in wer["folds"])
     return (f"| {scores['tag']} | {100 * wer['mean']:.2f} ± {100 * wer['std']:.2f} | "
             f"{_pm(scores, 'ua')} | {_pm(scores, 'wa')} | {missing} |")
 
 
 def _test_row(exp_dir, reference, folds, condition, metric):
-    """A markdown row of the paired tests of ``exp_dir`` against ``reference`` (the bootstrap
-    on ``metric``)."""
+    """(condition column, markdown row) of the paired tests of ``exp_dir`` against ``reference``
+    (the bootstrap on ``metric``); the column is ``-`` when the two are not comparable."""
     try:
         c = compare_experiments(exp_dir, reference, folds, condition, metric)
     except ValueError as e:
-        return (f"| {os.path.basename(exp_dir)} | {os.path.basename(reference)} | "
-                f"{condition or '-'} | not comparable: {e} | | | |")
-    return (f"| {c['a']} | {c['b']} | {condition or 'main'} | {100 * c['diff']:+.2f} "
-            f"[{100 * c['diff_95ci'][0]:+.2f}, {100 * c['diff_95ci'][1]:+.2f}] | "
-            f"{c['p_bootstrap']:.3g} | {c['a_right_b_wrong']} / {c['b_right_a_wrong']} | "
-            f"{c['p_mcnemar']:.3g} |")
+        column = condition or "-"
+        return column, (f"| {os.path.basename(exp_dir)} | {os.path.basename(reference)} | "
+                        f"{column} | not comparable: {e} | | | |")
+    column = condition or "main"
+    return column, (f"| {c['a']} | {c['b']} | {column} | {100 * c['diff']:+.2f} "
+                    f"[{100 * c['diff_95ci'][0]:+.2f}, {100 * c['diff_95ci'][1]:+.2f}] | "
+                    f"{c['p_bootstrap']:.3g} | {c['a_right_b_wrong']} / {c['b_right_a_wrong']} | "
+                    f"{c['p_mcnemar']:.3g} |")
 
 
-def _cells(row):
-    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+def _other_tag(exp_root, scores, key):
+    """The exp dir of the tag ``scores`` name under ``key`` (reference_tag, probe_tag), or None
+    when they name none or the tag itself."""
+    tag = scores.get(key)
+    return None if tag in (None, scores["tag"]) else os.path.join(exp_root, tag)
 
 
-def read_previous(path, header, headline="ua"):
-    """``(main rows {tag: row}, test rows {tag: [row]}, WER rows {tag: row}, probe test rows
-    {tag: row})`` of an existing RESULTS.md whose main table has ``header``; empty when there is
-    none. Legacy test rows get the reference named above their table."""
-    tests_header, probe_header = paired_headers(headline)
-    main, tests, legacy_reference, table, wers, probes = {}, {}, None, None, {}, {}
-    if not os.path.exists(path):
-        return main, tests, wers, probes
-    with open(path, encoding="utf-8") as f:
-        for line in f.read().splitlines():
-            if _LEGACY_REFERENCE.match(line):
-                legacy_reference = _LEGACY_REFERENCE.match(line).group(1)
-            if line in (header, tests_header, LEGACY_TEST_HEADER, WER_HEADER, probe_header):
-                table = line
-            elif not line.startswith("|"):
-                table = None
-            elif table and not line.startswith("|---"):
-                cells = _cells(line)
-                if table == header:
-                    main[cells[0]] = line
-                elif table == WER_HEADER:
-                    wers[cells[0]] = line
-                elif table == probe_header:
-                    probes[cells[0]] = line
-                else:
-                    if table == LEGACY_TEST_HEADER:
-                        line = "| " + " | ".join([cells[0], legacy_reference, *cells[1:]]) + " |"
-                    tests.setdefault(cells[0], []).append(line)
-    return main, tests, wers, probes
-
-
-def write_results_md(path, exp_root, folds, default_reference, title, protocol, notes=None):
-    """Regenerate RESULTS.md (see the module docstring); ``protocol``: data/protocol as read by
-    mser.data.protocol.read_protocol; ``default_reference``: the reference of a tag whose
-    scores.json names none; ``notes``: Markdown placed under the header as it is (a recipe's
-    published anchors, how long its run took)."""
+def write_results_md(path, exp_root, folds, title, protocol, notes=None):
+    """Rebuild RESULTS.md from the tags under ``exp_root`` (see the module docstring);
+    ``protocol``: data/protocol as read by mser.data.protocol.read_protocol; ``notes``: Markdown
+    placed under the header as it is (a recipe's published anchors, how long its run took)."""
     fold_list = " ".join(map(str, folds))
     headline, subsets = protocol["headline"], protocol["tests"]
     header = main_header(headline)
     tests_header, probe_header = paired_headers(headline)
-    old_rows, old_tests, old_wers, old_probes = read_previous(path, header, headline)
-    rows, scored, kept, wers, references, probes = {}, [], [], {}, {}, {}
-    for exp_dir in sorted(os.path.dirname(p) for p in glob.glob(os.path.join(exp_root, "*", "scores.json"))):
+    rows, scored = [], {}
+    found = glob.glob(os.path.join(exp_root, "*", "scores.json"))
+    for exp_dir in sorted(os.path.dirname(p) for p in found):
         tag = os.path.basename(exp_dir)
         try:
-            scores = score_experiment(exp_dir, folds, subsets[0], headline)
+            scored[exp_dir] = _scores_on(exp_dir, folds)
         except ValueError as e:
-            logging.warning("%s: %s cannot be scored on folds %s (%s); %s", path, tag, fold_list,
-                            e, "its previous row is kept" if tag in old_rows else
-                            "it is listed as not scored")
-            rows[tag] = old_rows.get(tag) or (f"| {tag} | - | - | not scored on folds {fold_list}: "
-                                              f"{e} |" + " - |" * (header.count("|") - 5))
-            kept += [tag] if tag in old_rows else []
-            wers.update({tag: old_wers[tag]} if tag in old_wers else {})
+            logging.warning("%s: %s has no scores on folds %s (%s); it is listed as not scored",
+                            path, tag, fold_list, e)
+            rows.append(f"| {tag} | - | - | not scored on folds {fold_list}: {e} |"
+                        + " - |" * (header.count("|") - 5))
             continue
-        scored.append(exp_dir)
-        recorded = _recorded(exp_dir)
-        references[exp_dir] = os.path.join(exp_root,
-                                           recorded.get("reference_tag", default_reference))
-        rows[tag] = _main_row(exp_dir, scores, folds)
-        probe = os.path.join(exp_root, recorded.get("probe_tag") or tag)
-        if probe != exp_dir and os.path.exists(os.path.join(probe, "scores.json")):
-            probes[tag] = _test_row(exp_dir, probe, folds, None, headline)
-        if (wer_row := _wer_row(exp_dir, scores, recorded.get("wer"))) is not None:
-            wers[tag] = wer_row
-    kept += sorted(set(old_rows) - set(rows))
-    rows.update({tag: old_rows[tag] for tag in kept})
-    wers.update({tag: old_wers[tag] for tag in kept if tag in old_wers})
-    probes.update({tag: old_probes[tag] for tag in kept if tag in old_probes})
-
-    tested = [e for e in scored if os.path.normpath(e) != os.path.normpath(references[e])]
-    tests = [_test_row(exp_dir, references[exp_dir], folds, None, headline) for exp_dir in tested]
+        rows.append(_main_row(exp_dir, scored[exp_dir], folds, headline))
+    wers = [_wer_row(scores) for scores in scored.values() if "wer" in scores]
+    probes = [_test_row(exp_dir, probe, folds, None, headline)[1]
+              for exp_dir, scores in scored.items()
+              if (probe := _other_tag(exp_root, scores, "probe_tag"))
+              and os.path.exists(os.path.join(probe, "scores.json"))]
+    references = {exp_dir: reference for exp_dir, scores in scored.items()
+                  if (reference := _other_tag(exp_root, scores, "reference_tag"))}
+    # Not comparable ("-") before "main", each in tag order.
+    main_tests = [row for _, row in sorted(
+        (_test_row(exp_dir, reference, folds, None, headline)
+         for exp_dir, reference in references.items()), key=lambda test: test[0])]
     # Missing modality at test: each tag and its reference, both given one modality.
-    tests += [_test_row(exp_dir, references[exp_dir], folds, condition, headline)
-              for condition in ("audio_only", "text_only") for exp_dir in tested
-              if all(os.path.isdir(os.path.join(e, f"fold{folds[0]}", "decode", condition))
-                     for e in (exp_dir, references[exp_dir]))]
-    tests += [row for tag in kept for row in old_tests.get(tag, [])]
-    by_condition = sorted(tests, key=lambda row: (_cells(row)[2], _cells(row)[0]))
-    main_tests = [row for row in by_condition if _cells(row)[2] in ("main", "-")]
-    single_tests = [row for row in by_condition if row not in main_tests]
+    single_tests = [_test_row(exp_dir, reference, folds, condition, headline)[1]
+                    for condition in SINGLE_CONDITIONS
+                    for exp_dir, reference in references.items()
+                    if all(os.path.isdir(os.path.join(e, f"fold{folds[0]}", decode_name("test"),
+                                                      condition)) for e in (exp_dir, reference))]
 
     text = [f"# {title}", "",
             "Generated by stage 5 (`python -m mser.bin.score`); do not edit by hand.", "",
@@ -245,16 +209,13 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol, 
             "trained the tag.", ""]
     if notes:
         text += [notes.strip(), ""]
-    if kept:
-        text += [f"Kept from the previous RESULTS.md (not scored in this run; environment and "
-                 f"tests as they were then): {', '.join(kept)}.", ""]
-    text += [header, _rule(header), *(row for _, row in sorted(rows.items())), ""]
+    text += [header, _rule(header), *rows, ""]
     if wers:
         text += ["Tags tested on ASR transcripts (`--test_text asr`): WER of the test transcripts "
                  "against the corpus's (mean ± sample std over folds, in %; mser.utils.wer) next "
                  "to the tag's UA and WA. Test utterances the ASR skipped are left out of the "
                  "tag's scores and counted here.", "",
-                 WER_HEADER, _rule(WER_HEADER), *(row for _, row in sorted(wers.items())), ""]
+                 WER_HEADER, _rule(WER_HEADER), *wers, ""]
     if main_tests:
         text += ["Paired tests of each tag against its reference over the pooled test utterances "
                  f"(bootstrap of the {METRIC_NAMES[headline]} difference, 1000 resamples; exact "
@@ -268,9 +229,7 @@ def write_results_md(path, exp_root, folds, default_reference, title, protocol, 
                  "folds (conf/tuning/probe*.yaml: statistics pooling of the weighted sum of the "
                  "stored layers, one linear layer; the SUPERB / EmoBox baseline), the same paired "
                  "tests: a model that does not beat it does not earn its complexity.", "",
-                 probe_header, _rule(probe_header),
-                 *(row for _, row in sorted(probes.items())),
-                 ""]
+                 probe_header, _rule(probe_header), *probes, ""]
     if single_tests:
         text += ["The same with one modality at test, both the tag and its reference given "
                  "audio only or text only:", "",

@@ -1,6 +1,7 @@
 """Scoring of decoded experiments: scores.json layout, mean/std over folds, RESULTS.md."""
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -10,7 +11,6 @@ import pytest
 from mser.data.protocol import write_protocol
 from mser.scoring.aggregate import write_experiment_scores
 from mser.scoring.paired import compare_experiments
-from mser.scoring.results_md import LEGACY_TEST_HEADER
 
 CLASSES = ["neu", "hap", "ang", "sad"]
 
@@ -107,9 +107,10 @@ def test_compare_and_results_md(tmp_path):
         compare_experiments(str(root / "weak"), str(root / "full"), [1, 2, 3], "audio_only")
 
 
-def test_results_md_keeps_rows_of_tags_not_run_and_names_unscorable_ones(tmp_path):
-    """A fresh clone that trains only the reference keeps the other tags' rows (and their tests)
-    from the committed RESULTS.md; a tag that cannot be scored is reported, never dropped."""
+def test_results_md_holds_the_tags_under_exp_and_names_unscorable_ones(tmp_path):
+    """RESULTS.md is rebuilt from the exp dirs, never read back: a fresh clone that trains only
+    the reference drops the other tags' rows; a tag that cannot be scored is reported, never
+    dropped."""
     toy_protocol(tmp_path, "2 folds", 2)
     first = tmp_path / "first"
     make_exp(first, "full", [8, 7])
@@ -126,11 +127,10 @@ def test_results_md_keeps_rows_of_tags_not_run_and_names_unscorable_ones(tmp_pat
     write_experiment_scores(str(clone / "partial"), [1])
     out = run_score(tmp_path, clone / "full", "1 2", "full")
     assert out.returncode == 0, out.stderr
-    assert "partial cannot be scored on folds 1 2" in out.stderr
+    assert "partial has no scores on folds 1 2 (scores.json holds folds 1" in out.stderr
     after = (tmp_path / "RESULTS.md").read_text()
-    assert [line for line in after.splitlines() if line.startswith("| weak |")] == weak_rows
-    assert "Kept from the previous RESULTS.md (not scored in this run" in after
-    assert "| partial | - | - | not scored on folds 1 2: " in after
+    assert not any(line.startswith("| weak |") for line in after.splitlines())
+    assert "| partial | - | - | not scored on folds 1 2: scores.json holds folds 1" in after
     assert [line for line in after.splitlines() if line.startswith("| full |")] == \
         [line for line in before.splitlines() if line.startswith("| full |")]
     # The protocol comes from the file stage 0 wrote; without it scoring stops and says why.
@@ -144,8 +144,7 @@ def test_results_md_keeps_rows_of_tags_not_run_and_names_unscorable_ones(tmp_pat
 
 def test_each_tag_is_tested_against_its_own_reference(tmp_path):
     """Ablations on two feature sets, each tested against the default config on its features (the
-    reference stage 5 named, kept in scores.json), whichever tag a later run scores; a legacy
-    RESULTS.md (one reference named above its tests) keeps its test rows, naming the reference."""
+    reference stage 5 named, kept in scores.json), whichever tag a later run scores."""
     toy_protocol(tmp_path, "2 folds", 2)
     root = tmp_path / "exp"
     for tag, right, reference in (("train_fbank", [8, 8], None), ("train_ssl", [8, 6], None),
@@ -163,29 +162,6 @@ def test_each_tag_is_tested_against_its_own_reference(tmp_path):
     assert "| train_ssl | train_fbank | main | -12.50 " in results
     assert "| ablation_ssl | train_ssl | text_only |" in results
     assert not any(line.startswith("| train_fbank | train_fbank") for line in results.splitlines())
-
-    legacy = tmp_path / "legacy"
-    legacy.mkdir()
-    test_rows = [line for line in results.splitlines() if line.startswith("| ablation_fbank |")][1:]
-    old = [line.replace("| ablation_fbank | train_fbank |", "| ablation_fbank |")
-           for line in test_rows]
-    header = next(line for line in results.splitlines() if line.startswith("| tag | config"))
-    (legacy / "RESULTS.md").write_text("\n".join([
-        header, "|---|", next(line for line in results.splitlines()
-                             if line.startswith("| ablation_fbank |")), "",
-        "Paired tests against `train_fbank` over the pooled test utterances:", "",
-        LEGACY_TEST_HEADER, "|---|", old[0], "",
-        "The same with one modality at test, both `train_fbank` and the tag given audio only or "
-        "text only:", "", LEGACY_TEST_HEADER, "|---|", *old[1:], ""]))
-    clone = tmp_path / "clone"
-    make_exp(clone, "train_fbank", [8, 8])
-    out = subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir",
-                          str(clone / "train_fbank"), "--folds", "1 2", "--results",
-                          str(legacy / "RESULTS.md"), "--protocol-file", str(tmp_path / "protocol")],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert [line for line in (legacy / "RESULTS.md").read_text().splitlines()
-            if line.startswith("| ablation_fbank |")][1:] == test_rows
 
 
 def test_headline_metric_and_further_test_subsets(tmp_path):
@@ -224,8 +200,8 @@ def write_texts(data_dir, texts):
 
 def test_wer_of_asr_test_text_next_to_ua_wa(tmp_path):
     """--wer-dirs: WER per fold of known transcript pairs in scores.json, scores.txt and
-    RESULTS.md, the utterances without a transcript counted and named; the row is kept by a run
-    that does not score the tag."""
+    RESULTS.md, the utterances without a transcript counted and named; the row stays when another
+    tag is scored."""
     root = tmp_path / "exp"
     make_exp(root, "asr", [8, 6])
     data = tmp_path / "data"
@@ -250,9 +226,8 @@ def test_wer_of_asr_test_text_next_to_ua_wa(tmp_path):
     wer_row = "| asr | 37.50 ± 17.68 | 87.50 ± 17.68 | 87.50 ± 17.68 | 1 |"
     assert wer_row in (tmp_path / "RESULTS.md").read_text()
 
-    other = tmp_path / "other"  # another clone scores only its own tag: the WER row stays
-    make_exp(other, "gold", [8, 8])
-    out = run_score(tmp_path, other / "gold", "1 2", "gold")
+    make_exp(root, "gold", [8, 8])  # the WER row comes from the tag's scores.json
+    out = run_score(tmp_path, root / "gold", "1 2", "gold")
     assert out.returncode == 0, out.stderr
     results = (tmp_path / "RESULTS.md").read_text()
     assert wer_row in results and "| gold |" not in results.split("WER of the ASR")[1]
@@ -260,8 +235,8 @@ def test_wer_of_asr_test_text_next_to_ua_wa(tmp_path):
 
 def test_every_tag_is_tested_against_the_probe_of_its_modalities(tmp_path):
     """Stage 5 names each tag's probe (--probe-tag, kept in scores.json); RESULTS.md tests the
-    tag against it once the probe is trained, and keeps that row in a clone that does not
-    retrain the tag."""
+    tag against it once the probe is trained, and keeps that row when the probe is scored again
+    without the tag."""
     toy_protocol(tmp_path, "2 folds", 2)
     root = tmp_path / "exp"
     make_exp(root, "probe_ssl", [6, 6])
@@ -277,9 +252,7 @@ def test_every_tag_is_tested_against_the_probe_of_its_modalities(tmp_path):
     probe_rows = [line for line in results.splitlines() if line.startswith("| train_ssl | probe_ssl")]
     assert len(probe_rows) == 1 and "| main | +18.75 [" in probe_rows[0], results
     assert "| probe_ssl | probe_ssl" not in results  # the probe is not tested against itself
-    clone = tmp_path / "clone"
-    make_exp(clone, "probe_ssl", [6, 6])
-    out = subprocess.run(score + [str(clone / "probe_ssl")], capture_output=True, text=True)
+    out = subprocess.run(score + [str(root / "probe_ssl")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     kept = [line for line in (tmp_path / "RESULTS.md").read_text().splitlines()
             if line.startswith("| train_ssl | probe_ssl")]
@@ -304,3 +277,51 @@ def test_paired_tests_bootstrap_the_headline_metric(tmp_path):
     assert by_f1["metric"] == "weighted_f1"
     assert math.isclose(by_f1["diff"], pooled["weak"] - pooled["full"])
     assert f"| weak | full | main | {100 * by_f1['diff']:+.2f} [" in results
+
+
+def rebuilt_results(tmp_path, root):
+    """RESULTS.md rebuilt from the tags under ``root``, without its date line."""
+    from mser.data.protocol import read_protocol
+    from mser.scoring.results_md import write_results_md
+
+    path = tmp_path / "RESULTS.md"
+    write_results_md(str(path), str(root), [1, 2], "Results: toy",
+                     read_protocol(tmp_path / "protocol"), "Notes.")
+    return [line for line in path.read_text().splitlines() if not line.startswith("- date: ")]
+
+
+def scored_exp_root(tmp_path):
+    """Four tags scored as stage 5 scores them, each tested against ``full`` and ``probe``."""
+    toy_protocol(tmp_path, "2 folds", 2)
+    root = tmp_path / "exp"
+    for tag, right in (("full", [8, 7]), ("mid", [6, 6]), ("probe", [5, 6]), ("weak", [4, 3])):
+        make_exp(root, tag, right)
+        for fold in (1, 2):
+            (root / tag / f"fold{fold}" / "config.yaml").write_text(
+                f"train_config: conf/tuning/{tag}.yaml\ngit_commit: c0ffee{fold}{'0' * 33}\n")
+            (root / tag / f"fold{fold}" / "best.pt").write_bytes(b"checkpoint")
+        write_experiment_scores(str(root / tag), [1, 2], reference_tag="full", probe_tag="probe")
+    return root
+
+
+def test_results_md_is_rebuilt_from_the_exp_dirs_alone(tmp_path):
+    """The same exp dirs give the same RESULTS.md (but for the date); a deleted exp dir takes its
+    rows along and leaves every other line as it was."""
+    root = scored_exp_root(tmp_path)
+    before = rebuilt_results(tmp_path, root)
+    assert rebuilt_results(tmp_path, root) == before
+    weak = [line for line in before if line.startswith("| weak |")]
+    assert len(weak) == 5  # the table, the reference, the probe, audio only, text only
+    shutil.rmtree(root / "weak")
+    assert rebuilt_results(tmp_path, root) == [line for line in before if line not in weak]
+
+
+def test_results_md_needs_no_checkpoints_nor_training_configs(tmp_path):
+    """scores.json keeps the training record: RESULTS.md rebuilt from the scores and the decodes
+    alone is the same as from the whole exp dirs."""
+    root = scored_exp_root(tmp_path)
+    before = rebuilt_results(tmp_path, root)
+    assert "| mid | conf/tuning/mid.yaml | c0ffee1 | both |" in "\n".join(before)
+    for path in [*root.glob("*/fold*/best.pt"), *root.glob("*/fold*/config.yaml")]:
+        path.unlink()
+    assert rebuilt_results(tmp_path, root) == before
