@@ -198,8 +198,7 @@ def main(argv=None):
         given = given_segments(args)
     except (DataDirError, FileNotFoundError, ValueError) as e:
         sys.exit(f"mser-timeline: {e}")
-    from mser.features.audio import BadUtteranceError
-    from mser.timeline import OUTPUT_FORMATS, output_paths, write_outputs
+    from mser.timeline import OUTPUT_FORMATS
 
     unknown = sorted(set(formats) - set(OUTPUT_FORMATS))
     if unknown:
@@ -208,6 +207,16 @@ def main(argv=None):
     if missing:
         logging.warning("%s: %d recording(s) not in the input, ignored: %s", args.segments,
                         len(missing), " ".join(missing[:10]))
+    todo = pending(args, recs, given)
+    if not todo:
+        return 0
+    return run_timelines(build_recognizer(args, options), todo, given, args.out_dir, formats)
+
+
+def pending(args, recs, given):
+    """{rec: (wav, fingerprint, its done file)} of the recordings not done with these options."""
+    from mser.timeline import output_paths
+
     todo = {}
     for rec, wav in recs.items():
         stamp = fingerprint(args, wav, given.get(rec))
@@ -217,9 +226,14 @@ def main(argv=None):
             logging.info("%s: already done (%s); skipping", rec, done)
             continue
         todo[rec] = (wav, stamp, done)
-    if not todo:
-        return 0
-    recognizer = build_recognizer(args, options)
+    return todo
+
+
+def run_timelines(recognizer, todo, given, out_dir, formats):
+    """Write each pending recording's timeline; 1 if any failed (each named), else 0."""
+    from mser.features.audio import BadUtteranceError
+    from mser.timeline import write_outputs
+
     failed = 0
     for rec, (wav, stamp, done) in tqdm(todo.items(), desc="mser-timeline", unit="rec",
                                         disable=len(todo) == 1):
@@ -233,7 +247,7 @@ def main(argv=None):
             logging.error("%s: %s: %s", rec, wav, reason)
             atomic_write_text(error, f"{wav}: {reason}\n")
             continue
-        paths = write_outputs(timeline, args.out_dir, formats)
+        paths = write_outputs(timeline, out_dir, formats)
         if os.path.exists(error):
             os.unlink(error)
         atomic_write_text(done, stamp + "\n")
