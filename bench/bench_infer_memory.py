@@ -36,7 +36,7 @@ def make_model_dir(path, pitch):
     import yaml
 
     from mser.features import build_extractor, derived_info
-    from mser.nets import MODEL_DEFAULTS, build_model
+    from mser.nets import MODEL_DEFAULTS, build_model, feat_infos
 
     def info(conf):
         extractor = build_extractor(conf)
@@ -47,7 +47,7 @@ def make_model_dir(path, pitch):
     config = {"model_conf": dict(MODEL_DEFAULTS), "classes": ["neu", "hap", "ang", "sad"],
               "audio_info": info(audio_conf), "text_info": info({"extractor": "hf_text"})}
     torch.manual_seed(0)
-    model = build_model(config["model_conf"], config["audio_info"], config["text_info"], 4)
+    model = build_model(config["model_conf"], feat_infos(config), 4)
     torch.save({"model": model.state_dict(), "epoch": 1}, os.path.join(path, "best.pt"))
     with open(os.path.join(path, "config.yaml"), "w") as f:
         yaml.safe_dump(config, f)

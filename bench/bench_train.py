@@ -34,7 +34,7 @@ def make_items(num_utts, seed):
 
 def run(items, bucketing, args):
     torch.manual_seed(args.seed)
-    model = build_model(MODEL_DEFAULTS, AUDIO_INFO, TEXT_INFO, 4).train()
+    model = build_model(MODEL_DEFAULTS, {"audio": AUDIO_INFO, "text": TEXT_INFO}, 4).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     lengths = [len(it["audio"]) for it in items]
     sampler = LengthBucketBatchSampler(lengths, max_frames=args.max_frames, bucketing=bucketing,
@@ -45,9 +45,7 @@ def run(items, bucketing, args):
         sampler.set_epoch(epoch)
         for indices in sampler:
             batch = collate([items[i] for i in indices])
-            logits = model(batch["audio"], batch["audio_lens"], batch["text"],
-                           batch["text_lens"])["logits"]
-            loss = torch.nn.functional.cross_entropy(logits, batch["labels"])
+            loss = model(batch)["loss"]
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

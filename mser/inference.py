@@ -34,7 +34,8 @@ from mser.features import build_extractor
 from mser.features.audio import resample, resampled_length
 from mser.features.hf_common import PACKAGED_PREFIX, resolve_model_dir
 from mser.features.transcript import is_empty_transcript
-from mser.utils.checkpoint import load_checkpoint, load_model
+from mser.nets import MODALITIES, load_model
+from mser.utils.checkpoint import load_checkpoint
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.plotting import fitted_title, pyplot, save_figure
@@ -88,6 +89,11 @@ class EmotionRecognizer:
                                              checkpoint or default_weights(model_dir))
         self.classes = self.config["classes"]
         self.modalities = tuple(self.config["model_conf"]["modalities"])
+        others = [m for m in self.modalities if m not in MODALITIES]
+        if others:
+            raise ValueError(f"{model_dir}: the model has stream(s) {others} besides audio and "
+                             f"text; the recogniser extracts only those two from a wav and a "
+                             f"transcript: decode dumped features with python -m mser.bin.decode")
         self.extractors = {
             m: build_extractor(_localize_model_dir(self.config[f"{m}_info"], model_dir), device)
             for m in self.modalities}
@@ -113,7 +119,7 @@ class EmotionRecognizer:
         """
         has_text = self.has_transcript(text)
         used = self.usable_modalities(waveform is not None, has_text)
-        inputs = {"audio": (None, None), "text": (None, None)}
+        batch = {}
         for m in used:
             if m == "audio":
                 extractor, waveform = self.extractors[m], np.asarray(waveform, np.float32)
@@ -125,10 +131,9 @@ class EmotionRecognizer:
             else:
                 _check_utf8(text)
                 feats = self.extractors[m].extract_text(text)
-            x = torch.from_numpy(feats).to(self.device)[None]
-            inputs[m] = (x, torch.tensor([len(feats)], device=self.device))
-        out = self.model(*inputs["audio"], *inputs["text"], modalities=used,
-                         return_attention=return_attention)
+            batch[m] = torch.from_numpy(feats).to(self.device)[None]
+            batch[f"{m}_lens"] = torch.tensor([len(feats)], device=self.device)
+        out = self.model(batch, streams=used, return_attention=return_attention)
         probs = torch.softmax(out["logits"].float(), dim=-1)[0].cpu().numpy()
         prediction = Prediction(
             emotion=self.classes[int(probs.argmax())],

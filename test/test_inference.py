@@ -39,7 +39,8 @@ def save_model_dir(path, audio_conf, model_conf=None, seed=0):
               "text_info": (feat_info({"extractor": "hf_text"})
                             if "text" in model_conf["modalities"] else None)}
     torch.manual_seed(seed)
-    model = build_model(model_conf, config["audio_info"], config["text_info"], len(CLASSES))
+    model = build_model(model_conf, {"audio": config["audio_info"], "text": config["text_info"]},
+                        len(CLASSES))
     torch.save({"model": model.state_dict(), "epoch": 3, "optimizer": {}},
                os.path.join(path, "best.pt"))
     with open(os.path.join(path, "config.yaml"), "w") as f:
@@ -94,8 +95,10 @@ def test_prediction_equals_the_model_on_training_pipeline_features(recognizer):
         resample(wave8k, 8000, 16000), 16000)
     text = build_extractor(recognizer.config["text_info"]).extract_text(TEXT)
     with torch.no_grad():
-        logits = recognizer.model(torch.from_numpy(audio)[None], torch.tensor([len(audio)]),
-                                  torch.from_numpy(text)[None], torch.tensor([len(text)]))["logits"]
+        logits = recognizer.model({"audio": torch.from_numpy(audio)[None],
+                                   "audio_lens": torch.tensor([len(audio)]),
+                                   "text": torch.from_numpy(text)[None],
+                                   "text_lens": torch.tensor([len(text)])})["logits"]
     expected = torch.softmax(logits, -1)[0].numpy()
     np.testing.assert_allclose(list(prediction.probabilities.values()), expected, atol=1e-5)
 

@@ -6,7 +6,6 @@ import sys
 
 from mser.scoring.aggregate import METRIC_NAMES
 from mser.scoring.paired import compare_experiments
-from mser.utils.conditions import CONDITIONS
 from mser.utils.metrics import PAIRED_METRICS
 
 
@@ -15,9 +14,10 @@ def main(argv=None):
     parser.add_argument("exp_a")
     parser.add_argument("exp_b")
     parser.add_argument("--folds", default="1 2 3 4 5")
-    parser.add_argument("--condition", choices=CONDITIONS,
-                        help="compare both experiments under this condition (default: each one's "
-                             "main condition)")
+    parser.add_argument("--condition",
+                        help="compare both experiments under this condition (both, audio_only, "
+                             "text_only, ...: mser.utils.conditions; default: each one's main "
+                             "condition)")
     parser.add_argument("--metric", choices=sorted(PAIRED_METRICS), default="ua",
                         help="metric of the bootstrap (a corpus's headline: weighted_f1 for MELD)")
     parser.add_argument("--num-samples", type=int, default=1000)

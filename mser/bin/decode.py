@@ -1,9 +1,11 @@
 """Decode a test data dir with a trained fold: per-utterance posteriors and predictions for
-every modality condition the model supports (both, audio_only, text_only).
+every stream condition the model supports (both, audio_only, text_only; see
+mser.utils.conditions for more streams).
 
 An utterance whose transcript is empty once its tags are removed ("", "[LAUGHTER]") runs
-audio-only under ``both``, as in mser-infer (mser.features.transcript.is_empty_transcript);
-under ``text_only`` it is scored on its special tokens, the only text it has.
+without text under a condition with text and another stream (``both``: audio-only), as in
+mser-infer (mser.features.transcript.is_empty_transcript); under ``text_only`` it is scored on
+its special tokens, the only text it has.
 
 Reads only <exp-dir>/config.yaml and the checkpoint (``--text-feats`` replaces the config's text
 features, e.g. with those of ASR transcripts: give the matching ``--data-dir``, whose ``text``
@@ -23,10 +25,11 @@ from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_co
     load_feat_info
 from mser.features.transcript import is_empty_transcript
 from mser.scoring.decodes import decode_name
-from mser.utils.checkpoint import load_model
+from mser.train.evaluate import condition_logits
+from mser.nets import load_model
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.logging import setup_logging
-from mser.utils.conditions import CONDITION_MODALITIES, conditions_for
+from mser.utils.conditions import conditions_for
 
 
 def untranscribed(config, data_dir):
@@ -34,8 +37,8 @@ def untranscribed(config, data_dir):
     texts = read_table(os.path.join(data_dir, "text"), allow_empty_value=True)
     empty = {utt for utt, text in texts.items() if is_empty_transcript(text, config["text_info"])}
     if empty:
-        logging.info("%s: %d utterance(s) with an empty or tags-only transcript run audio-only "
-                     "under 'both' (e.g. %s)", data_dir, len(empty), min(empty))
+        logging.info("%s: %d utterance(s) with an empty or tags-only transcript run without "
+                     "text where other streams are fed ('both': audio-only) (e.g. %s)", data_dir, len(empty), min(empty))
     return empty
 
 
@@ -57,17 +60,21 @@ def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32,
     classes = config["classes"]
     sampler = LengthBucketBatchSampler(dataset.lengths, batch_size=batch_size, shuffle=False)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
-    conditions = conditions_for(config["model_conf"]["modalities"])
-    no_text = untranscribed(config, data_dir) if "both" in conditions else set()
+    conditions = conditions_for(model.modalities)
+    no_text = untranscribed(config, data_dir) if "text" in model.modalities and len(
+        model.modalities) > 1 else set()
+
+    def keep_for(batch, streams):
+        if "text" not in streams or len(streams) == 1:
+            return None
+        return {"text": torch.tensor([u not in no_text for u in batch["utts"]], device=device)}
+
     posteriors = {c: {} for c in conditions}
-    for batch in tqdm(loader, desc=f"decode {exp_dir}", unit="batch"):
-        inputs = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
-        has_text = torch.tensor([u not in no_text for u in batch["utts"]], device=device)
+    for batch, logits in condition_logits(model, tqdm(loader, desc=f"decode {exp_dir}",
+                                                      unit="batch"), device, conditions,
+                                          keep_for):
         for condition in conditions:
-            out = model(inputs["audio"], inputs["audio_lens"], inputs["text"], inputs["text_lens"],
-                        modalities=CONDITION_MODALITIES[condition],
-                        keep={"text": has_text} if condition == "both" else None)
-            probs = torch.softmax(out["logits"].float(), dim=-1).cpu().numpy()
+            probs = torch.softmax(logits[condition], dim=-1).cpu().numpy()
             posteriors[condition].update(zip(batch["utts"], probs))
     out_dir = os.path.join(exp_dir, decode_name(subset))
     os.makedirs(out_dir, exist_ok=True)

@@ -7,10 +7,10 @@
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
     for epoch ...: sampler.set_epoch(epoch)
 
-Each item is ``{"utt", "label", "audio", "text"}`` (a modality without a scp is absent), each
-matrix as stored (``storage: float16`` stays float16, half the memory of a cached item); a batch
-is ``{"utts", "labels", "audio", "audio_lens", "text", "text_lens"}`` (None for an absent
-modality), float32, ready for ``model(batch["audio"], batch["audio_lens"], batch["text"], ...)``.
+Each item is ``{"utt", "label", <stream>: matrix, ...}`` for the streams of ``feats`` (any
+names: audio, text, video, ...), each matrix as stored (``storage: float16`` stays float16, half
+the memory of a cached item); a batch is ``{"utts", "labels", <stream>, <stream>_lens, ...}``,
+float32, ready for ``model(batch)``.
 """
 import logging
 import os
@@ -22,7 +22,6 @@ import yaml
 from mser.data.datadir import DataDirError, read_table
 from mser.features.storage import open_feats, read_headers, read_shapes
 
-MODALITIES = ("audio", "text")
 SHOWN_DROPPED = 5  # utterances without features named in the warning
 
 
@@ -55,7 +54,7 @@ def load_feat_info(scp):
 class EmotionDataset(torch.utils.data.Dataset):
     """Utterances of ``data_dir`` that have features for every modality in ``feats``.
 
-    ``feats``: modality -> feats.scp. ``classes`` defaults to ``data_dir/classes.txt``. Without
+    ``feats``: stream -> feats.scp, in the model's stream order. ``classes`` defaults to ``data_dir/classes.txt``. Without
     ``utt2emo`` (unlabelled data) labels are -1. ``cache`` keeps read matrices in memory, as
     stored (:meth:`feature_bytes` says how much that takes). Matrices are read by
     :func:`~mser.features.storage.open_feats` (never unpickles), lengths come from
@@ -102,9 +101,8 @@ class EmotionDataset(torch.utils.data.Dataset):
         self.utts = utts
         self.labels = [self._label_index(u, utt2emo[u], utt2emo_path) for u in utts]
         self.num_frames = {m: self._num_frames(scp) for m, scp in self.scps.items()}
-        # Bucketing length: audio frames when audio is used (the long stream), else tokens.
-        key = "audio" if "audio" in self.readers else "text"
-        self.lengths = self.num_frames[key]
+        # Bucketing length: the first stream's (audio when used: the long one).
+        self.lengths = self.num_frames[next(iter(self.scps))]
         self.cache = {} if cache else None
 
     def _label_index(self, utt, label, utt2emo_path):
@@ -167,20 +165,17 @@ def read_skipped(scp):
 
 def dataset_from_config(config, data_dir, cache=False):
     """The dataset a saved training config (``<exp-dir>/config.yaml``) implies for ``data_dir``."""
-    modalities = config["model_conf"]["modalities"]
-    return EmotionDataset(data_dir, {m: config[f"{m}_feats"] for m in modalities},
+    streams = config["model_conf"]["modalities"]
+    return EmotionDataset(data_dir, {m: config[f"{m}_feats"] for m in streams},
                           classes=config["classes"], cache=cache)
 
 
 def collate(items):
-    """Pad each modality to the longest item, as float32 (torch casts float16 ~10x faster than
+    """Pad each stream to the longest item, as float32 (torch casts float16 ~10x faster than
     numpy); lengths are LongTensors."""
     batch = {"utts": [it["utt"] for it in items],
              "labels": torch.tensor([it["label"] for it in items], dtype=torch.long)}
-    for modality in MODALITIES:
-        if modality not in items[0]:
-            batch[modality], batch[f"{modality}_lens"] = None, None
-            continue
+    for modality in (key for key in items[0] if key not in ("utt", "label")):
         mats = [torch.from_numpy(it[modality]) for it in items]
         lengths = torch.tensor([len(m) for m in mats], dtype=torch.long)
         padded = torch.zeros((len(mats), int(lengths.max()), mats[0].shape[1]))

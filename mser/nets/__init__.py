@@ -1,20 +1,39 @@
-"""Networks: the emotion-query fusion model and its ablations, built from one flat conf dict.
+"""Networks: the emotion-query fusion model and its ablations, built from one conf dict.
 
-    model = build_model(model_conf, audio_info, text_info, num_classes)
-    out = model(audio, audio_lens, text, text_lens, modalities=("audio", "text"),
-                return_attention=False)   # {"logits", "audio_lens_out", "text_lens_out"[, "attention"]}
+    model = build_model(model_conf, {"audio": audio_info, "text": text_info}, num_classes)
+    model.set_loss(class_weight=None, label_smoothing=0.0)
+    out = model(batch, streams=("audio", "text"), return_attention=False)
+    # batch: {"<stream>": (B, T, D), "<stream>_lens": (B,)[, "labels": (B,)]} (collate's dict)
+    # out: {"logits", "<stream>_lens_out"[, "attention"]}; training with labels: + "loss", "stats"
 
-``*_info`` are feat_conf.yaml dicts (``dim``, ``num_layers``). Variants are conf values:
+The infos are feat_conf.yaml dicts (``dim``, ``num_layers``). Variants are conf values:
 ``fusion`` picks from :data:`mser.nets.fusion.FUSIONS`, ``encoder_layers: 0`` removes the
-uni-modal encoders, ``modalities: [audio]`` builds an audio-only model, ``num_queries`` is K.
+uni-modal encoders, ``num_queries`` is K. The streams are the conf's ``streams`` (name ->
+subsampling, normalize, mask_prob, spec_augment; any names, e.g. a third ``video`` stream), or of
+older configs ``modalities: [audio, text]`` with the flat ``audio_subsampling``,
+``normalize_audio``, ``mask_audio_prob`` ... keys, which also give the defaults of a declared
+``audio`` or ``text`` stream.
 """
+import os
+import re
+
 from mser.nets.fusion import FUSIONS
 from mser.nets.frontend import POSITIONAL
-from mser.nets.model import MODALITIES, EmotionModel
+from mser.nets.model import EmotionModel
+from mser.utils.checkpoint import load_checkpoint
+from mser.utils.config import load_config
+
+MODALITIES = ("audio", "text")  # the streams older configs and the flat keys know
 
 # key -> (default, help). Every key is also a command-line option of mser.bin.train.
 MODEL_OPTIONS = {
-    "modalities": (["audio", "text"], "streams the model has (audio, text, or both)"),
+    "modalities": (["audio", "text"], "streams the model has (audio, text, or both), when "
+                                      "streams does not name them"),
+    "streams": ({}, "the model's streams, in order: {name: {feats: <feats.scp>, subsampling: "
+                    "1|2|4, normalize: bool, mask_prob: p, spec_augment: bool}}, each key "
+                    "optional (audio and text default from the flat keys, others to 1, true, 0, "
+                    "false); feats: the stream's feats.scp (audio and text: --audio-feats, "
+                    "--text-feats)"),
     "fusion": ("query", f"fusion of the streams: {', '.join(FUSIONS)}"),
     "d_model": (128, "width of projections, encoders and decoder"),
     "input_dropout": (0.1, "dropout after the input projections"),
@@ -60,6 +79,9 @@ MODEL_OPTIONS = {
     "mask_text_prob": (0.2, "training: probability of removing the text stream of a sample"),
 }
 MODEL_DEFAULTS = {key: default for key, (default, _) in MODEL_OPTIONS.items()}
+FLAT_STREAM_KEYS = ("normalize_audio", "normalize_text", "audio_subsampling", "text_subsampling",
+                    "mask_audio_prob", "mask_text_prob")
+STREAM_NAME = re.compile(r"[a-z][a-z0-9]*")
 
 
 class ModelConfigError(ValueError):
@@ -67,7 +89,8 @@ class ModelConfigError(ValueError):
 
 
 def resolve_model_conf(model_conf):
-    """Defaults filled in and values checked; unknown keys are an error."""
+    """Defaults filled in, ``streams`` resolved (:func:`resolve_streams`) and values checked;
+    unknown keys are an error. Resolving a resolved conf gives it back."""
     unknown = sorted(set(model_conf) - set(MODEL_DEFAULTS))
     if unknown:
         raise ModelConfigError(f"unknown model key(s) {unknown}; allowed: {sorted(MODEL_DEFAULTS)}")
@@ -77,19 +100,14 @@ def resolve_model_conf(model_conf):
                                                                    conf["layer_weighting"])
     choices = {"fusion": FUSIONS, "positional": POSITIONAL, "pool": ("mean", "flatten"),
                "projection": ("conv", "pool", "none"),
-               "layer_weighting": ("softmax", "mean", "concat"),
-               "audio_subsampling": (1, 2, 4), "text_subsampling": (1, 2, 4)}
+               "layer_weighting": ("softmax", "mean", "concat")}
     for key, allowed in choices.items():
         if conf[key] not in allowed:
             raise ModelConfigError(f"{key}: {conf[key]!r} is not one of {list(allowed)}")
-    bad = [m for m in conf["modalities"] if m not in MODALITIES]
-    if bad or not conf["modalities"]:
-        raise ModelConfigError(f"modalities: {conf['modalities']} must be a non-empty subset of "
-                               f"{list(MODALITIES)}")
-    p_audio, p_text = conf["mask_audio_prob"], conf["mask_text_prob"]
-    if min(p_audio, p_text) < 0 or p_audio + p_text > 1:
-        raise ModelConfigError(f"mask_audio_prob ({p_audio}) + mask_text_prob ({p_text}) must be "
-                               f"probabilities summing to at most 1 (a sample never loses both)")
+    conf["streams"] = resolve_streams(conf)
+    conf["modalities"] = list(conf["streams"])
+    for key in FLAT_STREAM_KEYS:  # now in conf["streams"]
+        conf.pop(key)
     if conf["d_model"] % conf["encoder_heads"] or conf["d_model"] % conf["decoder_heads"]:
         raise ModelConfigError(f"d_model ({conf['d_model']}) must be divisible by encoder_heads "
                                f"and decoder_heads")
@@ -101,16 +119,91 @@ def resolve_model_conf(model_conf):
     return conf
 
 
-def build_model(model_conf, audio_info, text_info, num_classes):
-    """The model of ``model_conf`` for features described by ``audio_info`` / ``text_info``."""
+def flat_stream_key(stream, key):
+    """The flat key of older configs for ``stream``'s ``key`` (audio and text only), or None."""
+    if stream not in MODALITIES or key == "spec_augment":
+        return None
+    return {"subsampling": f"{stream}_subsampling", "normalize": f"normalize_{stream}",
+            "mask_prob": f"mask_{stream}_prob"}[key]
+
+
+def stream_defaults(conf, stream):
+    defaults = {"subsampling": 1, "normalize": True, "mask_prob": 0.0,
+                "spec_augment": stream == "audio"}
+    for key in defaults:
+        if flat_stream_key(stream, key):
+            defaults[key] = conf[flat_stream_key(stream, key)]
+    return defaults
+
+
+def resolve_streams(conf):
+    """{stream: {subsampling, normalize, mask_prob, spec_augment}} of ``conf``: its declared
+    ``streams`` over the defaults, or the ``modalities`` of an older config."""
+    declared = conf["streams"] or {name: {} for name in conf["modalities"] or ()}
+    if not isinstance(declared, dict) or not declared:
+        raise ModelConfigError(f"streams: expected a non-empty mapping of stream name -> options, "
+                               f"got {declared!r}")
+    if conf["streams"] and conf["modalities"] not in (MODEL_DEFAULTS["modalities"],
+                                                      list(declared)):
+        raise ModelConfigError(f"modalities {conf['modalities']} and streams {list(declared)} "
+                               f"disagree; give only streams")
+    streams = {}
+    for name, given in declared.items():
+        given = given or {}
+        defaults = stream_defaults(conf, name)
+        if not STREAM_NAME.fullmatch(str(name)) or name in ("both", "all"):
+            raise ModelConfigError(f"streams: {name!r} is no stream name (lower-case letters and "
+                                   f"digits, not 'both' or 'all')")
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ModelConfigError(f"streams.{name}: unknown key(s) {unknown}; allowed: "
+                                   f"{sorted(defaults)} (and feats, a training option)")
+        for key in given:
+            flat = flat_stream_key(name, key)
+            if flat and conf[flat] != MODEL_DEFAULTS[flat] and conf[flat] != given[key]:
+                raise ModelConfigError(f"streams.{name}.{key} ({given[key]!r}) and {flat} "
+                                       f"({conf[flat]!r}) disagree; set one of them")
+        stream = {**defaults, **given}
+        if stream["subsampling"] not in (1, 2, 4):
+            raise ModelConfigError(f"streams.{name}.subsampling: {stream['subsampling']!r} is "
+                                   f"not one of [1, 2, 4]")
+        streams[name] = stream
+    masks = {name: s["mask_prob"] for name, s in streams.items()}
+    if min(masks.values()) < 0 or sum(masks.values()) > 1:
+        raise ModelConfigError(f"the streams' mask probabilities {masks} (mask_<stream>_prob, "
+                               f"streams.<stream>.mask_prob) must be probabilities summing to at "
+                               f"most 1 (a sample loses at most one stream, never all)")
+    return streams
+
+
+def feat_infos(config):
+    """{stream: feat_conf} of a training config (``<stream>_info`` keys)."""
+    return {m: config.get(f"{m}_info") for m in config["model_conf"]["modalities"]}
+
+
+def load_model(exp_dir, device="cpu", checkpoint="best.pt"):
+    """(model in eval mode on ``device``, config dict) of a trained experiment dir; the config's
+    ``model_conf`` resolved (an older one gets its ``streams``).
+
+    ``checkpoint`` is relative to ``exp_dir`` (e.g. ``checkpoints/epoch7.pt``) or absolute.
+    """
+    config = load_config(os.path.join(exp_dir, "config.yaml"))
+    config["model_conf"] = resolve_model_conf(config["model_conf"])
+    model = build_model(config["model_conf"], feat_infos(config), len(config["classes"]))
+    state = load_checkpoint(os.path.join(exp_dir, checkpoint), device)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config
+
+
+def build_model(model_conf, infos, num_classes):
+    """The model of ``model_conf`` for features described by ``infos`` (stream -> feat_conf)."""
     conf = resolve_model_conf(model_conf)
-    infos = {"audio": audio_info, "text": text_info}
-    missing = [m for m in conf["modalities"] if not infos[m]]
+    missing = [m for m in conf["streams"] if not (infos or {}).get(m)]
     if missing:
-        raise ModelConfigError(f"modalities {missing} are in the model conf but no feature info "
+        raise ModelConfigError(f"streams {missing} are in the model conf but no feature info "
                                f"(feat_conf.yaml) was given for them")
     return EmotionModel(conf, infos, num_classes)
 
 
-__all__ = ["MODEL_DEFAULTS", "MODEL_OPTIONS", "ModelConfigError", "build_model",
-           "resolve_model_conf"]
+__all__ = ["MODALITIES", "MODEL_DEFAULTS", "MODEL_OPTIONS", "ModelConfigError", "build_model",
+           "feat_infos", "load_model", "resolve_model_conf"]

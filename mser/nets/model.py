@@ -1,31 +1,30 @@
-"""The multimodal emotion model: per-modality front ends and encoders, a fusion, a classifier."""
+"""The multimodal emotion model: per-stream front ends and encoders, a fusion, a classifier."""
 import torch
 from torch import nn
 
 from mser.nets.frontend import StreamFrontend, UnimodalEncoder, padding_mask
 from mser.nets.fusion import FUSIONS, StatsPoolFusion
 
-MODALITIES = ("audio", "text")
 SPEC_AUGMENT_KEYS = ("time_masks", "time_mask_width", "feature_masks", "feature_mask_width")
 
 
-def spec_augment(conf):
-    """The SpecAugment options of the acoustic stream."""
-    return {key: conf[key] for key in SPEC_AUGMENT_KEYS}
+def spec_augment(conf, stream):
+    """The SpecAugment options of ``stream`` (None: it gets none)."""
+    return ({key: conf[key] for key in SPEC_AUGMENT_KEYS}
+            if conf["streams"][stream]["spec_augment"] else None)
 
 
 class EmotionModel(nn.Module):
     def __init__(self, conf, infos, num_classes):
-        """``conf``: resolved model conf; ``infos``: modality -> feat_conf dict (dim, num_layers)."""
+        """``conf``: resolved model conf; ``infos``: stream -> feat_conf dict (dim, num_layers)."""
         super().__init__()
         self.conf = conf
-        self.modalities = tuple(m for m in MODALITIES if m in conf["modalities"])
+        self.modalities = tuple(conf["streams"])
         self.frontends = nn.ModuleDict({
             m: StreamFrontend(int(infos[m]["dim"]), int(infos[m].get("num_layers", 1)),
-                              conf["d_model"], conf[f"{m}_subsampling"], conf["positional"],
-                              conf["max_positions"], conf["layer_weighting"],
-                              conf["input_dropout"], conf["projection"],
-                              spec_augment(conf) if m == "audio" else None)
+                              conf["d_model"], conf["streams"][m]["subsampling"],
+                              conf["positional"], conf["max_positions"], conf["layer_weighting"],
+                              conf["input_dropout"], conf["projection"], spec_augment(conf, m))
             for m in self.modalities})
         self.encoders = nn.ModuleDict({
             m: UnimodalEncoder(conf["d_model"], conf["encoder_layers"], conf["encoder_heads"],
@@ -49,62 +48,81 @@ class EmotionModel(nn.Module):
             self.probe_classifier = nn.Sequential(nn.Dropout(conf["dropout"]),
                                                   nn.Linear(self.probe_pool.out_dim, num_classes))
 
+        self.set_loss()
+
     def normalizer(self, modality):
         return self.frontends[modality].normalizer
 
-    def loss(self, output, labels, criterion):
-        """``criterion`` of the logits; with a probe head the mean of each head's own."""
-        heads = output.get("head_logits", (output["logits"],))
-        return sum(criterion(logits.float(), labels) for logits in heads) / len(heads)
+    def set_loss(self, class_weight=None, label_smoothing=0.0):
+        """The training loss: cross-entropy with ``class_weight`` (C,) and ``label_smoothing``
+        (the weights are a buffer outside the state dict: they come from the training data)."""
+        self.register_buffer("class_weight", class_weight, persistent=False)
+        self.label_smoothing = label_smoothing
+
+    def loss(self, output, labels):
+        """The mean loss of the heads (one, or the classifier and the probe head), and each
+        head's own."""
+        heads = output.get("head_logits", {"classifier": output["logits"]})
+        losses = {name: nn.functional.cross_entropy(logits.float(), labels,
+                                                    weight=self.class_weight,
+                                                    label_smoothing=self.label_smoothing)
+                  for name, logits in heads.items()}
+        return sum(losses.values()) / len(losses), losses
 
     def training_keep_masks(self, batch, device):
-        """Random modality masking: per sample drop audio, or text, or neither (never both)."""
+        """Random stream masking: per sample one stream is dropped with its ``mask_prob`` (one
+        draw; the probabilities sum to at most 1), so a sample never loses every stream."""
         keep = {m: torch.ones(batch, dtype=torch.bool, device=device) for m in self.modalities}
-        if len(self.modalities) == 2:
+        if len(self.modalities) > 1:
             draw = torch.rand(batch, device=device)
-            p_audio, p_text = self.conf["mask_audio_prob"], self.conf["mask_text_prob"]
-            keep["audio"] = draw >= p_audio
-            keep["text"] = (draw < p_audio) | (draw >= p_audio + p_text)
+            low = 0.0
+            for m in self.modalities:
+                high = low + self.conf["streams"][m]["mask_prob"]
+                keep[m] = (draw < low) | (draw >= high)
+                low = high
         return keep
 
-    def forward(self, audio, audio_lens, text, text_lens, modalities=MODALITIES,
-                return_attention=False, keep=None):
-        """Logits (B, C); with ``return_attention`` the last decoder layer's cross-attention
-        (B, K, Ta' + Tt) over the used streams in the order audio, text. ``audio_lens_out`` /
-        ``text_lens_out`` are the stream lengths after subsampling. In eval mode ``keep``
-        (modality -> (B,) bool) leaves a stream out of the samples where it is False, as if
-        that modality were not given (e.g. an empty transcript); training draws its own."""
-        used = [m for m in self.modalities if m in modalities]
+    def forward(self, batch, streams=None, return_attention=False, keep=None):
+        """Logits (B, C) from ``batch`` (collate's dict: ``<stream>``, ``<stream>_lens``) fed
+        ``streams`` (default: all of the model's); with ``return_attention`` the last decoder
+        layer's cross-attention (B, K, sum of the used streams' lengths) in the model's stream
+        order. ``<stream>_lens_out`` are the stream lengths after subsampling. In eval mode
+        ``keep`` (stream -> (B,) bool) leaves a stream out of the samples where it is False, as
+        if it were not given (e.g. an empty transcript); training draws its own. Training with
+        ``labels`` in the batch adds ``loss`` and ``stats`` (each head's loss, detached)."""
+        used = [m for m in self.modalities if streams is None or m in streams]
         if not used:
-            raise ValueError(f"none of the requested modalities {tuple(modalities)} is in this "
-                             f"model ({self.modalities})")
-        inputs = {"audio": (audio, audio_lens), "text": (text, text_lens)}
-        batch = len(inputs[used[0]][1])
-        device = inputs[used[0]][1].device
+            raise ValueError(f"none of the requested streams {tuple(streams)} is in this model "
+                             f"({self.modalities})")
+        absent = [m for m in used if batch.get(m) is None]
+        if absent:
+            raise ValueError(f"stream(s) {absent} requested but not in the batch")
+        size, device = len(batch[f"{used[0]}_lens"]), batch[f"{used[0]}_lens"].device
         if self.training:
-            keep = self.training_keep_masks(batch, device)
+            keep = self.training_keep_masks(size, device)
         else:
             given = keep or {}
-            keep = {m: given.get(m, torch.ones(batch, dtype=torch.bool, device=device))
+            keep = {m: given.get(m, torch.ones(size, dtype=torch.bool, device=device))
                     for m in used}
-        streams, combined, output = {}, {}, {}
+        encoded, combined, output = {}, {}, {}
         for m in used:
-            x, lengths = inputs[m]
-            if x is None:
-                raise ValueError(f"modality {m!r} requested but its input is None")
             frontend = self.frontends[m]
-            x, lengths = frontend.combine(x, lengths, self.conf[f"normalize_{m}"])
+            x, lengths = frontend.combine(batch[m], batch[f"{m}_lens"],
+                                          self.conf["streams"][m]["normalize"])
             combined[m] = (x, padding_mask(lengths, x.shape[1]), keep[m])
             x, lengths = frontend.embed(x, lengths)
             pad = padding_mask(lengths, x.shape[1])
-            streams[m] = (self.encoders[m](x, pad), pad, keep[m])
+            encoded[m] = (self.encoders[m](x, pad), pad, keep[m])
             output[f"{m}_lens_out"] = lengths
-        features, attention = self.fusion(streams, return_attention)
+        features, attention = self.fusion(encoded, return_attention)
         output["logits"] = self.classifier(features)
         if self.conf["probe_head"]:
             probe = self.probe_classifier(self.probe_pool(combined)[0])
-            output["head_logits"] = (output["logits"], probe)
+            output["head_logits"] = {"classifier": output["logits"], "probe": probe}
             output["logits"] = (output["logits"] + probe) / 2
         if return_attention:
             output["attention"] = attention
+        if self.training and batch.get("labels") is not None:
+            output["loss"], losses = self.loss(output, batch["labels"])
+            output["stats"] = {f"loss_{name}": loss.detach() for name, loss in losses.items()}
         return output

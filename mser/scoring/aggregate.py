@@ -5,16 +5,14 @@ import os
 
 import numpy as np
 
-from mser.scoring.decodes import load_condition, subset_suffix
+from mser.scoring.decodes import decoded_conditions, load_condition, subset_suffix
 from mser.scoring.plots import plot_confusions
-from mser.utils.conditions import CONDITIONS
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.metrics import score
 
 SUMMARY_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
 METRIC_NAMES = {"ua": "UA", "wa": "WA", "macro_f1": "F1", "weighted_f1": "wF1"}
-SINGLE_CONDITIONS = ("audio_only", "text_only")
 
 
 def _summary(fold_scores):
@@ -47,19 +45,19 @@ def score_condition(exp_dir, folds, condition, subset="test"):
 
 
 def score_experiment(exp_dir, folds, subset="test", headline="ua"):
-    """Score every decoded condition; the main one is ``both`` or the model's single modality."""
-    results = {c: r for c in CONDITIONS
+    """Score every decoded condition; the main one is the full set of streams (``both``) or the
+    model's single stream, the others are kept under their names (``conditions`` lists all)."""
+    first = os.path.join(exp_dir, f"fold{folds[0]}") if folds else exp_dir
+    results = {c: r for c in decoded_conditions(first, subset)
                if (r := score_condition(exp_dir, folds, c, subset)) is not None}
     if not results:
         raise ValueError(f"{exp_dir}: nothing decoded for folds {' '.join(map(str, folds))}; "
                          f"run the decoding stage first")
-    main = "both" if "both" in results else next(iter(results))
+    main, *others = results
     top = dict(results[main])
     top.update(tag=os.path.basename(os.path.normpath(exp_dir)), condition=main, subset=subset,
-               headline=headline)
-    for condition in SINGLE_CONDITIONS:
-        if condition in results:
-            top[condition] = results[condition]
+               headline=headline, conditions=list(results))
+    top.update({c: results[c] for c in others})
     return top
 
 
@@ -93,17 +91,22 @@ def training_record(exp_dir, folds):
 
 
 def panels(scores):
-    """(name, result) of the main condition, then the single-modality ones it does not repeat."""
-    return [(scores["condition"], scores)] + [
-        (c, scores[c]) for c in SINGLE_CONDITIONS if c in scores and c != scores["condition"]]
+    """(name, result) of the main condition, then of the other decoded ones."""
+    return [(scores["condition"], scores)] + [(c, scores[c]) for c in other_conditions(scores)]
+
+
+def other_conditions(scores):
+    """The decoded conditions besides the main one (older scores: audio_only / text_only)."""
+    names = scores.get("conditions") or [c for c in ("audio_only", "text_only") if c in scores]
+    return [c for c in names if c != scores["condition"]]
 
 
 def _public(scores):
     """Drop the private pooled-prediction arrays before writing JSON."""
-    out = {k: v for k, v in scores.items() if not k.startswith("_")}
-    for condition in SINGLE_CONDITIONS:
-        if condition in out:
-            out[condition] = _public(out[condition])
+    def public(result):
+        return {k: v for k, v in result.items() if not k.startswith("_")}
+    out = public(scores)
+    out.update({c: public(scores[c]) for c in other_conditions(scores)})
     return out
 
 

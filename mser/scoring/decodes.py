@@ -5,6 +5,7 @@ import numpy as np
 
 from mser.data.datadir import read_table
 from mser.data.dataset import read_classes
+from mser.utils.conditions import condition_order
 
 
 def subset_suffix(subset):
@@ -16,6 +17,14 @@ def subset_suffix(subset):
 def decode_name(subset):
     """Decode dir of a fold's test subset: ``decode``, ``decode_test2``, ..."""
     return f"decode{subset_suffix(subset)}"
+
+
+def decoded_conditions(fold_dir, subset="test"):
+    """The conditions decoded in ``fold_dir`` (those with predictions), the full set first."""
+    decode = os.path.join(fold_dir, decode_name(subset))
+    names = os.listdir(decode) if os.path.isdir(decode) else []
+    return sorted((n for n in names if os.path.exists(os.path.join(decode, n, "predictions"))),
+                  key=condition_order)
 
 
 def load_condition(fold_dir, condition, subset="test"):

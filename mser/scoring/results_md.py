@@ -28,12 +28,14 @@ import logging
 import os
 import platform
 
-from mser.scoring.aggregate import METRIC_NAMES, SINGLE_CONDITIONS, training_record
+from mser.scoring.aggregate import METRIC_NAMES, training_record
 from mser.scoring.decodes import decode_name, subset_suffix
 from mser.scoring.paired import compare_experiments
 from mser.utils.fileio import atomic_write_text
 
 BASE_METRICS = ("ua", "wa", "macro_f1")
+# The single-stream columns of the main table (scores.json holds every decoded condition).
+TABLE_CONDITIONS = ("audio_only", "text_only")
 WER_HEADER = "| tag | WER of the ASR test text | UA | WA | test utterances not transcribed |"
 
 
@@ -73,7 +75,7 @@ def main_header(headline):
     name = METRIC_NAMES[headline]
     return ("| tag | config | commit | condition | "
             + "".join(f"{METRIC_NAMES[m]} | " for m in table_metrics(headline))
-            + "".join(f"{name} {c.replace('_', ' ')} | " for c in SINGLE_CONDITIONS)).rstrip()
+            + "".join(f"{name} {c.replace('_', ' ')} | " for c in TABLE_CONDITIONS)).rstrip()
 
 
 def _rule(header):
@@ -106,7 +108,7 @@ def _main_row(exp_dir, scores, folds, headline):
     train_config, commit = _training_cells(exp_dir, scores, folds)
     return (f"| {scores['tag']} | {train_config} | {commit} | {scores['condition']} | "
             + "".join(f"{_pm(scores, m)} | " for m in table_metrics(headline))
-            + "".join(f"{_pm(scores.get(c), headline)} | " for c in SINGLE_CONDITIONS)).rstrip()
+            + "".join(f"{_pm(scores.get(c), headline)} | " for c in TABLE_CONDITIONS)).rstrip()
 
 
 def _subset_table(exp_dirs, folds, subset, headline):
@@ -190,7 +192,7 @@ def write_results_md(path, exp_root, folds, title, protocol, notes=None):
          for exp_dir, reference in references.items()), key=lambda test: test[0])]
     # Missing modality at test: each tag and its reference, both given one modality.
     single_tests = [_test_row(exp_dir, reference, folds, condition, headline)[1]
-                    for condition in SINGLE_CONDITIONS
+                    for condition in TABLE_CONDITIONS
                     for exp_dir, reference in references.items()
                     if all(os.path.isdir(os.path.join(e, f"fold{folds[0]}", decode_name("test"),
                                                       condition)) for e in (exp_dir, reference))]

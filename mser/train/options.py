@@ -3,8 +3,8 @@ whether a resumed run may change it), the checks on them, and the resolved confi
 import torch
 
 from mser.data.dataset import load_feat_info
-from mser.nets import MODEL_OPTIONS, resolve_model_conf
-from mser.utils.conditions import CONDITIONS
+from mser.nets import MODALITIES, MODEL_OPTIONS, resolve_model_conf
+from mser.utils.conditions import is_condition_name
 from mser.utils.config import Option, add_options, git_commit
 
 TRAIN_OPTIONS = {
@@ -47,10 +47,11 @@ TRAIN_OPTIONS = {
         "select_metric": Option("ua", "dev metric for model selection (a corpus's headline: "
                                       "weighted_f1 MELD, macro_f1 MSP-Podcast)",
                                 choices=("ua", "wa", "macro_f1", "weighted_f1", "loss")),
-        "select_conditions": Option(["both"], "dev conditions whose mean --select-metric "
-                                              "selects the model and stops early; those the "
-                                              "model's modalities cannot serve are left out",
-                                    choices=CONDITIONS),
+        "select_conditions": Option(["both"], "dev conditions (mser.utils.conditions: both, "
+                                              "all, <stream>_only, audio+video, ...) whose mean "
+                                              "--select-metric selects the model and stops "
+                                              "early; those the model's streams cannot serve "
+                                              "are left out"),
         "lr": Option(1e-3, "peak learning rate (AdamW)"),
         "weight_decay": Option(0.01, "AdamW weight decay"),
         "scheduler": Option("warmup", "warmup: linear warm-up then inverse-sqrt decay (no "
@@ -91,46 +92,63 @@ def add_train_options(parser):
 
 
 def model_conf_from_args(args):
-    return resolve_model_conf({key: getattr(args, key) for key in MODEL_OPTIONS})
+    """The resolved model conf of the options (the streams' ``feats`` are training options)."""
+    conf = {key: getattr(args, key) for key in MODEL_OPTIONS}
+    conf["streams"] = {name: {k: v for k, v in (stream or {}).items() if k != "feats"}
+                       for name, stream in (conf["streams"] or {}).items()}
+    return resolve_model_conf(conf)
+
+
+def feats_option(stream):
+    """Where a stream's feats.scp is given: --audio-feats, --text-feats, else the config."""
+    return f"--{stream}-feats" if stream in MODALITIES else f"streams.{stream}.feats"
+
+
+def stream_feats(args, streams):
+    """{stream: feats.scp} of ``streams``: ``streams.<name>.feats``, or --audio-feats /
+    --text-feats."""
+    declared = args.streams or {}
+    return {m: (declared.get(m) or {}).get("feats") or getattr(args, f"{m}_feats", None)
+            for m in streams}
 
 
 def check_args(parser, args):
     for key in ("data_dir", "exp_dir"):
         if not getattr(args, key):
             parser.error(f"--{key.replace('_', '-')} is required")
-    if not args.select_conditions:
-        parser.error(f"--select-conditions: choose from {', '.join(CONDITIONS)}")
-    for modality in model_conf_from_args(args)["modalities"]:
-        if not getattr(args, f"{modality}_feats"):
-            parser.error(f"the model uses {modality} but --{modality}-feats is not given")
+    malformed = [c for c in args.select_conditions if not is_condition_name(c)]
+    if not args.select_conditions or malformed:
+        parser.error(f"--select-conditions {' '.join(malformed)}: give conditions such as both, "
+                     f"all, <stream>_only, <stream>+<stream> (mser.utils.conditions)")
+    for stream, scp in stream_feats(args, model_conf_from_args(args)["streams"]).items():
+        if not scp:
+            parser.error(f"the model uses {stream} but {feats_option(stream)} is not given")
 
 
 def resolve_config(args, train_set):
-    """Everything inference needs, besides the checkpoint."""
+    """Everything inference needs, besides the checkpoint: the options, the resolved model
+    conf, and per stream ``<stream>_feats`` and ``<stream>_info`` (its feat_conf.yaml)."""
     model_conf = model_conf_from_args(args)
     config = {key: getattr(args, key) for key in OPTIONS}
+    config.update({"train_config": args.config, "model_conf": model_conf})
+    for stream, scp in stream_feats(args, model_conf["streams"]).items():
+        info = load_feat_info(scp)
+        if stream in MODALITIES and info["modality"] in MODALITIES and info["modality"] != stream:
+            raise ValueError(f"{feats_option(stream)} {scp} holds {info['modality']} features "
+                             f"(feat_conf.yaml); swap the options?")
+        config.update({f"{stream}_feats": scp, f"{stream}_info": info})
     config.update({
-        "train_config": args.config,
-        "model_conf": model_conf,
-        "audio_info": (load_feat_info(args.audio_feats) if "audio" in model_conf["modalities"]
-                       else None),
-        "text_info": (load_feat_info(args.text_feats) if "text" in model_conf["modalities"]
-                      else None),
         "classes": train_set.classes,
         "train_utts": len(train_set),
         "git_commit": git_commit(),
         "torch_version": str(torch.__version__),
     })
-    for modality in ("audio", "text"):
-        info = config[f"{modality}_info"]
-        if info and info["modality"] != modality:
-            raise ValueError(f"--{modality}-feats {getattr(args, modality + '_feats')} holds "
-                             f"{info['modality']} features (feat_conf.yaml); swap the options?")
     return config
 
 
 def check_same_run(saved, config, exp_dir):
     """A resumed run must have the config of the saved one, up to the resumable options."""
+    saved = {**saved, "model_conf": resolve_model_conf(saved["model_conf"])}  # an older one too
     ignored = RESUMABLE | set(PROVENANCE)
     changed = sorted(k for k in set(saved) | set(config)
                      if k not in ignored and saved.get(k) != config.get(k))

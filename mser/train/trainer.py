@@ -20,14 +20,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from mser.data.dataset import EmotionDataset, LengthBucketBatchSampler, collate, read_classes
-from mser.nets import build_model
-from mser.train.options import check_same_run, model_conf_from_args, resolve_config
+from mser.nets import build_model, feat_infos
+from mser.train.evaluate import condition_logits, to_device
+from mser.train.options import check_same_run, model_conf_from_args, resolve_config, stream_feats
 from mser.train.schedule import lr_lambda, training_length
 from mser.utils import distributed
 from mser.utils.checkpoint import (average_checkpoints, checkpoint_path, copy_checkpoint,
                                    load_checkpoint, prune_checkpoints, save_checkpoint,
                                    saved_epochs)
-from mser.utils.conditions import CONDITION_MODALITIES, conditions_for
+from mser.utils.conditions import conditions_for
 from mser.utils.config import load_config, save_config
 from mser.utils.fileio import atomic_write_text
 from mser.utils.logging import setup_logging
@@ -42,170 +43,281 @@ DROPPED = "dropped_utts"  # <split> <utt> <reason> of utterances left out for la
 def train(args, ctx, threads):
     """Train ``args.exp_dir`` (resuming it if it holds checkpoints) on process ``ctx``;
     ``threads``: (CPU threads of this process, why) from :func:`distributed.cpu_threads`."""
-    exp_dir = args.exp_dir
-    os.makedirs(exp_dir, exist_ok=True)
-    setup_logging(args.verbose, os.path.join(exp_dir, "train.log") if ctx.is_main else None,
-                  ctx.rank)
-    done = read_done(exp_dir)
-    distributed.barrier(ctx)  # every rank has read .done before rank 0 may remove it
-    device = ctx.device
-    if args.amp != "none" and device.type != "cuda":
-        logging.warning("--amp %s is GPU-only; training in fp32 on CPU", args.amp)
-        args.amp = "none"
-    logging.info("command: python -m mser.bin.train %s", " ".join(sys.argv[1:]))
-    logging.info("rank %d of %d on %s, %d CPU thread(s) (%s)", ctx.rank, ctx.world_size, device,
-                 *threads)
+    Trainer(args, ctx, threads).run()
 
-    model_conf = model_conf_from_args(args)
-    modalities = model_conf["modalities"]
-    select_conditions = selection_conditions(args.select_conditions, modalities)
-    train_set, dev_set = load_datasets(args, modalities)
-    num_workers = resolve_num_workers(args.num_workers, args.cache_feats, threads[0])
-    if args.cache_feats:
-        check_cache_fits((train_set, dev_set), max(1, num_workers),
-                         *cache_budget(args.cache_memory_gb, ctx.local_world_size))
-    sampler = LengthBucketBatchSampler(train_set.lengths, args.batch_size, args.max_frames,
-                                       args.bucketing, shuffle=True, seed=args.seed,
-                                       num_replicas=ctx.world_size, rank=ctx.rank)
-    length = training_length(args.epochs, args.patience, args.min_steps, len(sampler))
-    if done:
-        if done["reason"] != "max_epochs" or length.epochs <= done["epoch"]:
-            logging.info("%s: already finished (%s after epoch %d, best epoch %d); skipped",
-                         exp_dir, done["reason"], done["epoch"], done["best_epoch"])
+
+class Reporter:
+    """Utterance-weighted sums of an epoch's training stats, summed over ranks at the end."""
+
+    def __init__(self):
+        self.sums, self.utts = {}, 0
+
+    def add(self, stats, utts):
+        for key, value in stats.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value) * utts
+        self.utts += utts
+
+    def means(self, ctx):
+        """({stat: mean over every rank's utterances}, utterances of all ranks)."""
+        keys = sorted(self.sums)
+        *sums, utts = distributed.all_reduce_sum(ctx, [self.sums[k] for k in keys] + [self.utts])
+        return {k: total / utts for k, total in zip(keys, sums)}, int(utts)
+
+
+class Trainer:
+    """One fold's run: :meth:`run` sets up (or resumes), then per epoch :meth:`train_one_epoch`,
+    :meth:`validate` and :meth:`save`, until the last epoch or early stopping."""
+
+    def __init__(self, args, ctx, threads):
+        self.args, self.ctx, self.threads = args, ctx, threads
+        self.exp_dir, self.device = args.exp_dir, ctx.device
+        self.writer = None
+
+    def run(self):
+        if not self.set_up():
             return
-        logging.info("%s: extending a finished %d-epoch run to %d epochs", exp_dir,
-                     done["epoch"], length.epochs)
+        args, ctx, length, state = self.args, self.ctx, self.length, self.state
+        reason, epoch = "max_epochs", self.resume_epoch
+        for epoch in range(self.resume_epoch + 1, length.epochs + 1):
+            if length.patience and state["bad_epochs"] >= length.patience:
+                reason, epoch = "early_stop", epoch - 1
+                break
+            seed_epoch(args.seed, epoch, ctx.rank)
+            # The one draw a new DataLoader iterator made here before the loaders had
+            # persistent workers and a generator of their own: earlier runs' random streams,
+            # whatever --num-workers.
+            torch.empty((), dtype=torch.int64).random_()
+            self.sampler.set_epoch(epoch)
+            start = time.time()
+            train_stats, train_utts = self.train_one_epoch(epoch)
+            dev = self.validate()
+            self.record(epoch, train_stats, train_utts, dev, time.time() - start)
+            distributed.barrier(ctx)
+        self.finish(reason, epoch)
+
+    def set_up(self):
+        """Logging, data, model, optimiser, resume; False when the run is finished already."""
+        args, ctx = self.args, self.ctx
+        os.makedirs(self.exp_dir, exist_ok=True)
+        setup_logging(args.verbose, os.path.join(self.exp_dir, "train.log") if ctx.is_main
+                      else None, ctx.rank)
+        done = read_done(self.exp_dir)
+        distributed.barrier(ctx)  # every rank has read .done before rank 0 may remove it
+        if args.amp != "none" and self.device.type != "cuda":
+            logging.warning("--amp %s is GPU-only; training in fp32 on CPU", args.amp)
+            args.amp = "none"
+        logging.info("command: python -m mser.bin.train %s", " ".join(sys.argv[1:]))
+        logging.info("rank %d of %d on %s, %d CPU thread(s) (%s)", ctx.rank, ctx.world_size,
+                     self.device, *self.threads)
+        self.model_conf = model_conf_from_args(args)
+        self.select_conditions = selection_conditions(args.select_conditions,
+                                                      self.model_conf["streams"])
+        self.set_up_data()
+        if done and not self.continues(done):
+            return False
+        self.write_config()
+        self.build_model()
+        self.resume_epoch = max(saved_epochs(self.exp_dir), default=0)
+        self.state = {"best_metric": None, "best_epoch": 0, "bad_epochs": 0, "history": []}
+        if self.resume_epoch:
+            self.resume()
+        else:
+            compute_normalization(ctx, self.model, self.train_set, self.model_conf["streams"])
+        self.ddp_model = self.model
+        if ctx.distributed:  # DDP broadcasts rank 0's parameters and buffers to all
+            self.ddp_model = DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         if ctx.is_main:
-            os.remove(os.path.join(exp_dir, DONE))
-    config = resolve_config(args, train_set)
-    config["dev_utts"] = len(dev_set)
-    config_path = os.path.join(exp_dir, "config.yaml")
-    resume_epoch = max(saved_epochs(exp_dir), default=0)
-    if resume_epoch and os.path.exists(config_path):
-        check_same_run(load_config(config_path), config, exp_dir)
-    if ctx.is_main:
-        save_config(config_path, config)
-        write_dropped(exp_dir, {"train": train_set, "dev": dev_set})
-    logging.info("%d training / %d dev utterances, classes %s", len(train_set), len(dev_set),
-                 " ".join(train_set.classes))
-    if length.epochs != args.epochs:
-        logging.info("%d epochs of %d optimiser steps are fewer than --min-steps %d: training up "
-                     "to %d epochs with patience %d", args.epochs, length.steps_per_epoch,
-                     args.min_steps, length.epochs, length.patience)
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(os.path.join(self.exp_dir, "tensorboard"), purge_step=(
+                self.resume_epoch * len(self.sampler) if self.resume_epoch else None))
+        return True
 
-    torch.manual_seed(args.seed)  # identical initialisation on every rank
-    model = build_model(model_conf, config["audio_info"], config["text_info"],
-                        len(train_set.classes)).to(device)
-    logging.info("model: %s fusion, %s; %.2fM parameters; selected on dev %s of %s",
-                 model_conf["fusion"], "+".join(modalities),
-                 sum(p.numel() for p in model.parameters()) / 1e6, args.select_metric,
-                 " + ".join(select_conditions))
-    loader = make_loader(train_set, sampler, num_workers, device)
-    dev_loader = make_loader(dev_set, LengthBucketBatchSampler(
-        dev_set.lengths, args.batch_size, args.max_frames, shuffle=False,
-        num_replicas=ctx.world_size, rank=ctx.rank), num_workers, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(args.scheduler, args.warmup_steps, length.total_steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=args.amp == "fp16")
-    weights = class_weights(train_set, args.class_weight)
-    criterion = torch.nn.CrossEntropyLoss(
-        weight=None if weights is None else weights.to(device),
-        label_smoothing=args.label_smoothing)
+    def set_up_data(self):
+        args, ctx = self.args, self.ctx
+        self.train_set, self.dev_set = load_datasets(args, self.model_conf["streams"])
+        workers = resolve_num_workers(args.num_workers, args.cache_feats, self.threads[0])
+        if args.cache_feats:
+            check_cache_fits((self.train_set, self.dev_set), max(1, workers),
+                             *cache_budget(args.cache_memory_gb, ctx.local_world_size))
+        self.sampler = LengthBucketBatchSampler(
+            self.train_set.lengths, args.batch_size, args.max_frames, args.bucketing,
+            shuffle=True, seed=args.seed, num_replicas=ctx.world_size, rank=ctx.rank)
+        self.length = training_length(args.epochs, args.patience, args.min_steps,
+                                      len(self.sampler))
+        self.loader = make_loader(self.train_set, self.sampler, workers, self.device)
+        self.dev_loader = make_loader(self.dev_set, LengthBucketBatchSampler(
+            self.dev_set.lengths, args.batch_size, args.max_frames, shuffle=False,
+            num_replicas=ctx.world_size, rank=ctx.rank), workers, self.device)
 
-    state = {"best_metric": None, "best_epoch": 0, "bad_epochs": 0, "history": []}
-    if resume_epoch:
-        path = checkpoint_path(exp_dir, resume_epoch)
-        checkpoint = load_checkpoint(path, device)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        state = checkpoint["state"]
+    def continues(self, done):
+        """Whether a finished run (``done``: its .done) goes on: only to more epochs than it ran
+        without stopping early."""
+        if done["reason"] != "max_epochs" or self.length.epochs <= done["epoch"]:
+            logging.info("%s: already finished (%s after epoch %d, best epoch %d); skipped",
+                         self.exp_dir, done["reason"], done["epoch"], done["best_epoch"])
+            return False
+        logging.info("%s: extending a finished %d-epoch run to %d epochs", self.exp_dir,
+                     done["epoch"], self.length.epochs)
+        if self.ctx.is_main:
+            os.remove(os.path.join(self.exp_dir, DONE))
+        return True
+
+    def write_config(self):
+        """<exp-dir>/config.yaml (a resumed run must have the saved one) and dropped_utts."""
+        args, length = self.args, self.length
+        self.config = resolve_config(args, self.train_set)
+        self.config["dev_utts"] = len(self.dev_set)
+        config_path = os.path.join(self.exp_dir, "config.yaml")
+        if saved_epochs(self.exp_dir) and os.path.exists(config_path):
+            check_same_run(load_config(config_path), self.config, self.exp_dir)
+        if self.ctx.is_main:
+            save_config(config_path, self.config)
+            write_dropped(self.exp_dir, {"train": self.train_set, "dev": self.dev_set})
+        logging.info("%d training / %d dev utterances, classes %s", len(self.train_set),
+                     len(self.dev_set), " ".join(self.train_set.classes))
+        if length.epochs != args.epochs:
+            logging.info("%d epochs of %d optimiser steps are fewer than --min-steps %d: "
+                         "training up to %d epochs with patience %d", args.epochs,
+                         length.steps_per_epoch, args.min_steps, length.epochs, length.patience)
+
+    def build_model(self):
+        args, conf = self.args, self.model_conf
+        torch.manual_seed(args.seed)  # identical initialisation on every rank
+        self.model = build_model(conf, feat_infos(self.config), len(self.train_set.classes))
+        self.model.set_loss(class_weights(self.train_set, args.class_weight),
+                            args.label_smoothing)
+        self.model.to(self.device)
+        logging.info("model: %s fusion, %s; %.2fM parameters; selected on dev %s of %s",
+                     conf["fusion"], "+".join(conf["streams"]),
+                     sum(p.numel() for p in self.model.parameters()) / 1e6, args.select_metric,
+                     " + ".join(self.select_conditions))
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr,
+                                           weight_decay=args.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
+            args.scheduler, args.warmup_steps, self.length.total_steps))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=args.amp == "fp16")
+
+    def resume(self):
+        ctx = self.ctx
+        path = checkpoint_path(self.exp_dir, self.resume_epoch)
+        checkpoint = load_checkpoint(path, self.device)
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.state = checkpoint["state"]
         if checkpoint.get("world_size", ctx.world_size) != ctx.world_size:
-            logging.warning("resuming with %d processes instead of %d: the same optimiser steps, "
-                            "but other dropout and masking draws than an uninterrupted run",
-                            ctx.world_size, checkpoint["world_size"])
+            logging.warning("resuming with %d processes instead of %d: the same optimiser "
+                            "steps, but other dropout and masking draws than an uninterrupted "
+                            "run", ctx.world_size, checkpoint["world_size"])
         if ctx.is_main:  # the best epoch's own checkpoint, whatever a kill left in best.pt
-            copy_checkpoint(checkpoint_path(exp_dir, state["best_epoch"]),
-                            os.path.join(exp_dir, BEST))
-        logging.info("resumed from %s (best dev %s %.4f at epoch %d)", path, args.select_metric,
-                     state["best_metric"], state["best_epoch"])
-    else:
-        compute_normalization(ctx, model, train_set, modalities)
-    raw_model = model
-    if ctx.distributed:  # DDP broadcasts rank 0's parameters and buffers to all
-        model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
-                                        else None)
+            copy_checkpoint(checkpoint_path(self.exp_dir, self.state["best_epoch"]),
+                            os.path.join(self.exp_dir, BEST))
+        logging.info("resumed from %s (best dev %s %.4f at epoch %d)", path,
+                     self.args.select_metric, self.state["best_metric"],
+                     self.state["best_epoch"])
 
-    writer = None
-    if ctx.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(os.path.join(exp_dir, "tensorboard"),
-                               purge_step=resume_epoch * len(sampler) if resume_epoch else None)
-    reason = "max_epochs"
-    epoch = resume_epoch
-    for epoch in range(resume_epoch + 1, length.epochs + 1):
-        if length.patience and state["bad_epochs"] >= length.patience:
-            reason, epoch = "early_stop", epoch - 1
-            break
-        seed_epoch(args.seed, epoch, ctx.rank)
-        # The one draw a new DataLoader iterator made here before the loaders had persistent
-        # workers and a generator of their own: earlier runs' random streams, whatever
-        # --num-workers.
-        torch.empty((), dtype=torch.int64).random_()
-        sampler.set_epoch(epoch)
-        start = time.time()
-        train_loss, train_utts = train_one_epoch(args, ctx, model, loader, optimizer, scheduler,
-                                                 scaler, criterion, epoch, writer)
-        dev = evaluate(ctx, raw_model, dev_loader, len(train_set.classes), select_conditions)
-        elapsed = time.time() - start
+    def train_one_epoch(self, epoch):
+        """The mean training stats (loss, each head's) over all ranks, and the utterances."""
+        args, ctx, model = self.args, self.ctx, self.ddp_model
+        model.train()
+        reporter = Reporter()
+        progress = tqdm(self.loader, desc=f"epoch {epoch}", disable=not ctx.is_main,
+                        mininterval=5, leave=False)
+        for batch in progress:
+            batch = to_device(batch, self.device)
+            labels = batch["labels"]
+            with autocast(args, self.device):
+                output = model(batch)
+            loss = output["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch}: non-finite loss on "
+                                         f"{batch['utts'][:3]}...; lower --lr or check the "
+                                         f"features")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss * batch_share(ctx, self.model.class_weight, labels)).backward()
+            if args.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            reporter.add({"loss": loss.item(), **output["stats"]}, len(labels))
+            if self.writer is not None:
+                step = self.scheduler.last_epoch
+                self.writer.add_scalar("train/loss", loss.item(), step)
+                self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], step)
+        return reporter.means(ctx)
+
+    def validate(self):
+        return evaluate(self.ctx, self.model, self.dev_loader, len(self.train_set.classes),
+                        self.select_conditions)
+
+    def record(self, epoch, train_stats, train_utts, dev, elapsed):
+        """Update the selection state and history, log, check the ranks agree, save."""
+        args, ctx, state = self.args, self.ctx, self.state
         value = dev[args.select_metric]
         improved = is_better(args.select_metric, value, state["best_metric"])
         if improved:
             state.update(best_metric=value, best_epoch=epoch, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
-        state["history"].append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"],
-                                 "dev_ua": dev["ua"], "dev_wa": dev["wa"], "dev_metric": value,
-                                 "dev_conditions": dev["conditions"],
-                                 "lr": optimizer.param_groups[0]["lr"], "seconds": elapsed})
-        checksums = distributed.all_gather_object(ctx, parameter_checksum(raw_model))
-        by_condition = "" if len(select_conditions) == 1 else " (UA %s)" % ", ".join(
+        lr = self.optimizer.param_groups[0]["lr"]
+        state["history"].append({"epoch": epoch, "train_loss": train_stats["loss"],
+                                 "dev_loss": dev["loss"], "dev_ua": dev["ua"],
+                                 "dev_wa": dev["wa"], "dev_metric": value,
+                                 "dev_conditions": dev["conditions"], "lr": lr,
+                                 "seconds": elapsed})
+        checksums = distributed.all_gather_object(ctx, parameter_checksum(self.model))
+        by_condition = "" if len(self.select_conditions) == 1 else " (UA %s)" % ", ".join(
             f"{c} {m['ua']:.4f}" for c, m in dev["conditions"].items())
-        logging.info("epoch %d/%d: train loss %.4f, dev loss %.4f UA %.4f WA %.4f%s, lr %.2e, "
-                     "%.1f s (%.1f utt/s)%s", epoch, length.epochs, train_loss, dev["loss"],
-                     dev["ua"], dev["wa"], by_condition, optimizer.param_groups[0]["lr"], elapsed,
+        heads = "".join(f", {k} {v:.4f}" for k, v in train_stats.items()
+                        if k.startswith("loss_") and len(train_stats) > 2)
+        logging.info("epoch %d/%d: train loss %.4f%s, dev loss %.4f UA %.4f WA %.4f%s, lr %.2e, "
+                     "%.1f s (%.1f utt/s)%s", epoch, self.length.epochs, train_stats["loss"],
+                     heads, dev["loss"], dev["ua"], dev["wa"], by_condition, lr, elapsed,
                      train_utts / elapsed, ", new best" if improved else "")
         logging.info("parameter checksum per rank: %s",
                      " ".join(f"{c:.10e}" for c in checksums))
         if len(set(checksums)) != 1:
-            raise RuntimeError(f"ranks hold different parameters after epoch {epoch}: {checksums}")
+            raise RuntimeError(f"ranks hold different parameters after epoch {epoch}: "
+                               f"{checksums}")
         if ctx.is_main:
-            checkpoint = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                          "epoch": epoch, "state": state, "seed": args.seed,
-                          "world_size": ctx.world_size, "git_commit": config["git_commit"]}
-            save_checkpoint(checkpoint_path(exp_dir, epoch), checkpoint)
-            if improved:
-                save_checkpoint(os.path.join(exp_dir, BEST), checkpoint)
-            prune_checkpoints(exp_dir, args.keep_checkpoints, protect=set(best_epochs(
-                state["history"], args.select_metric, args.average_checkpoints)))
-            log_epoch(writer, epoch, train_loss, dev, len(select_conditions) > 1)
-            plot_curves(state["history"], os.path.join(exp_dir, "train_curve.png"))
-        distributed.barrier(ctx)
-    if ctx.is_main:
-        writer.close()
-        summary = {"reason": reason, "epoch": epoch, "best_epoch": state["best_epoch"],
-                   f"best_dev_{args.select_metric}": state["best_metric"]}
-        if args.average_checkpoints > 1:
-            summary["averaged_epochs"] = write_average(exp_dir, state["history"],
-                                                       args.select_metric, args.average_checkpoints)
-        atomic_write_text(os.path.join(exp_dir, DONE), yaml.safe_dump(summary))
-        logging.info("finished (%s): best dev %s %.4f at epoch %d -> %s", reason,
-                     args.select_metric, state["best_metric"], state["best_epoch"],
-                     os.path.join(exp_dir, BEST))
-    distributed.barrier(ctx)
+            self.save(epoch, improved)
+            log_epoch(self.writer, epoch, train_stats, dev, len(self.select_conditions) > 1)
+            plot_curves(state["history"], os.path.join(self.exp_dir, "train_curve.png"))
+
+    def save(self, epoch, improved):
+        """checkpoints/epoch<N>.pt, best.pt when ``improved``, then prune the old ones."""
+        args = self.args
+        checkpoint = {"model": self.model.state_dict(),
+                      "optimizer": self.optimizer.state_dict(),
+                      "scheduler": self.scheduler.state_dict(),
+                      "scaler": self.scaler.state_dict(), "epoch": epoch, "state": self.state,
+                      "seed": args.seed, "world_size": self.ctx.world_size,
+                      "git_commit": self.config["git_commit"]}
+        save_checkpoint(checkpoint_path(self.exp_dir, epoch), checkpoint)
+        if improved:
+            save_checkpoint(os.path.join(self.exp_dir, BEST), checkpoint)
+        prune_checkpoints(self.exp_dir, args.keep_checkpoints, protect=set(best_epochs(
+            self.state["history"], args.select_metric, args.average_checkpoints)))
+
+    def finish(self, reason, epoch):
+        """best.pt averaged if asked, <exp-dir>/.done."""
+        args, state = self.args, self.state
+        if self.ctx.is_main:
+            self.writer.close()
+            summary = {"reason": reason, "epoch": epoch, "best_epoch": state["best_epoch"],
+                       f"best_dev_{args.select_metric}": state["best_metric"]}
+            if args.average_checkpoints > 1:
+                summary["averaged_epochs"] = write_average(
+                    self.exp_dir, state["history"], args.select_metric, args.average_checkpoints)
+            atomic_write_text(os.path.join(self.exp_dir, DONE), yaml.safe_dump(summary))
+            logging.info("finished (%s): best dev %s %.4f at epoch %d -> %s", reason,
+                         args.select_metric, state["best_metric"], state["best_epoch"],
+                         os.path.join(self.exp_dir, BEST))
+        distributed.barrier(self.ctx)
 
 
 def best_epochs(history, metric, count):
@@ -292,8 +404,8 @@ def check_cache_fits(datasets, copies, budget, why):
                  need / 1e9, detail, budget / 1e9, why)
 
 
-def load_datasets(args, modalities):
-    feats = {m: getattr(args, f"{m}_feats") for m in modalities}
+def load_datasets(args, streams):
+    feats = stream_feats(args, streams)
     train_dir, dev_dir = (os.path.join(args.data_dir, s) for s in ("train", "dev"))
     train_set = EmotionDataset(train_dir, feats, cache=args.cache_feats)
     dev_classes_path = os.path.join(dev_dir, "classes.txt")
@@ -323,12 +435,12 @@ def write_dropped(exp_dir, splits):
                     "above); all listed in %s", counts, path)
 
 
-def compute_normalization(ctx, model, train_set, modalities):
+def compute_normalization(ctx, model, train_set, streams):
     """Global mean/std of each normalised stream over every frame of the training split: each
     rank sums (float64) every ``world_size``-th utterance, the sums are all-reduced, so every
     rank sets the statistics one process would."""
-    for modality in modalities:
-        if not model.conf[f"normalize_{modality}"]:
+    for modality in streams:
+        if not model.conf["streams"][modality]["normalize"]:
             continue
         normalizer = model.normalizer(modality)
         dim = len(normalizer.mean)
@@ -359,38 +471,34 @@ def class_weights(train_set, mode):
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def model_inputs(batch, device):
-    return {k: (batch[k].to(device, non_blocking=True) if batch[k] is not None else None)
-            for k in ("audio", "audio_lens", "text", "text_lens")}
-
-
 def autocast(args, device):
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def selection_conditions(requested, modalities):
-    """The requested dev conditions the model can serve; a single-modality model: its own."""
-    supported = conditions_for(modalities)
+def selection_conditions(requested, streams):
+    """The requested dev conditions the model can serve (the others named in a warning); if
+    none, all it can."""
+    supported = conditions_for(streams)
+    left_out = [c for c in requested if c not in supported]
+    if left_out:
+        logging.warning("--select-conditions: %s left out: a model with streams %s has only %s",
+                        " ".join(left_out), "+".join(streams), " ".join(supported))
     return [c for c in requested if c in supported] or supported
 
 
-@torch.no_grad()
 def evaluate(ctx, model, loader, num_classes, conditions):
     """Dev loss, UA, WA, macro and weighted F1 per condition, and their means, on every rank.
     Each rank scores its share of dev (``loader``'s sampler), every condition in one pass (one
     read per batch); the per-utterance results are gathered, so the metrics are those of the
     whole dev set."""
-    model.eval()
     scored = {}  # utt -> (label, per condition: (cross-entropy, predicted class))
-    for batch in loader:
-        inputs = model_inputs(batch, ctx.device)
-        labels = batch["labels"].to(ctx.device)
+    for batch, logits in condition_logits(model, loader, ctx.device, conditions):
         results = []
         for condition in conditions:
-            logits = model(**inputs, modalities=CONDITION_MODALITIES[condition])["logits"].float()
-            losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
-            results.append(zip(losses.tolist(), logits.argmax(-1).tolist()))
+            losses = torch.nn.functional.cross_entropy(logits[condition], batch["labels"],
+                                                       reduction="none")
+            results.append(zip(losses.tolist(), logits[condition].argmax(-1).tolist()))
         for utt, label, per_condition in zip(batch["utts"], batch["labels"].tolist(),
                                              zip(*results)):
             scored[utt] = (label, per_condition)
@@ -422,60 +530,23 @@ def parameter_checksum(model):
     return float(sum(p.detach().double().sum().item() for p in model.parameters()))
 
 
-def train_one_epoch(args, ctx, model, loader, optimizer, scheduler, scaler, criterion, epoch,
-                    writer):
-    """Mean training loss over all ranks, and the number of utterances seen."""
-    model.train()
-    device = ctx.device
-    loss_sum, utts = 0.0, 0
-    progress = tqdm(loader, desc=f"epoch {epoch}", disable=not ctx.is_main, mininterval=5,
-                    leave=False)
-    for batch in progress:
-        labels = batch["labels"].to(device)
-        with autocast(args, device):
-            output = model(**model_inputs(batch, device))
-        loss = unwrapped(model).loss(output, labels, criterion)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"epoch {epoch}: non-finite loss on {batch['utts'][:3]}...; "
-                                     f"lower --lr or check the features")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss * batch_share(ctx, criterion, labels)).backward()
-        if args.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        loss_sum += loss.item() * len(labels)
-        utts += len(labels)
-        if writer is not None:
-            writer.add_scalar("train/loss", loss.item(), scheduler.last_epoch)
-            writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], scheduler.last_epoch)
-    loss_sum, utts = distributed.all_reduce_sum(ctx, [loss_sum, utts])
-    return loss_sum / utts, int(utts)
-
-
-def unwrapped(model):
-    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def batch_share(ctx, criterion, labels):
+def batch_share(ctx, class_weight, labels):
     """World size x this rank's share of the global batch's loss normaliser (utterances, or
     their class weights): DDP averages gradients over ranks, so each rank's mean loss scaled by
     this gives the gradient of the mean over the whole batch (exactly 1.0 on one process)."""
-    local = float(len(labels) if criterion.weight is None else criterion.weight[labels].sum())
+    local = float(len(labels) if class_weight is None else class_weight[labels].sum())
     total, = distributed.all_reduce_sum(ctx, [local])
     return local * ctx.world_size / total
 
 
-def log_epoch(writer, epoch, train_loss, dev, per_condition):
+def log_epoch(writer, epoch, train_stats, dev, per_condition):
     for key in ("loss", "ua", "wa"):
         writer.add_scalar(f"dev/{key}", dev[key], epoch)
         if per_condition:
             for condition, metrics in dev["conditions"].items():
                 writer.add_scalar(f"dev_{condition}/{key}", metrics[key], epoch)
-    writer.add_scalar("train/epoch_loss", train_loss, epoch)
+    for key, value in train_stats.items():
+        writer.add_scalar(f"train/epoch_{key}", value, epoch)
 
 
 def plot_curves(history, path):

@@ -1,4 +1,5 @@
-"""Checkpoints: atomic saves, safe loads, resume discovery, pruning, and model loading.
+"""Checkpoints: atomic saves, safe loads, resume discovery, pruning (a trained model is loaded
+by :func:`mser.nets.load_model`).
 
 Layout of an experiment dir::
 
@@ -20,7 +21,6 @@ import shutil
 
 import torch
 
-from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open
 
 CHECKPOINT_RE = re.compile(r"epoch(\d+)\.pt$")
@@ -98,18 +98,3 @@ def average_checkpoints(paths):
         else:
             model[key] = value
     return {**first, "model": model, "averaged_epochs": [c["epoch"] for c in checkpoints]}
-
-
-def load_model(exp_dir, device="cpu", checkpoint="best.pt"):
-    """(model in eval mode on ``device``, config dict) of a trained experiment dir.
-
-    ``checkpoint`` is relative to ``exp_dir`` (e.g. ``checkpoints/epoch7.pt``) or absolute.
-    """
-    from mser.nets import build_model
-
-    config = load_config(os.path.join(exp_dir, "config.yaml"))
-    model = build_model(config["model_conf"], config.get("audio_info"), config.get("text_info"),
-                        len(config["classes"]))
-    state = load_checkpoint(os.path.join(exp_dir, checkpoint), device)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), config

@@ -38,6 +38,20 @@ def str2bool(value):
     raise configargparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def yaml_mapping(value):
+    """A mapping option from YAML flow text (``{video: {feats: x.scp}}``) or a YAML file's dict
+    (configargparse hands those over as their Python repr, which YAML reads back)."""
+    if isinstance(value, dict):
+        return value
+    try:
+        mapping = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise configargparse.ArgumentTypeError(f"expected a YAML mapping, got {value!r}: {e}")
+    if not isinstance(mapping, dict):
+        raise configargparse.ArgumentTypeError(f"expected a YAML mapping, got {value!r}")
+    return mapping
+
+
 def make_parser(description):
     parser = configargparse.ArgumentParser(
         description=description,
@@ -84,6 +98,8 @@ def add_options(parser, options, group=None):
         kwargs = {"dest": key, "default": spec.default, "help": spec.help}
         if isinstance(spec.default, bool):
             kwargs["type"] = str2bool
+        elif isinstance(spec.default, dict):
+            kwargs["type"] = yaml_mapping
         elif isinstance(spec.default, (list, tuple)):
             kwargs["nargs"] = "*"
             kwargs["type"] = type(spec.default[0]) if spec.default else str

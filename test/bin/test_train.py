@@ -16,7 +16,8 @@ from mser.bin.train import get_parser, main as train_main
 from mser.data.datadir import write_data_dir
 from mser.train import trainer
 from mser.train.options import RESUMABLE
-from mser.utils.checkpoint import load_checkpoint, load_model
+from mser.nets import load_model
+from mser.utils.checkpoint import load_checkpoint
 from mser.utils.config import parse_args
 
 CLASSES = ("neu", "hap", "ang", "sad")
@@ -147,7 +148,7 @@ def test_single_modality_config_ignores_the_other_scp(fold, tmp_path):
     run_train(fold, exp, "--epochs", "1", "--modalities", "text", "--text-feats", fold["text"],
               "--audio-feats", "/nonexistent/feats.scp")
     model, config = load_model(str(exp))
-    assert config["audio_info"] is None and list(model.frontends) == ["text"]
+    assert "audio_info" not in config and list(model.frontends) == ["text"]
 
 
 def test_resume_with_a_different_config_is_refused(fold, tmp_path):
@@ -195,6 +196,46 @@ def test_decode_then_score_reads_only_the_exp_dir(fold, tmp_path):
     assert {"audio_only", "text_only"} <= set(scores)
 
 
+def test_a_three_stream_model_trains_decodes_and_scores_from_its_config_alone(fold, tmp_path):
+    """A third stream (random "video" features that carry the label) needs only its config:
+    training, the dev conditions, decoding under every subset of streams and scoring follow."""
+    rng = np.random.default_rng(7)
+    video = {}
+    for split in ("train", "dev", "test"):
+        with open(os.path.join(fold["data_dir"], split, "utt2emo")) as f:
+            for utt, label in (line.split() for line in f if line.strip()):
+                frames = rng.integers(4, 12)
+                video[utt] = (rng.normal(size=(frames, 3)) + 2 * CLASSES.index(label)).astype(
+                    np.float32)
+    video_scp = write_feats(str(tmp_path / "dump" / "video"), video, "video", 3, 1)
+    config = tmp_path / "three_streams.yaml"
+    config.write_text(yaml.safe_dump({
+        "streams": {"audio": {}, "text": {"mask_prob": 0.2},
+                    "video": {"feats": video_scp, "mask_prob": 0.2, "subsampling": 1}},
+        "select_conditions": ["all", "video_only"]}))
+    exp = tmp_path / "exp" / "three"
+    run_train(fold, exp / "fold1", "--config", str(config), "--epochs", "6", "--lr", "0.003")
+    saved = yaml.safe_load((exp / "fold1" / "config.yaml").read_text())
+    assert saved["video_feats"] == video_scp and saved["video_info"]["modality"] == "video"
+    assert list(saved["model_conf"]["streams"]) == ["audio", "text", "video"]
+    history = torch.load(exp / "fold1" / "best.pt", weights_only=True)["state"]["history"]
+    assert set(history[-1]["dev_conditions"]) == {"all", "video_only"}
+    subprocess.run([sys.executable, "-m", "mser.bin.decode", "--exp-dir", str(exp / "fold1"),
+                    "--data-dir", os.path.join(fold["data_dir"], "test")], check=True,
+                   capture_output=True)
+    conditions = ["all", "audio+text", "audio+video", "text+video", "audio_only", "text_only",
+                  "video_only"]
+    assert sorted(p.name for p in (exp / "fold1" / "decode").iterdir() if p.is_dir()) == sorted(
+        conditions)
+    subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir", str(exp), "--folds",
+                    "1"], check=True, capture_output=True)
+    import json
+    scores = json.loads((exp / "scores.json").read_text())
+    assert scores["condition"] == "all" and scores["conditions"] == conditions
+    assert scores["video_only"]["mean"]["ua"] > 0.4  # chance 0.25: video carries the label
+    assert "video_only" in (exp / "scores.txt").read_text()
+
+
 def test_selection_on_the_mean_of_dev_conditions(fold, tmp_path):
     """With --select-conditions, the selection metric is the mean dev UA of the conditions
     (each evaluated with the other modality removed) and best.pt is the epoch that maximises it."""
@@ -212,8 +253,8 @@ def test_selection_on_the_mean_of_dev_conditions(fold, tmp_path):
     assert "audio_only" in (exp / "train.log").read_text()
     assert selection_conditions(["both", "text_only"], ["audio"]) == ["audio_only"]
     assert selection_conditions(["both", "text_only"], ["audio", "text"]) == ["both", "text_only"]
-    bad = run_train(fold, tmp_path / "bad", "--select-conditions", "video_only", check=False)
-    assert bad.returncode and "choose from both, audio_only, text_only" in bad.stderr
+    bad = run_train(fold, tmp_path / "bad", "--select-conditions", "audio-only", check=False)
+    assert bad.returncode and "such as both, all, <stream>_only" in bad.stderr
 
 
 class Killed(BaseException):
@@ -324,8 +365,9 @@ feats = {"audio": audio, "text": text}
 train_set = EmotionDataset(os.path.join(data_dir, "train"), feats)
 dev_set = EmotionDataset(os.path.join(data_dir, "dev"), feats, classes=train_set.classes)
 torch.manual_seed(0)
-model = build_model(model_conf_from_args(parse_args(get_parser(), tiny)), load_feat_info(audio),
-                    load_feat_info(text), len(train_set.classes))
+model = build_model(model_conf_from_args(parse_args(get_parser(), tiny)),
+                    {"audio": load_feat_info(audio), "text": load_feat_info(text)},
+                    len(train_set.classes))
 compute_normalization(ctx, model, train_set, ["audio", "text"])
 result = {m: [model.normalizer(m).mean.tolist(), model.normalizer(m).std.tolist()]
           for m in ("audio", "text")}

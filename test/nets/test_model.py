@@ -41,7 +41,7 @@ TWO_STREAM = [name for name, v in VARIANTS.items() if "modalities" not in v]
 def make(variant, num_classes=4, **overrides):
     torch.manual_seed(0)
     conf = {**TINY, **VARIANTS[variant], **overrides}
-    return build_model(conf, AUDIO, TEXT, num_classes)
+    return build_model(conf, {"audio": AUDIO, "text": TEXT}, num_classes)
 
 
 def batch(lengths_audio=(40, 17, 9), lengths_text=(7, 3, 5), seed=1):
@@ -51,10 +51,17 @@ def batch(lengths_audio=(40, 17, 9), lengths_text=(7, 3, 5), seed=1):
     return audio, torch.tensor(lengths_audio), text, torch.tensor(lengths_text)
 
 
+def as_batch(audio=None, audio_lens=None, text=None, text_lens=None):
+    """collate's dict of the given streams."""
+    streams = {"audio": (audio, audio_lens), "text": (text, text_lens)}
+    return {k: v for m, (x, lens) in streams.items() if x is not None
+            for k, v in ((m, x), (f"{m}_lens", lens))}
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_forward_backward_every_variant(variant):
     model = make(variant)
-    out = model(*batch())
+    out = model(as_batch(*batch()))
     assert out["logits"].shape == (3, 4)
     out["logits"].logsumexp(-1).sum().backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
@@ -66,10 +73,10 @@ def test_padding_does_not_change_outputs(variant):
     model = make(variant).eval()
     audio, audio_lens, text, text_lens = batch()
     with torch.no_grad():
-        batched = model(audio, audio_lens, text, text_lens)["logits"]
+        batched = model(as_batch(audio, audio_lens, text, text_lens))["logits"]
         for i in range(3):
-            alone = model(audio[i:i + 1, :audio_lens[i]], audio_lens[i:i + 1],
-                          text[i:i + 1, :text_lens[i]], text_lens[i:i + 1])["logits"]
+            alone = model(as_batch(audio[i:i + 1, :audio_lens[i]], audio_lens[i:i + 1],
+                                   text[i:i + 1, :text_lens[i]], text_lens[i:i + 1]))["logits"]
             torch.testing.assert_close(alone, batched[i:i + 1], atol=1e-5, rtol=1e-4)
 
 
@@ -82,15 +89,16 @@ def test_masked_stream_cannot_change_outputs(variant, masked):
                                                             "mask_audio_prob" if masked == "text"
                                                             else "mask_text_prob": 0.0}).train()
     audio, audio_lens, text, text_lens = batch()
-    reference = model(audio, audio_lens, text, text_lens)["logits"]
+    reference = model(as_batch(audio, audio_lens, text, text_lens))["logits"]
     if masked == "audio":
         audio = torch.randn_like(audio) * 10
     else:
         text = torch.randn_like(text) * 10
-    torch.testing.assert_close(model(audio, audio_lens, text, text_lens)["logits"], reference)
+    torch.testing.assert_close(model(as_batch(audio, audio_lens, text, text_lens))["logits"],
+                               reference)
     # ... and equals evaluating without that stream.
     kept = "text" if masked == "audio" else "audio"
-    without = model(audio, audio_lens, text, text_lens, modalities=(kept,))["logits"]
+    without = model(as_batch(audio, audio_lens, text, text_lens), streams=(kept,))["logits"]
     torch.testing.assert_close(without, reference, atol=1e-5, rtol=1e-4)
 
 
@@ -100,23 +108,82 @@ def test_training_masking_never_removes_both_streams():
     keep = model.training_keep_masks(20000, torch.device("cpu"))
     assert (keep["audio"] | keep["text"]).all()
     assert abs((~keep["audio"]).float().mean() - 0.5) < 0.02
-    with pytest.raises(ModelConfigError, match="never loses both"):
+    with pytest.raises(ModelConfigError, match="summing to at most 1"):
         make("full", mask_audio_prob=0.6, mask_text_prob=0.5)
+
+
+VIDEO = {"dim": 3, "num_layers": 2}
+THREE_STREAMS = {"audio": {}, "text": {"mask_prob": 0.3}, "video": {"mask_prob": 0.3}}
+
+
+def three_stream_batch():
+    audio, audio_lens, text, text_lens = batch()
+    video = torch.randn(3, 12, 6, generator=torch.Generator().manual_seed(2))
+    return {**as_batch(audio, audio_lens, text, text_lens), "video": video,
+            "video_lens": torch.tensor([12, 8, 4])}
+
+
+def test_a_third_stream_is_declared_by_the_config_alone():
+    torch.manual_seed(0)
+    model = build_model({**TINY, "streams": THREE_STREAMS},
+                        {"audio": AUDIO, "text": TEXT, "video": VIDEO}, 4)
+    assert model.modalities == ("audio", "text", "video")
+    assert model.conf["streams"]["audio"] == {"subsampling": 4, "normalize": True,
+                                              "mask_prob": 0.2, "spec_augment": True}
+    assert model.conf["streams"]["video"] == {"subsampling": 1, "normalize": True,
+                                              "mask_prob": 0.3, "spec_augment": False}
+    out = model(three_stream_batch())
+    assert out["logits"].shape == (3, 4) and out["video_lens_out"].tolist() == [12, 8, 4]
+    out["logits"].sum().backward()
+    assert model.frontends["video"].layer_logits.grad is not None
+    keep = model.training_keep_masks(30000, torch.device("cpu"))
+    dropped = torch.stack([~keep[m] for m in model.modalities])
+    assert (dropped.sum(0) <= 1).all()   # at most one stream per sample, never all three
+    for m, p in (("audio", 0.2), ("text", 0.3), ("video", 0.3)):
+        assert abs(dropped[model.modalities.index(m)].float().mean() - p) < 0.02
+    model.eval()
+    with torch.no_grad():
+        alone = model(three_stream_batch(), streams=("video",))["logits"]
+        noisy = {**three_stream_batch(), "audio": torch.randn(3, 40, 18) * 9}
+        torch.testing.assert_close(model(noisy, streams=("text", "video"))["logits"],
+                                   model(three_stream_batch(), streams=("text", "video"))["logits"])
+    assert alone.shape == (3, 4)
+
+
+def test_declared_streams_resolve_like_the_flat_keys_of_older_configs():
+    from mser.nets import resolve_model_conf
+
+    old = resolve_model_conf({"modalities": ["audio", "text"], "audio_subsampling": 2,
+                              "mask_text_prob": 0.1, "normalize_text": True})
+    new = resolve_model_conf({"streams": {"audio": {"subsampling": 2},
+                                          "text": {"mask_prob": 0.1, "normalize": True}}})
+    assert old == new and resolve_model_conf(new) == new
+    assert "audio_subsampling" not in new and new["modalities"] == ["audio", "text"]
+    with pytest.raises(ModelConfigError, match="streams.audio.subsampling .* disagree"):
+        resolve_model_conf({"streams": {"audio": {"subsampling": 1}}, "audio_subsampling": 2})
+    with pytest.raises(ModelConfigError, match="unknown key"):
+        resolve_model_conf({"streams": {"video": {"subsample": 2}}})
+    with pytest.raises(ModelConfigError, match="no stream name"):
+        resolve_model_conf({"streams": {"both": {}}})
+    with pytest.raises(ModelConfigError, match="disagree; give only streams"):
+        resolve_model_conf({"streams": {"video": {}}, "modalities": ["audio"]})
 
 
 def test_eval_time_modality_dropping_accepts_none_inputs():
     model = make("full").eval()
     audio, audio_lens, text, text_lens = batch()
-    assert model(audio, audio_lens, None, None, modalities=("audio",))["logits"].shape == (3, 4)
-    assert model(None, None, text, text_lens, modalities=("text",))["logits"].shape == (3, 4)
-    with pytest.raises(ValueError, match="none of the requested modalities"):
-        make("audio_only")(None, None, text, text_lens, modalities=("text",))
+    assert model(as_batch(audio, audio_lens), streams=("audio",))["logits"].shape == (3, 4)
+    assert model(as_batch(None, None, text, text_lens), streams=("text",))["logits"].shape == (3, 4)
+    with pytest.raises(ValueError, match="none of the requested streams"):
+        make("audio_only")(as_batch(None, None, text, text_lens), streams=("text",))
+    with pytest.raises(ValueError, match=r"stream\(s\) \['text'\] requested but not in the batch"):
+        model(as_batch(audio, audio_lens))
 
 
 def test_attention_splits_frames_and_words():
     model = make("full", num_queries=3).eval()
     audio, audio_lens, text, text_lens = batch()
-    out = model(audio, audio_lens, text, text_lens, return_attention=True)
+    out = model(as_batch(audio, audio_lens, text, text_lens), return_attention=True)
     audio_out = out["audio_lens_out"]
     assert audio_out.tolist() == [10, 5, 3]  # 4x subsampling: ceil(ceil(T / 2) / 2)
     attention = out["attention"]
@@ -139,9 +206,10 @@ def test_bad_conf_and_features_are_clear_errors():
     with pytest.raises(ModelConfigError, match="unknown model key"):
         make("full", num_querys=3)
     with pytest.raises(ModelConfigError, match="no feature info"):
-        build_model({}, AUDIO, None, 4)
+        build_model({}, {"audio": AUDIO}, 4)
     with pytest.raises(ValueError, match="do not match"):
-        make("full")(torch.zeros(1, 5, 7), torch.tensor([5]), torch.zeros(1, 2, 5), torch.tensor([2]))
+        make("full")(as_batch(torch.zeros(1, 5, 7), torch.tensor([5]), torch.zeros(1, 2, 5),
+                              torch.tensor([2])))
 
 
 def test_eval_encoder_attention_equals_the_module_path():
@@ -172,7 +240,7 @@ def test_probe_is_a_linear_function_of_the_pooled_statistics():
     with torch.no_grad():
         model.normalizer("audio").set_statistics(torch.linspace(-1, 1, 18), torch.full((18,), 2.0))
         frontend.layer_logits.copy_(torch.tensor([0.5, -1.0, 2.0]))
-        logits = model(audio, audio_lens, text, text_lens)["logits"]
+        logits = model(as_batch(audio, audio_lens, text, text_lens))["logits"]
     weights = torch.softmax(torch.tensor([0.5, -1.0, 2.0]), 0)
     stats = []
     for i in range(3):
@@ -248,8 +316,9 @@ def test_spec_augmented_frames_cannot_change_the_output():
     torch.testing.assert_close(frontend(noisy, audio_lens, True)[0], reference)
     model.eval()  # no masking at test
     with torch.no_grad():
-        first = model(audio, audio_lens, text, text_lens)["logits"]
-        torch.testing.assert_close(model(audio, audio_lens, text, text_lens)["logits"], first)
+        first = model(as_batch(audio, audio_lens, text, text_lens))["logits"]
+        torch.testing.assert_close(model(as_batch(audio, audio_lens, text, text_lens))["logits"],
+                                   first)
 
 
 def test_average_pool_averages_valid_frames_only():
@@ -270,13 +339,21 @@ def test_old_boolean_layer_weighting_still_builds():
 def test_probe_head_is_a_second_classifier_with_its_own_loss():
     model = make("probe_head", dropout=0.0, input_dropout=0.0).eval()
     audio, audio_lens, text, text_lens = batch()
-    out = model(audio, audio_lens, text, text_lens)
-    main, probe = out["head_logits"]
+    out = model(as_batch(audio, audio_lens, text, text_lens))
+    main, probe = out["head_logits"]["classifier"], out["head_logits"]["probe"]
     torch.testing.assert_close(out["logits"], (main + probe) / 2)
     labels = torch.tensor([0, 1, 2])
-    criterion = torch.nn.CrossEntropyLoss()
-    torch.testing.assert_close(model.loss(out, labels, criterion),
-                               (criterion(main, labels) + criterion(probe, labels)) / 2)
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.0])
+    criterion = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1)
+    model.set_loss(weight, label_smoothing=0.1)
+    loss, heads = model.loss(out, labels)
+    torch.testing.assert_close(loss, (criterion(main, labels) + criterion(probe, labels)) / 2)
+    assert set(heads) == {"classifier", "probe"}
+    # In training the model's forward returns the same loss, and each head's in its stats.
+    torch.manual_seed(0)
+    trained = model.train()(as_batch(audio, audio_lens, text, text_lens) | {"labels": labels})
+    assert set(trained["stats"]) == {"loss_classifier", "loss_probe"}
+    torch.testing.assert_close(trained["loss"], sum(trained["stats"].values()) / 2)
     # The probe head sees each stream's combined input frames: 3 audio layers x 6 side by side
     # (concat) and the text's 5 columns, mean and std of each.
     assert model.probe_classifier[-1].in_features == 2 * (18 + 5)

@@ -34,11 +34,15 @@ def test_conf_builds_a_model(conf):
     assert not re.search(r"\b(UA|WA) \d", text), "results live in the generated RESULTS.md only"
     args = parse_args(get_parser(), ["--config", conf, "--data-dir", "d", "--exp-dir", "e"])
     audio_info, text_info = AUDIO_INFO, TEXT_INFO
-    model = build_model(model_conf_from_args(args), audio_info, text_info, 4).eval()
+    conf = model_conf_from_args(args)
+    model = build_model(conf, {"audio": audio_info, "text": text_info}, 4).eval()
     audio = torch.randn(2, 16, audio_info["dim"] * audio_info["num_layers"])
     text = torch.randn(2, 4, text_info["dim"] * text_info["num_layers"])
     with torch.no_grad():
-        logits = model(audio, torch.tensor([16, 9]), text, torch.tensor([4, 2]))["logits"]
+        batch = {"audio": audio, "audio_lens": torch.tensor([16, 9]), "text": text,
+                 "text_lens": torch.tensor([4, 2])}
+        logits = model({k: v for k, v in batch.items() if k.split("_")[0] in conf["streams"]})[
+            "logits"]
     assert logits.shape == (2, 4) and torch.isfinite(logits).all()
 
 

@@ -9,9 +9,9 @@ import yaml
 
 from mser.bin import infer
 from mser.inference import export_model
-from mser.nets import build_model, resolve_model_conf
+from mser.nets import build_model, load_model, resolve_model_conf
 from mser.utils.checkpoint import (UnsafeCheckpointError, copy_checkpoint, load_checkpoint,
-                                   load_model, save_checkpoint)
+                                   save_checkpoint)
 
 AUDIO_INFO = {"modality": "audio", "extractor": "fbank", "dim": 4, "num_layers": 1}
 MODEL_CONF = {"modalities": ["audio"], "d_model": 8, "encoder_layers": 1, "encoder_heads": 2,
@@ -33,7 +33,7 @@ def model_dir(path, extra):
     """A trained fold dir (config.yaml + best.pt) whose checkpoint also holds ``extra``."""
     os.makedirs(path)
     conf = resolve_model_conf(MODEL_CONF)
-    model = build_model(conf, AUDIO_INFO, None, 4)
+    model = build_model(conf, {"audio": AUDIO_INFO}, 4)
     with open(path / "config.yaml", "w") as f:
         yaml.safe_dump({"model_conf": conf, "audio_info": AUDIO_INFO, "text_info": None,
                         "classes": ["neu", "hap", "ang", "sad"]}, f)

@@ -1,0 +1,41 @@
+"""The one evaluation loop, shared by dev evaluation in training and by decoding: every batch
+read once and run under each stream condition.
+
+    for batch, logits in condition_logits(model, loader, device, ["both", "audio_only"]):
+        ...  # logits: condition -> (B, C) float32
+"""
+import torch
+
+from mser.utils.conditions import stream_conditions
+
+
+def to_device(batch, device):
+    """The batch's tensors on ``device`` (utterance ids stay)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
+
+
+def condition_streams(model, conditions):
+    """{condition: its streams} of ``conditions``, which ``model`` must be able to serve."""
+    available = stream_conditions(model.modalities)
+    unknown = [c for c in conditions if c not in available]
+    if unknown:
+        raise ValueError(f"conditions {unknown} are not among those of a model with streams "
+                         f"{list(model.modalities)}: {list(available)}")
+    return {c: available[c] for c in conditions}
+
+
+@torch.no_grad()
+def condition_logits(model, loader, device, conditions, keep_for=None):
+    """Yield ``(batch on device, {condition: logits})`` for every batch of ``loader``, ``model``
+    in eval mode. ``keep_for(batch, streams)``, if given, returns the ``keep`` masks of a
+    condition (e.g. no text for an empty transcript)."""
+    model.eval()
+    streams_of = condition_streams(model, conditions)
+    for batch in loader:
+        batch = to_device(batch, device)
+        logits = {}
+        for condition, streams in streams_of.items():
+            keep = keep_for(batch, streams) if keep_for else None
+            logits[condition] = model(batch, streams=streams, keep=keep)["logits"].float()
+        yield batch, logits
