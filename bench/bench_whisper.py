@@ -4,7 +4,7 @@ length) and transcription, in audio seconds per wall second; extrapolated to the
     tools/venv/bin/python bench/bench_whisper.py [--model packaged:whisper-tiny.en] \
         [--utts-per-session 12] [--num-threads 1] [--batch-size 8] [--seed 0]
 
-Generates a small demo corpus (mser.bin.make_synth_iemocap + prepare_iemocap, espeak-ng) and
+Generates a small demo corpus (mser.bin.make_synth_iemocap + prepare_corpus iemocap, espeak-ng) and
 runs, in this process, on its data/all:
 
 - the packaged model's first-use conversion into an empty cache (timed once);
@@ -41,7 +41,7 @@ def make_corpus(root, utts_per_session, seed):
     corpus, data = os.path.join(root, "corpus"), os.path.join(root, "data")
     run([sys.executable, "-m", "mser.bin.make_synth_iemocap", "--utts-per-session",
          str(utts_per_session), "--seed", str(seed), "--nj", "2", corpus])
-    run([sys.executable, "-m", "mser.bin.prepare_iemocap", "--iemocap", corpus, data])
+    run([sys.executable, "-m", "mser.bin.prepare_corpus", "iemocap", corpus, data])
     return os.path.join(data, "all")
 
 

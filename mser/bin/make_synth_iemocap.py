@@ -1,4 +1,5 @@
-"""Generate the synthetic IEMOCAP-layout demo corpus (espeak-ng); prepare it with prepare_iemocap.
+"""Generate the synthetic IEMOCAP-layout demo corpus (espeak-ng); prepare it with
+``prepare_corpus iemocap``.
 
 Re-running finishes an interrupted generation and skips a complete one (<corpus_dir>/.done);
 a corpus generated with other options is refused.

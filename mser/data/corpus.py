@@ -1,24 +1,29 @@
-"""What the corpus preparations (MELD, MSP-Podcast, CREMA-D, RAVDESS, EmoDB) share.
+"""What the corpus preparations (IEMOCAP, MELD, MSP-Podcast, CREMA-D, RAVDESS, EmoDB) share.
 
 Each corpus module parses its distribution into :class:`Utterance` records, reports every
 dropped file through :class:`Skips` (counted, named on the console and in ``<data>/skipped``),
 checks its counts against the documented totals (:func:`check_counts`) and hands the records to
 :func:`write_corpus`, which writes ``<data>/all``, ``<data>/fold<k>/{train,dev,test}`` (an
-official split is ``fold1``), ``<data>/protocol`` and ``<data>/skipped``.
+official split is ``fold1``), ``<data>/protocol`` and ``<data>/skipped``. Each module ends with
+``register(Corpus(...))``: its name, prepare function and command-line options, which
+``python -m mser.bin.prepare_corpus <name>`` offers (the modules are listed in
+:mod:`mser.data.corpora`).
 
 ``<data>/protocol`` (evaluation protocol, test subsets, headline metric): see
 :mod:`mser.data.protocol`.
 """
+import argparse
 import logging
 import os
 import re
+import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import soundfile
 
-from mser.data.datadir import DataDirError, c_sort_key
-from mser.data.iemocap import write_prepared
+from mser.data.datadir import DataDirError, c_sort_key, validate_data_dir, write_data_dir
 from mser.data.protocol import write_protocol
 from mser.utils.fileio import atomic_write_text
 
@@ -34,7 +39,7 @@ class Utterance:
     label: str     # class name as in classes.txt
     text: str
     wav: str       # a file libsndfile reads; None in a text-only corpus (no wav.scp)
-    duration: float
+    duration: float  # seconds; None until read (IEMOCAP reads it for the selected classes only)
     split: str = ""  # official partition (train, dev, test, ...), "" for fold-based corpora
 
 
@@ -145,6 +150,15 @@ def audio_duration(path, name, skips, documented_problem=None, skip_bad=False):
     return None
 
 
+def read_duration(path, name):
+    """Duration in seconds of a sound file that must be usable (a corpus without
+    --skip-bad-audio); otherwise an error naming ``name``, the file and what is wrong."""
+    duration, problem = _read_problem(path, check_signal=False)
+    if problem is not None:
+        raise DataDirError(f"utterance {name}: {path}: {problem}; fix or replace the file")
+    return duration
+
+
 def skip_or_fail(name, problem, where, skips, documented_problem=None, skip_bad=False):
     """Record an unusable file as a named skip if documented (or ``skip_bad``), else raise an
     error that names ``where`` it is."""
@@ -178,6 +192,40 @@ def utterance_tables(utts):
     return tables
 
 
+def _write_checked(data_dir, tables, classes, check_wavs):
+    write_data_dir(data_dir, tables)
+    atomic_write_text(os.path.join(data_dir, "classes.txt"), "".join(c + "\n" for c in classes))
+    problems = validate_data_dir(data_dir, check_wavs=check_wavs)
+    if problems:
+        raise DataDirError(f"{data_dir}: written data dir is invalid:\n  " + "\n  ".join(problems))
+
+
+def write_prepared(out_dir, tables, classes, folds):
+    """Write ``<out_dir>/all`` and ``<out_dir>/<fold>/{train,dev,test}``, each validated.
+
+    Everything is written under ``<out_dir>/.prepare.tmp`` first and then moved into place, so
+    an interrupted run leaves the previous output intact; stale fold dirs are removed.
+    """
+    tmp = os.path.join(out_dir, ".prepare.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _write_checked(os.path.join(tmp, "all"), tables, classes, check_wavs=True)
+    for fold, subsets in folds.items():
+        for subset, utt_ids in subsets.items():
+            # The wavs were opened for "all"; subsets only reference them again.
+            _write_checked(os.path.join(tmp, fold, subset),
+                           {name: {u: t[u] for u in utt_ids} for name, t in tables.items()},
+                           classes, check_wavs=False)
+    produced = ["all", *folds]
+    stale = [d for d in os.listdir(out_dir) if re.fullmatch(r"fold\d+", d) and d not in produced]
+    for name in produced + stale:
+        shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+    for name in produced:
+        os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+    os.rmdir(tmp)
+    if stale:
+        logging.info("%s: removed stale %s", out_dir, ", ".join(sorted(stale)))
+
+
 def count_table(utts, classes, column):
     """A class x ``column(utt)`` count table, as text."""
     columns = sorted({column(u) for u in utts}, key=c_sort_key)
@@ -197,6 +245,8 @@ def write_corpus(out_dir, utts, classes, folds, protocol, skips, by):
     and per class x ``by`` = (name, function of an utterance).
 
     ``protocol``: dict with corpus, description, headline, metrics (see mser.data.protocol).
+    ``skips``: None for a corpus that names its drops on the console as it reads them and
+    writes no ``skipped`` (IEMOCAP, whose drops are label-file problems, not source files).
     """
     if not utts:
         raise DataDirError(f"no utterance left to write to {out_dir}")
@@ -208,10 +258,74 @@ def write_corpus(out_dir, utts, classes, folds, protocol, skips, by):
     os.makedirs(out_dir, exist_ok=True)
     write_prepared(out_dir, utterance_tables(utts), classes, folds)
     write_protocol(out_dir, folds=folds, classes=classes, **protocol)
-    skips.report(out_dir)
+    if skips is not None:
+        skips.report(out_dir)
     sizes = ", ".join(f"{fold} " + "/".join(str(len(s)) for s in subsets.values())
                       for fold, subsets in folds.items())
     logging.info("%s: wrote all (%d utterances, %.1f h) and %s (%s: %s)", out_dir, len(utts),
                  sum(u.duration for u in utts) / 3600, ", ".join(folds),
                  "/".join(next(iter(folds.values()))), sizes)
     logging.info("utterances per class and %s:\n%s", by[0], count_table(utts, classes, by[1]))
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus as ``prepare_corpus <name>`` offers it.
+
+    ``prepare(root, out_dir, expected_counts=..., **options)`` prepares it; ``add_arguments``
+    adds its own options to its subparser, each named (dest) as a parameter of ``prepare``,
+    whose default the option shows and takes (one home per default).
+    """
+    name: str
+    prepare: Callable
+    add_arguments: Callable
+    description: str  # its --help text: the module docstring
+    documented_totals: dict = field(default_factory=dict)  # the default --expected-counts
+    count_keys: tuple = ()  # what --expected-counts may name; default: the documented totals
+
+    def expected_counts(self, spec):
+        """The totals to check: the documented ones, or those of ``--expected-counts spec``."""
+        if spec is None:
+            return self.documented_totals
+        return parse_expected(spec, self.count_keys or tuple(self.documented_totals))
+
+
+REGISTRY = {}  # name -> Corpus
+
+
+def register(corpus):
+    if corpus.name in REGISTRY:
+        raise ValueError(f"corpus {corpus.name!r} is registered twice (by "
+                         f"{REGISTRY[corpus.name].prepare.__module__} and "
+                         f"{corpus.prepare.__module__}); pick another name")
+    REGISTRY[corpus.name] = corpus
+
+
+def add_skip_bad_audio(parser):
+    parser.add_argument("--skip-bad-audio", action="store_true",
+                        help="skip (and list) unreadable or missing audio the corpus does not "
+                             "document as broken, instead of failing")
+
+
+def positive_int(text):
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def fraction(text):
+    """An argparse type: a number strictly between 0 and 1."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
+    return value
+
+
+def add_speaker_folds(parser):
+    """The options of a corpus in speaker folds (CREMA-D, RAVDESS, EmoDB)."""
+    parser.add_argument("--num-folds", type=int, help="speaker folds (default: %(default)s)")
+    parser.add_argument("--dev-speakers", type=int,
+                        help="speakers of the next fold's group held out as dev "
+                             "(default: %(default)s)")

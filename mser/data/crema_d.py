@@ -21,7 +21,8 @@ import logging
 import os
 import re
 
-from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, wav_files, write_corpus
+from mser.data.corpus import (Corpus, Skips, Utterance, add_skip_bad_audio, add_speaker_folds,
+                              audio_duration, check_counts, register, wav_files, write_corpus)
 from mser.data.datadir import DataDirError
 from mser.data.folds import balanced_groups, speaker_group_folds
 
@@ -104,3 +105,11 @@ def prepare_crema_d(root, out_dir, num_folds=5, dev_speakers=9, expected_counts=
     write_corpus(out_dir, utts, CLASSES, folds, protocol, skips,
                  by=("test fold", lambda u: test_fold[u.utt_id]))
     return utts
+
+
+def add_arguments(parser):
+    add_speaker_folds(parser)
+    add_skip_bad_audio(parser)
+
+
+register(Corpus("crema_d", prepare_crema_d, add_arguments, __doc__, DOCUMENTED_TOTALS))

@@ -16,7 +16,8 @@ are not followed.
 import os
 import re
 
-from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, wav_files, write_corpus
+from mser.data.corpus import (Corpus, Skips, Utterance, add_skip_bad_audio, add_speaker_folds,
+                              audio_duration, check_counts, register, wav_files, write_corpus)
 from mser.data.datadir import DataDirError
 from mser.data.folds import balanced_groups, speaker_group_folds
 
@@ -74,3 +75,11 @@ def prepare_emodb(root, out_dir, num_folds=10, dev_speakers=1, expected_counts=D
     write_corpus(out_dir, utts, CLASSES, folds, protocol, skips,
                  by=("speaker", lambda u: u.speaker))
     return utts
+
+
+def add_arguments(parser):
+    add_speaker_folds(parser)
+    add_skip_bad_audio(parser)
+
+
+register(Corpus("emodb", prepare_emodb, add_arguments, __doc__, DOCUMENTED_TOTALS))

@@ -20,22 +20,23 @@ corpus), which inflates text results. Stage 0 reports that share per fold and ov
 in the fold's test set is dropped (counted per fold), so no test transcript is seen in training;
 the test sets stay the standard ones. The rule is textual, so it also drops common improvised
 lines ("Yeah.") that match a test line.
+
+Counts (labelled utterances with a wav and a transcript, speakers) are checked only when
+``expected_counts`` gives them: copies differ, and the demo corpus shares this layout.
 """
 import glob
 import logging
 import os
 import random
 import re
-import shutil
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-import soundfile
 from tqdm import tqdm
 
-from mser.data.datadir import DataDirError, c_sort_key, validate_data_dir, write_data_dir
-from mser.data.protocol import write_protocol
-from mser.utils.fileio import atomic_write_text
+from mser.data.corpus import (Corpus, Utterance, check_counts, fraction, read_duration, register,
+                              write_corpus)
+from mser.data.datadir import DataDirError, c_sort_key
 
 # name -> (class names in classes.txt order, corpus label -> class)
 CLASS_SETS = {
@@ -47,6 +48,7 @@ CLASS_SETS = {
                {e: e for e in ("neu", "hap", "ang", "sad", "exc", "fru")}),
 }
 SESSIONS = tuple(range(1, 6))
+COUNT_KEYS = ("utterances", "speakers")
 
 UTT_ID_RE = re.compile(r"Ses(\d\d)[FM]_\S+_([FM])\d{3}")
 LABEL_RE = re.compile(r"\[\s*\d+(?:\.\d*)?\s*-\s*\d+(?:\.\d*)?\s*\]\s+(\S+)\s+([A-Za-z]+)\s+\[[^\]]*\]")
@@ -54,20 +56,6 @@ LABEL_LIKE_RE = re.compile(r"^\[|Ses\d\d[FM]_\S*_[FM]\d{3}")
 TRANSCRIPT_RE = re.compile(r"(Ses\d\d[FM]_\S+_[FM]\d{3})\s*\[[^\]]*\]\s*:(.*)")
 NOISE_TAG_RE = re.compile(r"\[[A-Za-z_]+\]")
 NOT_WORD_RE = re.compile(r"[^\w' ]+")
-
-
-@dataclass
-class Utterance:
-    orig_id: str
-    session: str   # Ses01..Ses05
-    speaker: str   # Ses01F, Ses01M, ...
-    label: str     # corpus label (neu, exc, fru, ...)
-    text: str
-    wav: str
-
-    @property
-    def utt_id(self):
-        return f"{self.speaker}_{self.orig_id}"
 
 
 def parse_utt_id(orig_id):
@@ -196,7 +184,8 @@ def _session_dirs(root):
     if not found:
         raise DataDirError(f"{root}: not an IEMOCAP_full_release directory (expected "
                            f"{root}/Session1/dialog/EmoEvaluation/*.txt); pass the corpus root "
-                           f"with --iemocap or set IEMOCAP in db.sh")
+                           f"(prepare_corpus iemocap DIR, or prepare_iemocap --iemocap DIR) "
+                           f"or set IEMOCAP in db.sh")
     missing = sorted(set(session_dirs) - set(found))
     if missing:
         logging.warning("%s: sessions missing: %s", root, ", ".join(missing))
@@ -224,7 +213,8 @@ def _label_problems(session_dir, labels, texts, improvised_only):
 
 def load_iemocap(root, improvised_only=False, skip_missing_wav=False, skip_missing_text=False,
                  skip_unlabelled=False):
-    """Every labelled utterance (any label) under ``root``, sorted by utterance id.
+    """Every labelled utterance (any label) under ``root``, sorted by utterance id; their
+    durations are read later, for the selected classes only.
 
     Label-like lines that do not parse and utterances with a wav and a transcript but no label
     are each logged with file:line, and are an error unless ``skip_unlabelled``."""
@@ -257,7 +247,8 @@ def load_iemocap(root, improvised_only=False, skip_missing_wav=False, skip_missi
                 no_text.append((orig_id, os.path.join(session_dir, "dialog", "transcriptions",
                                                       dialog + ".txt")))
                 continue
-            utts.append(Utterance(orig_id, session, speaker, label, texts[orig_id][0], wav))
+            utts.append(Utterance(f"{speaker}_{orig_id}", speaker, session, label,
+                                  texts[orig_id][0], wav, duration=None))
     _report_unlabelled(unlabelled, skip_unlabelled)
     for missing, skip, what, option in ((no_wav, skip_missing_wav, "wav", "--skip-missing-wav"),
                                         (no_text, skip_missing_text, "transcript", "--skip-missing-text")):
@@ -359,90 +350,27 @@ def make_folds(utts, cv="session", dev="speaker", dev_fraction=0.1, seed=0):
     return folds
 
 
-def utterance_tables(utts):
-    """The per-utterance tables of a data dir; utt2dur comes from the wav headers."""
-    tables = {name: {} for name in ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur")}
-    for u in tqdm(utts, desc="reading wav headers", unit="utt", mininterval=2):
-        try:
-            info = soundfile.info(u.wav)
-        except Exception as e:  # soundfile raises several types for unreadable audio
-            raise DataDirError(f"utterance {u.orig_id}: cannot read {u.wav}: {e}") from None
-        if info.frames == 0:
-            raise DataDirError(f"utterance {u.orig_id}: {u.wav} has no samples")
-        utt = u.utt_id
-        tables["wav.scp"][utt] = u.wav
-        tables["text"][utt] = u.text
-        tables["utt2spk"][utt] = u.speaker
-        tables["utt2emo"][utt] = u.label
-        tables["utt2sess"][utt] = u.session
-        tables["utt2dur"][utt] = f"{info.frames / info.samplerate:.3f}"
-    return tables
-
-
-def _write_checked(data_dir, tables, classes, check_wavs):
-    write_data_dir(data_dir, tables)
-    atomic_write_text(os.path.join(data_dir, "classes.txt"), "".join(c + "\n" for c in classes))
-    problems = validate_data_dir(data_dir, check_wavs=check_wavs)
-    if problems:
-        raise DataDirError(f"{data_dir}: written data dir is invalid:\n  " + "\n  ".join(problems))
-
-
-def write_prepared(out_dir, tables, classes, folds):
-    """Write ``<out_dir>/all`` and ``<out_dir>/<fold>/{train,dev,test}``, each validated.
-
-    Everything is written under ``<out_dir>/.prepare.tmp`` first and then moved into place, so
-    an interrupted run leaves the previous output intact; stale fold dirs are removed.
-    """
-    tmp = os.path.join(out_dir, ".prepare.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    _write_checked(os.path.join(tmp, "all"), tables, classes, check_wavs=True)
-    for fold, subsets in folds.items():
-        for subset, utt_ids in subsets.items():
-            # The wavs were opened for "all"; subsets only reference them again.
-            _write_checked(os.path.join(tmp, fold, subset),
-                           {name: {u: t[u] for u in utt_ids} for name, t in tables.items()},
-                           classes, check_wavs=False)
-    produced = ["all", *folds]
-    stale = [d for d in os.listdir(out_dir) if re.fullmatch(r"fold\d+", d) and d not in produced]
-    for name in produced + stale:
-        shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
-    for name in produced:
-        os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
-    os.rmdir(tmp)
-    if stale:
-        logging.info("%s: removed stale %s", out_dir, ", ".join(sorted(stale)))
-
-
-def summary(utts, classes):
-    """A class x session count table, as text."""
-    sessions = sorted({u.session for u in utts})
-    counts = Counter((u.label, u.session) for u in utts)
-    rows = [["class", *sessions, "total"]]
-    for c in classes:
-        rows.append([c, *(str(counts[c, s]) for s in sessions), str(sum(counts[c, s] for s in sessions))])
-    rows.append(["total", *(str(sum(counts[c, s] for c in classes)) for s in sessions), str(len(utts))])
-    return "\n".join("".join(cell.rjust(7) for cell in row) for row in rows)
-
-
 def prepare_iemocap(root, out_dir, class_set="4class", improvised_only=False, noise_tags="strip",
                     cv="session", dev="speaker", dev_fraction=0.1, seed=0, text_disjoint=False,
                     skip_missing_wav=False, skip_missing_text=False, skip_unlabelled=False,
-                    corpus_name="IEMOCAP"):
+                    corpus_name="IEMOCAP", expected_counts=None):
     """Prepare ``<out_dir>/all``, the fold dirs and ``protocol``; return the kept utterances."""
     classes, _ = CLASS_SETS[class_set]
     utts = load_iemocap(root, improvised_only, skip_missing_wav, skip_missing_text,
                         skip_unlabelled)
-    logging.info("%s: %d labelled utterance(s)%s", root, len(utts),
-                 " (improvised dialogs only)" if improvised_only else "")
+    check_counts({"utterances": len(utts), "speakers": len({u.speaker for u in utts})},
+                 expected_counts or {}, f"{root}: labelled utterances"
+                 + (" (improvised dialogs only)" if improvised_only else ""))
     utts = select_classes(utts, class_set)
     if not utts:
         raise DataDirError(f"{root}: no utterance of the classes {', '.join(classes)}")
+    utts = [replace(u, duration=read_duration(u.wav, u.utt_id))
+            for u in tqdm(utts, desc="reading wav headers", unit="utt", mininterval=2)]
     if noise_tags == "strip":
         utts = [replace(u, text=strip_noise_tags(u.text)) for u in utts]
     empty = sum(not u.text for u in utts)
     if empty:
         logging.info("%d utterance(s) have an empty transcript (kept with empty text)", empty)
-    os.makedirs(out_dir, exist_ok=True)
     folds = make_folds(utts, cv, dev, dev_fraction, seed)
     report_overlap(transcript_overlap(utts, folds), "")
     dropped = None
@@ -451,11 +379,48 @@ def prepare_iemocap(root, out_dir, class_set="4class", improvised_only=False, no
         logging.info("--text-disjoint: dropped train/dev utterances whose transcript is in the "
                      "test set: %s", ", ".join(f"{f} {n}" for f, n in dropped.items()))
         report_overlap(transcript_overlap(utts, folds), " after --text-disjoint")
-    write_prepared(out_dir, utterance_tables(utts), classes, folds)
     description = describe_protocol(cv, dev, dev_fraction, seed, improvised_only, len(folds),
                                     dropped)
-    write_protocol(out_dir, corpus=corpus_name, description=f"{class_set}, {description}",
-                   folds=folds, headline="ua", metrics=("ua", "wa"), classes=classes)
-    logging.info("%s: wrote all, %d fold(s) (%s cv, dev by %s) and protocol; utterances per "
-                 "class and session:\n%s", out_dir, len(folds), cv, dev, summary(utts, classes))
+    protocol = {"corpus": corpus_name, "description": f"{class_set}, {description}",
+                "headline": "ua", "metrics": ("ua", "wa")}
+    write_corpus(out_dir, utts, classes, folds, protocol, None, by=("session", lambda u: u.session))
     return utts
+
+
+def add_arguments(parser):
+    parser.add_argument("--class-set", choices=sorted(CLASS_SETS),
+                        help="4class: neu hap(+exc) ang sad; 4class_noexc: hap without exc; "
+                             "6class: neu hap ang sad exc fru (default: %(default)s)")
+    parser.add_argument("--improvised-only", action="store_true",
+                        help="keep the improvised dialogs only")
+    parser.add_argument("--noise-tags", choices=("strip", "keep"),
+                        help="transcript tags such as [LAUGHTER] (default: %(default)s)")
+    parser.add_argument("--cv", choices=("session", "speaker"),
+                        help="session: 5 leave-one-session-out folds; speaker: 10 "
+                             "leave-one-speaker-out folds (default: %(default)s)")
+    parser.add_argument("--dev", choices=("speaker", "fraction"),
+                        help="speaker: hold out one speaker of the session after the test "
+                             "session; fraction: a stratified random part of the training "
+                             "sessions (default: %(default)s)")
+    parser.add_argument("--dev-fraction", type=fraction,
+                        help="dev share with --dev fraction (default: %(default)s)")
+    parser.add_argument("--seed", type=int, help="seed of --dev fraction")
+    parser.add_argument("--text-disjoint", action="store_true",
+                        help="drop from each fold's train and dev sets every utterance whose "
+                             "normalised transcript occurs in its test set (scripted lines are "
+                             "read in every session), so no test transcript is seen in training")
+    parser.add_argument("--corpus-name",
+                        help="corpus name in <data_dir>/protocol (default: %(default)s)")
+    parser.add_argument("--skip-missing-wav", action="store_true",
+                        help="drop labelled utterances without a wav (with a warning) "
+                             "instead of failing")
+    parser.add_argument("--skip-missing-text", action="store_true",
+                        help="drop labelled utterances without a transcript (with a warning) "
+                             "instead of failing")
+    parser.add_argument("--skip-unlabelled", action="store_true",
+                        help="drop utterances with a wav and a transcript but no parsed label, "
+                             "and ignore label lines that do not parse (each is still listed) "
+                             "instead of failing")
+
+
+register(Corpus("iemocap", prepare_iemocap, add_arguments, __doc__, count_keys=COUNT_KEYS))

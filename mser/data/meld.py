@@ -40,7 +40,8 @@ from multiprocessing import Pool
 
 import soundfile
 
-from mser.data.corpus import (Skips, Utterance, check_counts, skip_or_fail, speaker_token,
+from mser.data.corpus import (Corpus, Skips, Utterance, add_skip_bad_audio, check_counts,
+                              positive_int, register, skip_or_fail, speaker_token,
                               write_corpus)
 from mser.data.datadir import DataDirError
 from mser.data.folds import official_folds
@@ -310,3 +311,19 @@ def prepare_meld(root, out_dir, label="emotion", wav_dir=None, nj=1,
     write_corpus(out_dir, utts, classes, official_folds(utts), protocol, skips,
                  by=("split", lambda u: u.split))
     return utts
+
+
+def add_arguments(parser):
+    parser.add_argument("--label", choices=sorted(CLASS_SETS),
+                        help="emotion (7 classes) or sentiment (3) (default: %(default)s)")
+    parser.add_argument("--wav-dir",
+                        help="where the 16 kHz wavs decoded from the mp4 clips go "
+                             "(default: <data_dir>/wav)")
+    parser.add_argument("--nj", type=positive_int, help="decoding processes")
+    parser.add_argument("--text-only", action="store_true",
+                        help="from the three CSVs alone: transcripts, no clips and no "
+                             "wav.scp (train with conf/tuning/text_only.yaml)")
+    add_skip_bad_audio(parser)
+
+
+register(Corpus("meld", prepare_meld, add_arguments, __doc__, DOCUMENTED_TOTALS))

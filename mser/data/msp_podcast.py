@@ -22,7 +22,8 @@ import logging
 import os
 from collections import Counter
 
-from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, write_corpus
+from mser.data.corpus import (Corpus, Skips, Utterance, add_skip_bad_audio, audio_duration,
+                              check_counts, register, write_corpus)
 from mser.data.datadir import DataDirError
 from mser.data.folds import official_folds
 
@@ -119,3 +120,13 @@ def prepare_msp_podcast(root, out_dir, class_set="8class", expected_counts=None,
     write_corpus(out_dir, utts, classes, official_folds(utts, extra), protocol, skips,
                  by=("partition", lambda u: u.split))
     return utts
+
+
+def add_arguments(parser):
+    parser.add_argument("--class-set", choices=sorted(CLASS_SETS),
+                        help="8class: all but O and X; 4class: N H S A (default: %(default)s)")
+    add_skip_bad_audio(parser)
+
+
+register(Corpus("msp_podcast", prepare_msp_podcast, add_arguments, __doc__,
+                count_keys=tuple(PARTITIONS)))

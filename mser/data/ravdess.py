@@ -18,7 +18,8 @@ alternating where the group has both), so training sees 18. ``fold_groups="balan
 import os
 import re
 
-from mser.data.corpus import Skips, Utterance, audio_duration, check_counts, write_corpus
+from mser.data.corpus import (Corpus, Skips, Utterance, add_skip_bad_audio, add_speaker_folds,
+                              audio_duration, check_counts, register, write_corpus)
 from mser.data.datadir import DataDirError
 from mser.data.folds import balanced_groups, interleave_by_gender, speaker_group_folds
 
@@ -104,3 +105,14 @@ def prepare_ravdess(root, out_dir, fold_groups="emobox", num_folds=6, dev_speake
     write_corpus(out_dir, utts, CLASSES, folds, protocol, skips,
                  by=("actor", lambda u: u.speaker[-2:]))
     return utts
+
+
+def add_arguments(parser):
+    add_speaker_folds(parser)
+    parser.add_argument("--fold-groups", choices=("emobox", "balanced"),
+                        help="emobox: EmoBox's 6 groups of 4 actors (--num-folds ignored); "
+                             "balanced: --num-folds gender-balanced groups (default: %(default)s)")
+    add_skip_bad_audio(parser)
+
+
+register(Corpus("ravdess", prepare_ravdess, add_arguments, __doc__, DOCUMENTED_TOTALS))

@@ -100,7 +100,7 @@ def test_class_sets_and_options(corpus, tmp_path):
     noexc = select_classes(utts, "4class_noexc")
     assert "exc" not in {u.label for u in noexc} and len(noexc) == 5 * 7 + 1
     impro = load_iemocap(str(corpus), improvised_only=True)
-    assert impro and all("_impro" in u.orig_id for u in impro)
+    assert impro and all("_impro" in u.utt_id for u in impro)
     out = prepare(corpus, tmp_path, class_set="6class", noise_tags="keep")
     assert (out / "all" / "classes.txt").read_text().split() == ["neu", "hap", "ang", "sad", "exc", "fru"]
     text = read_data_dir(out / "all")["text"]

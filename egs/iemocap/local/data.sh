@@ -4,7 +4,7 @@
 #   local/data.sh [options] <IEMOCAP_root> <data_dir>      (run from the recipe dir)
 # Defaults: the standard 4 classes (exc merged into hap, 5,531 utterances), 5 leave-one-session-out
 # folds, dev = one speaker of the session after the test session. What each option does:
-# python -m mser.bin.prepare_iemocap --help.
+# python -m mser.bin.prepare_corpus iemocap --help.
 set -euo pipefail
 
 class_set=4class          # 4class, 4class_noexc or 6class
@@ -33,6 +33,7 @@ $improvised_only && flags+=(--improvised-only)
 $skip_missing_wav && flags+=(--skip-missing-wav)
 $skip_missing_text && flags+=(--skip-missing-text)
 $text_disjoint && flags+=(--text-disjoint)
-python -m mser.bin.prepare_iemocap --iemocap "$1" --class-set "$class_set" --noise-tags "$noise_tags" \
-  --cv "$cv" --dev "$dev" --dev-fraction "$dev_fraction" --seed "$seed" ${flags[@]+"${flags[@]}"} "$2"
+python -m mser.bin.prepare_corpus iemocap "$1" "$2" --class-set "$class_set" \
+  --noise-tags "$noise_tags" --cv "$cv" --dev "$dev" --dev-fraction "$dev_fraction" --seed "$seed" \
+  ${flags[@]+"${flags[@]}"}
 

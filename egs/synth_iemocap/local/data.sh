@@ -27,7 +27,8 @@ data=$2
 python -m mser.bin.make_synth_iemocap --nj "$nj" --seed "$seed" \
   --utts-per-session "$utts_per_session" --text-specific "$text_specific" \
   --voice-specific "$voice_specific" "$corpus"
-python -m mser.bin.prepare_iemocap --iemocap "$corpus" --corpus-name "generated demo corpus (seed $seed)" "$data"
+python -m mser.bin.prepare_corpus iemocap "$corpus" "$data" \
+  --corpus-name "generated demo corpus (seed $seed)"
 utils/validate_data_dir.sh "$data/all"
 awk '{ s += $2 } END { printf "%s: %d utterances, %.2f hours of audio\n", FILENAME, NR, s / 3600 }' \
   "$data/all/utt2dur"
