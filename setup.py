@@ -37,8 +37,9 @@ INSTALL_REQUIRES = [
 ]
 
 # httpx: FastAPI's test client; selenium drives Debian's chromium (installed by tools/install.sh)
-# in the browser test (selenium 4.52 needs a certifi newer than PyPI serves here)
-TEST_REQUIRES = ["pytest==9.2.0", "httpx==0.28.1", "selenium==4.51.0"]
+# in the browser test (selenium 4.52 needs a certifi newer than PyPI serves here); import-linter
+# checks the package's layers (.importlinter, test/test_layers.py)
+TEST_REQUIRES = ["pytest==9.2.0", "httpx==0.28.1", "selenium==4.51.0", "import-linter==2.17"]
 
 EXTRAS_REQUIRE = {
     "test": TEST_REQUIRES,

@@ -3,7 +3,7 @@
     tools/venv/bin/python bench/bench_data_path.py [--num-utts 300] [--repeats 3] [--seed 0]
 
 Writes random features of IEMOCAP's real shapes with mser's own writer (JobArkWriter), once per
-storage option (mser/features/storage.py):
+storage option (mser/io/storage.py):
 
 - audio: HuBERT-large, 5 layers x 1024 at 50 frames/s, utterance durations log-normal with
          IEMOCAP's ~4.5 s mean (clipped to 0.6-35 s);
@@ -28,7 +28,7 @@ import kaldiio
 import numpy as np
 import torch
 
-from mser.features.storage import STORAGES, JobArkWriter, open_feats, read_shapes
+from mser.io.storage import STORAGES, JobArkWriter, open_feats, read_shapes
 
 IEMOCAP_UTTS = 5531  # the 4-class set (neutral, happy+excited, angry, sad), ~7 h
 STREAMS = {"audio": (5, 1024), "text": (4, 768)}  # (layers, dim): HuBERT-large, MPNet

@@ -33,7 +33,7 @@ def make_recording(data_dir, minutes, path, seed=0):
     """Utterances of ``data_dir`` in random order with pauses, ``minutes`` long, as a wav."""
     import soundfile
 
-    from mser.data.datadir import read_table
+    from mser.io.datadir import read_table
     from mser.features.audio import read_wav
 
     rng = np.random.default_rng(seed)

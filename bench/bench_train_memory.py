@@ -34,9 +34,9 @@ import torch
 import yaml
 
 from bench_data_path import IEMOCAP_UTTS, STREAMS, random_feats, utterance_lengths
-from mser.data.datadir import write_data_dir
+from mser.io.datadir import write_data_dir
 from mser.data.dataset import EmotionDataset, collate
-from mser.features.storage import JobArkWriter
+from mser.io.storage import JobArkWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONF = os.path.join(ROOT, "egs", "iemocap", "conf", "train.yaml")

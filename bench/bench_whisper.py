@@ -46,7 +46,7 @@ def make_corpus(root, utts_per_session, seed):
 
 
 def audio_seconds(data_dir):
-    from mser.data.datadir import read_table
+    from mser.io.datadir import read_table
 
     durations = read_table(os.path.join(data_dir, "utt2dur"))
     return sum(float(d) for d in durations.values()), len(durations)
@@ -73,7 +73,7 @@ def extract(conf, data_dir, out_dir):
 
 
 def cosine_report(padded_dir, utterance_dir):
-    from mser.features.storage import open_feats
+    from mser.io.storage import open_feats
 
     padded = open_feats(os.path.join(padded_dir, "feats.scp"))
     utterance = open_feats(os.path.join(utterance_dir, "feats.scp"))
@@ -89,7 +89,7 @@ def cosine_report(padded_dir, utterance_dir):
 
 def transcribe(model, data_dir, out_dir, batch_size):
     from mser.asr import SpeechRecognizer, merge, run_job
-    from mser.utils.wer import data_dir_wer
+    from mser.scoring.wer import data_dir_wer
 
     recognizer, load, _ = timed(lambda: SpeechRecognizer(model, batch_size=batch_size))
     options = {"model_dir": model}

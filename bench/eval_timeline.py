@@ -28,7 +28,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from mser.data.datadir import read_table  # noqa: E402
+from mser.io.datadir import read_table  # noqa: E402
 from mser.features.audio import read_wav  # noqa: E402
 from mser.scoring.timeline import timeline_scores  # noqa: E402
 

@@ -14,8 +14,6 @@ An utterance whose audio cannot be read is named on the console with the reason,
 it has no audio features either, and an empty transcript would be indistinguishable from ASR
 that heard nothing. An utterance the recogniser returns nothing for keeps an empty ``text``.
 """
-import contextlib
-import json
 import logging
 import os
 import re
@@ -25,13 +23,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mser.data.datadir import DataDirError, read_data_dir, read_table, write_data_dir, \
-    write_table
 from mser.features.audio import BadUtteranceError, audio_info, batches_by_length, read_wav, \
     resampled_length
-from mser.features.dump import fingerprint, job_slice
 from mser.features.hf_common import resolve_model_dir
-from mser.utils.fileio import atomic_write_text
+from mser.io.datadir import DataDirError, read_data_dir, read_table, write_data_dir, \
+    write_table
+from mser.io.shards import (current_done, finished_jobs, fingerprint, job_slice, merged_is_done,
+                            start_job, write_done, write_merged_done)
 
 WHISPER_WINDOW_SECONDS = 30.0   # longer utterances are decoded one by one, long-form
 DEFAULT_BATCH_SIZE = 8          # utterances per forward
@@ -123,26 +121,16 @@ def job_paths(out_dir, nj, job):
     return {name: os.path.join(split, f"{name}.{job}") for name in ("text", "skipped", "done")}
 
 
-def _read_json(path):
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def run_job(recognizer_factory, options, data_dir, out_dir, nj, job):
     """Transcribe job ``job`` of ``nj``; ``options`` (model and decoding options) make the
     fingerprint, ``recognizer_factory()`` builds the recogniser only when there is work.
     Returns False when the job was already done."""
     part = job_slice(read_table(os.path.join(data_dir, "wav.scp")), nj, job)
     paths = job_paths(out_dir, nj, job)
-    stamp = fingerprint(options, part)
-    done = _read_json(paths["done"])
-    if done and done["fingerprint"] == stamp:
+    if current_done(paths["done"], options, part):
         logging.info("job %d/%d: already done (%s); skipping", job, nj, paths["done"])
         return False
-    with contextlib.suppress(FileNotFoundError):  # the merged dir is stale from now on
-        os.unlink(os.path.join(out_dir, ".done"))
+    start_job(out_dir, stale=())
     recognizer = recognizer_factory()
     rate = recognizer.sample_rate
     lengths, skipped = {}, {}
@@ -168,7 +156,7 @@ def run_job(recognizer_factory, options, data_dir, out_dir, nj, job):
             progress.update(sum(len(w) for w in waveforms.values()) / rate)
     write_table(paths["text"], text)
     write_table(paths["skipped"], skipped)
-    atomic_write_text(paths["done"], json.dumps({"fingerprint": stamp, "model": recognizer.path}))
+    write_done(paths["done"], fingerprint(options, part), model=recognizer.path)
     logging.info("job %d/%d: %d utterance(s) transcribed, %d skipped -> %s", job, nj, len(text),
                  len(skipped), paths["text"])
     return True
@@ -180,9 +168,7 @@ def _skip(error, skipped):
 
 
 def is_done(options, data_dir, out_dir):
-    done = _read_json(os.path.join(out_dir, ".done"))
-    wav_scp = read_table(os.path.join(data_dir, "wav.scp"))
-    return bool(done) and done["fingerprint"] == fingerprint(options, wav_scp)
+    return merged_is_done(out_dir, options, read_table(os.path.join(data_dir, "wav.scp")))
 
 
 def _write_with_text(data_dir, out_dir, text, skipped):
@@ -229,12 +215,10 @@ def merge(options, data_dir, out_dir, nj):
         raise DataDirError(f"{out_dir}: the output dir must differ from the data dir")
     wav_scp = read_table(os.path.join(data_dir, "wav.scp"))
     text, skipped = {}, {}
+    finished_jobs(out_dir, options, wav_scp, nj, lambda job: job_paths(out_dir, nj, job)["done"],
+                  lambda job: f"{out_dir}/log/transcribe.{job}.log")
     for job in range(1, nj + 1):
         paths = job_paths(out_dir, nj, job)
-        done = _read_json(paths["done"])
-        if not done or done["fingerprint"] != fingerprint(options, job_slice(wav_scp, nj, job)):
-            raise DataDirError(f"{out_dir}: job {job}/{nj} has not finished with these options "
-                               f"and data dir (see {out_dir}/log/transcribe.{job}.log); rerun it")
         text.update(read_table(paths["text"], allow_empty_value=True))
         skipped.update(read_table(paths["skipped"]))
     missing = set(wav_scp) - set(text) - set(skipped)
@@ -242,8 +226,7 @@ def merge(options, data_dir, out_dir, nj):
         raise DataDirError(f"{out_dir}: {len(missing)} utterance(s) of {data_dir}/wav.scp have "
                            f"neither a transcript nor a line in skipped (e.g. {min(missing)})")
     _write_with_text(data_dir, out_dir, text, skipped)
-    atomic_write_text(os.path.join(out_dir, ".done"),
-                      json.dumps({"fingerprint": fingerprint(options, wav_scp)}))
+    write_merged_done(out_dir, options, wav_scp)
     for utt, reason in skipped.items():
         logging.warning("skipped %s: %s (left out of %s, listed in %s/skipped)", utt, reason,
                         out_dir, out_dir)

@@ -30,7 +30,7 @@ import textwrap
 import numpy as np
 from tqdm import tqdm
 
-from mser.data.datadir import DataDirError, read_table, write_data_dir, write_table
+from mser.io.datadir import DataDirError, read_table, write_data_dir, write_table
 from mser.features.audio import AudioSource
 from mser.utils.fileio import atomic_write_text
 from mser.utils.plotting import pyplot, save_figure

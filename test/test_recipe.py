@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from mser.bin import infer
-from mser.data.datadir import read_table
+from mser.io.datadir import read_table
 from mser.data.protocol import read_protocol
 from mser.inference import export_model
-from mser.utils.wer import data_dir_wer
+from mser.scoring.wer import data_dir_wer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "egs", "synth_iemocap")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from mser.data.datadir import read_table
+from mser.io.datadir import read_table
 from mser.features.audio import read_wav, resample
 from mser.serve import create_app
 from mser.timeline import Timeline, TimelineRecognizer

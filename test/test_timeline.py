@@ -12,7 +12,7 @@ import pytest
 import soundfile
 
 from mser.bin import timeline as timeline_cli
-from mser.data.datadir import read_table, validate_data_dir
+from mser.io.datadir import read_table, validate_data_dir
 from mser.features.audio import AudioSource, read_wav, resample
 from mser.inference import EmotionRecognizer
 from mser.timeline import Timeline, TimelineRecognizer

@@ -20,16 +20,16 @@ import shutil
 import torch
 from tqdm import tqdm
 
-from mser.data.datadir import read_table
-from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_config, \
-    load_feat_info
+from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_config
 from mser.features.transcript import is_empty_transcript
+from mser.io.datadir import read_table
+from mser.io.storage import load_feat_info
+from mser.nets import load_model
 from mser.scoring.decodes import decode_name
 from mser.train.evaluate import condition_logits
-from mser.nets import load_model
+from mser.utils.conditions import conditions_for
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.logging import setup_logging
-from mser.utils.conditions import conditions_for
 
 
 def untranscribed(config, data_dir):

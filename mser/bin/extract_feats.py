@@ -8,7 +8,7 @@ Run every job through the job runner and merge with utils/dump_feats.sh. See mse
 import argparse
 import sys
 
-from mser.data.datadir import DataDirError
+from mser.io.datadir import DataDirError
 from mser.features import FeatureConfigError, load_config_file
 from mser.features.dump import run_job
 from mser.utils.logging import setup_logging

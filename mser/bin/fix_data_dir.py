@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from mser.data.datadir import DataDirError, fix_data_dir
+from mser.io.datadir import DataDirError, fix_data_dir
 from mser.utils.logging import setup_logging
 
 

@@ -25,7 +25,7 @@ import sys
 
 from tqdm import tqdm
 
-from mser.data.datadir import DataDirError, read_table
+from mser.io.datadir import DataDirError, read_table
 from mser.features.audio import BadUtteranceError, read_wav
 from mser.inference import EmotionRecognizer, Transcriber, plot_query_attention
 from mser.utils.fileio import atomic_open

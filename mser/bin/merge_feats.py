@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from mser.bin.extract_feats import add_common_args, load_config
-from mser.data.datadir import DataDirError
+from mser.io.datadir import DataDirError
 from mser.features import FeatureConfigError
 from mser.features.dump import is_done, merge
 from mser.utils.logging import setup_logging

@@ -16,7 +16,7 @@ import inspect
 import sys
 
 from mser.data.corpora import REGISTRY
-from mser.data.datadir import DataDirError
+from mser.io.datadir import DataDirError
 from mser.utils.logging import setup_logging
 
 COMMON = ("corpus", "root", "data_dir", "expected_counts", "verbose")

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from mser.bin import prepare_corpus
-from mser.data.datadir import DataDirError
+from mser.io.datadir import DataDirError
 from mser.utils.logging import setup_logging
 
 

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from mser.data.datadir import DataDirError, read_table, split_scp
+from mser.io.datadir import DataDirError, read_table, split_scp
 
 
 def main(argv=None):

@@ -28,7 +28,7 @@ import sys
 
 from tqdm import tqdm
 
-from mser.data.datadir import DataDirError, read_table, validate_data_dir
+from mser.io.datadir import DataDirError, read_table, validate_data_dir
 from mser.utils.fileio import atomic_write_text
 from mser.utils.logging import setup_logging
 from mser.vad import SegmentOptions
@@ -109,7 +109,7 @@ def get_parser():
 
 def recordings(args):
     """{recording: wav entry} of this job."""
-    from mser.features.dump import job_slice
+    from mser.io.shards import job_slice
 
     if args.wav is not None:
         if not os.path.exists(args.wav):

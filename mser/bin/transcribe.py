@@ -9,13 +9,13 @@ recognised transcripts (see mser.asr; unreadable wavs are listed in <out-data-di
 
 --model-dir: packaged:whisper-tiny.en, packaged:whisper-base, or any local transformers ASR
 dir (Whisper of any size, wav2vec2/HuBERT-CTC). With a reference text in <data-dir>, the merge
-also logs the WER (mser.utils.wer).
+also logs the WER (mser.scoring.wer).
 """
 import argparse
 import os
 import sys
 
-from mser.data.datadir import DataDirError
+from mser.io.datadir import DataDirError
 from mser.features import FeatureConfigError
 from mser.utils.logging import setup_logging
 
@@ -52,7 +52,7 @@ def main(argv=None):
     import torch
 
     from mser.asr import SpeechRecognizer, is_done, merge, run_job
-    from mser.utils.wer import data_dir_wer
+    from mser.scoring.wer import data_dir_wer
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)

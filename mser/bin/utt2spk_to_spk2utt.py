@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from mser.data.datadir import DataDirError, read_table, utt2spk_to_spk2utt
+from mser.io.datadir import DataDirError, read_table, utt2spk_to_spk2utt
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ import os
 import sys
 from collections import Counter
 
-from mser.data.datadir import DataDirError, pipe_commands, read_table, validate_data_dir
+from mser.io.datadir import DataDirError, pipe_commands, read_table, validate_data_dir
 
 MAX_LISTED_COMMANDS = 20
 

@@ -23,7 +23,7 @@ from typing import Callable
 
 import soundfile
 
-from mser.data.datadir import DataDirError, c_sort_key, validate_data_dir, write_data_dir
+from mser.io.datadir import DataDirError, c_sort_key, validate_data_dir, write_data_dir
 from mser.data.protocol import write_protocol
 from mser.utils.fileio import atomic_write_text
 

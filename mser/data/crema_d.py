@@ -23,7 +23,7 @@ import re
 
 from mser.data.corpus import (Corpus, Skips, Utterance, add_skip_bad_audio, add_speaker_folds,
                               audio_duration, check_counts, register, wav_files, write_corpus)
-from mser.data.datadir import DataDirError
+from mser.io.datadir import DataDirError
 from mser.data.folds import balanced_groups, speaker_group_folds
 
 SENTENCES = {

@@ -17,38 +17,11 @@ import os
 
 import numpy as np
 import torch
-import yaml
 
-from mser.data.datadir import DataDirError, read_table
-from mser.features.storage import open_feats, read_headers, read_shapes
+from mser.io.datadir import DataDirError, read_classes, read_table
+from mser.io.storage import open_feats, read_headers, read_shapes
 
 SHOWN_DROPPED = 5  # utterances without features named in the warning
-
-
-def read_classes(path):
-    """Class names of a classes.txt, in label-index order."""
-    if not os.path.exists(path):
-        raise DataDirError(f"{path}: not found; the data dir needs classes.txt (one class per "
-                           f"line, in label-index order), written by data preparation")
-    with open(path, encoding="utf-8") as f:
-        classes = [line.strip() for line in f if line.strip()]
-    if not classes or len(set(classes)) != len(classes):
-        raise DataDirError(f"{path}: expected distinct class names, one per line; got {classes}")
-    return classes
-
-
-def load_feat_info(scp):
-    """feat_conf.yaml next to a feats.scp (at least modality, dim, num_layers)."""
-    path = os.path.join(os.path.dirname(scp), "feat_conf.yaml")
-    if not os.path.exists(path):
-        raise DataDirError(f"{path}: not found next to {scp}; extract the features with "
-                           f"utils/dump_feats.sh")
-    with open(path, encoding="utf-8") as f:
-        info = yaml.safe_load(f)
-    missing = [k for k in ("modality", "dim", "num_layers") if k not in (info or {})]
-    if missing:
-        raise DataDirError(f"{path}: lacks {missing}; re-run the feature merge")
-    return info
 
 
 class EmotionDataset(torch.utils.data.Dataset):
@@ -57,7 +30,7 @@ class EmotionDataset(torch.utils.data.Dataset):
     ``feats``: stream -> feats.scp, in the model's stream order. ``classes`` defaults to ``data_dir/classes.txt``. Without
     ``utt2emo`` (unlabelled data) labels are -1. ``cache`` keeps read matrices in memory, as
     stored (:meth:`feature_bytes` says how much that takes). Matrices are read by
-    :func:`~mser.features.storage.open_feats` (never unpickles), lengths come from
+    :func:`~mser.io.storage.open_feats` (never unpickles), lengths come from
     ``utt2num_frames`` or the matrix headers.
     """
 

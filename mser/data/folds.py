@@ -5,7 +5,7 @@ A fold dict maps a fold name to ``{"train"|"dev"|"test": set of utterance ids}``
 group k and takes its dev speakers from group k+1 (wrapping around), so dev never shares a speaker
 with test and training never sees either.
 """
-from mser.data.datadir import DataDirError, c_sort_key
+from mser.io.datadir import DataDirError, c_sort_key
 
 
 def interleave_by_gender(speakers, gender):

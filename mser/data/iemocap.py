@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from mser.data.corpus import (Corpus, Utterance, check_counts, fraction, read_duration, register,
                               write_corpus)
-from mser.data.datadir import DataDirError, c_sort_key
+from mser.io.datadir import DataDirError, c_sort_key
 
 # name -> (class names in classes.txt order, corpus label -> class)
 CLASS_SETS = {

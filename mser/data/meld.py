@@ -43,7 +43,7 @@ import soundfile
 from mser.data.corpus import (Corpus, Skips, Utterance, add_skip_bad_audio, check_counts,
                               positive_int, register, skip_or_fail, speaker_token,
                               write_corpus)
-from mser.data.datadir import DataDirError
+from mser.io.datadir import DataDirError
 from mser.data.folds import official_folds
 from mser.features.audio import decode_with_av
 from mser.utils.fileio import atomic_open

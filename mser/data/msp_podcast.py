@@ -24,7 +24,7 @@ from collections import Counter
 
 from mser.data.corpus import (Corpus, Skips, Utterance, add_skip_bad_audio, audio_duration,
                               check_counts, register, write_corpus)
-from mser.data.datadir import DataDirError
+from mser.io.datadir import DataDirError
 from mser.data.folds import official_folds
 
 CODES = {"N": "neu", "H": "hap", "S": "sad", "A": "ang", "U": "sur", "F": "fea", "D": "dis",

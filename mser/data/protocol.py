@@ -16,7 +16,7 @@ it also reports. Metric names are those of :func:`mser.utils.metrics.score`.
 """
 import os
 
-from mser.data.datadir import read_table
+from mser.io.datadir import read_table
 from mser.utils.fileio import atomic_write_text
 
 KEYS = ("corpus", "description", "folds", "tests", "headline", "metrics", "classes")

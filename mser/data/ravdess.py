@@ -20,7 +20,7 @@ import re
 
 from mser.data.corpus import (Corpus, Skips, Utterance, add_skip_bad_audio, add_speaker_folds,
                               audio_duration, check_counts, register, write_corpus)
-from mser.data.datadir import DataDirError
+from mser.io.datadir import DataDirError
 from mser.data.folds import balanced_groups, interleave_by_gender, speaker_group_folds
 
 EMOTIONS = {"01": "neu", "02": "cal", "03": "hap", "04": "sad", "05": "ang", "06": "fea",

@@ -28,6 +28,8 @@ import importlib
 import os
 import re
 
+from mser.io.storage import FeatureConfigError  # noqa: F401 (raised for feature confs)
+
 # Name -> "module:Class", imported on use so that fbank never imports torch.
 EXTRACTORS = {
     "fbank": "mser.features.fbank:FbankExtractor",
@@ -48,10 +50,6 @@ KEY_TYPES = {"extractor": (str,), "storage": (str,), "model_dir": (str,), "hf_re
 NULLABLE_KEYS = ("tag_pattern",)
 TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
               list: "a list"}
-
-
-class FeatureConfigError(ValueError):
-    """A feature config that cannot be used; the message names the key and the fix."""
 
 
 def extractor_class(name):
@@ -124,7 +122,7 @@ def build_extractor(conf, device="cpu", source=None):
 
 def load_extractor(dump_dir_or_scp, device="cpu", overrides=None):
     """The extractor that wrote a dump dir (its feat_conf.yaml), e.g. for single-file inference."""
-    from mser.features.storage import load_feat_conf
+    from mser.io.storage import load_feat_conf
 
     conf = resolve_config(load_feat_conf(dump_dir_or_scp), overrides,
                           source=f"feat_conf.yaml of {dump_dir_or_scp}")

@@ -11,7 +11,7 @@ import numpy as np
 import soundfile
 from scipy.signal import resample_poly
 
-from mser.data.datadir import DataDirError
+from mser.io.datadir import DataDirError
 
 
 class BadUtteranceError(DataDirError):

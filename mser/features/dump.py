@@ -6,22 +6,20 @@ its slice of the data dir), so an interrupted ``utils/dump_feats.sh`` resumes wh
 A bad utterance (unreadable, empty or too short audio) is an error naming it and its file, or,
 with ``skip_bad: true``, a warning and a line in ``skipped``.
 """
-import contextlib
-import hashlib
 import logging
 import os
 
-import yaml
 from tqdm import tqdm
 
-from mser.data.datadir import DataDirError, c_sort_key, read_table, write_table
 from mser.features import derived_info, extractor_class
 from mser.features.audio import BadUtteranceError, audio_info, batches_by_length, read_wav, \
     resampled_length
-from mser.features.storage import JobArkWriter, job_paths, read_shapes, read_utt2num_frames, \
-    storage_name, write_feat_conf
 from mser.features.transcript import is_empty_transcript
-from mser.utils.fileio import atomic_write_text
+from mser.io.datadir import DataDirError, c_sort_key, read_table, write_table
+from mser.io.shards import (current_done, finished_jobs, fingerprint, job_slice, merged_is_done,
+                            start_job, write_done, write_merged_done)
+from mser.io.storage import JobArkWriter, job_paths, read_shapes, read_utt2num_frames, \
+    storage_name, write_feat_conf
 
 SOURCE_FILE = {"audio": "wav.scp", "text": "text"}
 TEXT_CHUNK = 1024  # transcripts handed to the extractor at once (it batches them by length)
@@ -34,40 +32,14 @@ def read_source(conf, data_dir):
                       allow_empty_value=(modality == "text"))
 
 
-def job_slice(table, nj, job):
-    if not 1 <= job <= nj:
-        raise ValueError(f"--job {job} is not in 1..{nj}")
-    items = list(table.items())
-    return dict(items[(job - 1) * len(items) // nj: job * len(items) // nj])
-
-
-def fingerprint(conf, table):
-    digest = hashlib.sha256(yaml.safe_dump(conf, sort_keys=True).encode("utf-8"))
-    for utt, value in table.items():
-        digest.update(f"{utt} {value}\n".encode("utf-8"))
-    return digest.hexdigest()
-
-
-def _read_done(path):
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
-
-
 def run_job(conf, data_dir, out_dir, nj, job, device="cpu"):
     """Extract job ``job`` of ``nj``; returns False when it was already done."""
     part = job_slice(read_source(conf, data_dir), nj, job)
     paths = job_paths(out_dir, job)
-    stamp = fingerprint(conf, part)
-    done = _read_done(paths["done"])
-    if done and done["fingerprint"] == stamp and os.path.exists(paths["scp"]):
+    if current_done(paths["done"], conf, part) and os.path.exists(paths["scp"]):
         logging.info("job %d/%d: already done (%s); skipping", job, nj, paths["done"])
         return False
-    for merged in (".done", "feats.scp"):  # the old merged dump is stale from now on
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(out_dir, merged))
-    os.makedirs(out_dir, exist_ok=True)
+    start_job(out_dir, stale=("feats.scp",))
     extractor = extractor_class(conf["extractor"])(conf, device=device)
     writer = JobArkWriter(out_dir, job, storage_name(conf), conf["compression_method"])
     skipped = {}
@@ -78,8 +50,7 @@ def run_job(conf, data_dir, out_dir, nj, job, device="cpu"):
     except BaseException:
         writer.abort()
         raise
-    info = {"fingerprint": stamp, **derived_info(extractor)}
-    atomic_write_text(paths["done"], yaml.safe_dump(info, sort_keys=False))
+    write_done(paths["done"], fingerprint(conf, part), **derived_info(extractor))
     logging.info("job %d/%d: %d utterance(s) written, %d skipped -> %s", job, nj,
                  len(writer.num_frames), len(skipped), paths["scp"])
     return True
@@ -143,9 +114,8 @@ def _extract_text(extractor, text, writer, skipped, skip_bad):
 
 def is_done(conf, data_dir, out_dir):
     """Whether ``out_dir`` holds a merged dump of this config and data dir."""
-    done = _read_done(os.path.join(out_dir, ".done"))
-    return bool(done) and done["fingerprint"] == fingerprint(conf, read_source(conf, data_dir)) \
-        and os.path.exists(os.path.join(out_dir, "feats.scp"))
+    return merged_is_done(out_dir, conf, read_source(conf, data_dir)) and os.path.exists(
+        os.path.join(out_dir, "feats.scp"))
 
 
 def merge(conf, data_dir, out_dir, nj):
@@ -153,13 +123,10 @@ def merge(conf, data_dir, out_dir, nj):
     checking every matrix's shape and that every utterance of the data dir is accounted for."""
     source = read_source(conf, data_dir)
     scp, num_frames, skipped, info = {}, {}, {}, None
-    for job in range(1, nj + 1):
+    dones = finished_jobs(out_dir, conf, source, nj, lambda job: job_paths(out_dir, job)["done"],
+                          lambda job: f"{out_dir}/log/extract.{job}.log")
+    for job, done in enumerate(dones, 1):
         paths = job_paths(out_dir, job)
-        done = _read_done(paths["done"])
-        if not done or done["fingerprint"] != fingerprint(conf, job_slice(source, nj, job)):
-            raise DataDirError(f"{out_dir}: job {job}/{nj} has not finished with this config and "
-                               f"data dir (see {out_dir}/log/extract.{job}.log); rerun "
-                               f"utils/dump_feats.sh")
         job_info = {k: v for k, v in done.items() if k != "fingerprint"}
         if info not in (None, job_info):
             raise DataDirError(f"{out_dir}: job {job} has {job_info}, job 1 has {info}")
@@ -178,8 +145,7 @@ def merge(conf, data_dir, out_dir, nj):
     write_table(os.path.join(out_dir, "skipped"), skipped)
     write_table(os.path.join(out_dir, "feats.scp"), scp)
     write_feat_conf(out_dir, {**conf, "storage": storage_name(conf), **info})
-    atomic_write_text(os.path.join(out_dir, ".done"),
-                      yaml.safe_dump({"fingerprint": fingerprint(conf, source)}))
+    write_merged_done(out_dir, conf, source)
     for utt, reason in skipped.items():
         logging.warning("skipped %s: %s", utt, reason)
     logging.info("%s: %d utterance(s), %d rows (frames or tokens) of %s x %s, %d skipped (listed "

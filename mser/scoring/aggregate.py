@@ -64,7 +64,7 @@ def score_experiment(exp_dir, folds, subset="test", headline="ua"):
 def score_wer(folds, reference_dir, hypothesis_dir):
     """WER of each fold's ASR test transcripts against the gold ones (``{fold}`` in the two data
     dir names is the fold), mean +/- sample std over folds and pooled over them."""
-    from mser.utils.wer import data_dir_wer
+    from mser.scoring.wer import data_dir_wer
 
     per_fold = []
     for fold in folds:

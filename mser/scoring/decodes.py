@@ -3,8 +3,7 @@ import os
 
 import numpy as np
 
-from mser.data.datadir import read_table
-from mser.data.dataset import read_classes
+from mser.io.datadir import read_classes, read_table
 from mser.utils.conditions import condition_order
 
 

@@ -214,7 +214,7 @@ def write_results_md(path, exp_root, folds, title, protocol, notes=None):
     text += [header, _rule(header), *rows, ""]
     if wers:
         text += ["Tags tested on ASR transcripts (`--test_text asr`): WER of the test transcripts "
-                 "against the corpus's (mean ± sample std over folds, in %; mser.utils.wer) next "
+                 "against the corpus's (mean ± sample std over folds, in %; mser.scoring.wer) next "
                  "to the tag's UA and WA. Test utterances the ASR skipped are left out of the "
                  "tag's scores and counted here.", "",
                  WER_HEADER, _rule(WER_HEADER), *wers, ""]

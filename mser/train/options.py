@@ -2,7 +2,7 @@
 whether a resumed run may change it), the checks on them, and the resolved config they give."""
 import torch
 
-from mser.data.dataset import load_feat_info
+from mser.io.storage import load_feat_info
 from mser.nets import MODALITIES, MODEL_OPTIONS, resolve_model_conf
 from mser.utils.conditions import is_condition_name
 from mser.utils.config import Option, add_options, git_commit

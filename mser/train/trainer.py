@@ -19,7 +19,8 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from mser.data.dataset import EmotionDataset, LengthBucketBatchSampler, collate, read_classes
+from mser.data.dataset import EmotionDataset, LengthBucketBatchSampler, collate
+from mser.io.datadir import read_classes
 from mser.nets import build_model, feat_infos
 from mser.train.evaluate import condition_logits, to_device
 from mser.train.options import check_same_run, model_conf_from_args, resolve_config, stream_feats

@@ -13,7 +13,7 @@ import yaml
 from mser.train.schedule import lr_lambda, training_length
 from mser.train.trainer import selection_conditions
 from mser.bin.train import get_parser, main as train_main
-from mser.data.datadir import write_data_dir
+from mser.io.datadir import write_data_dir
 from mser.train import trainer
 from mser.train.options import RESUMABLE
 from mser.nets import load_model
@@ -351,7 +351,8 @@ SHARDED = """
 import json, os, sys
 import torch
 from mser.bin.train import get_parser
-from mser.data.dataset import EmotionDataset, LengthBucketBatchSampler, collate, load_feat_info
+from mser.data.dataset import EmotionDataset, LengthBucketBatchSampler, collate
+from mser.io.storage import load_feat_info
 from mser.nets import build_model
 from mser.train.options import model_conf_from_args
 from mser.train.trainer import compute_normalization, evaluate

@@ -12,7 +12,7 @@ import soundfile
 
 from mser import asr
 from mser.bin import asr_subset, transcribe
-from mser.utils.wer import data_dir_wer
+from mser.scoring.wer import data_dir_wer
 
 
 class LengthRecognizer:

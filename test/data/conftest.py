@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from mser.data.datadir import read_data_dir, read_table, validate_data_dir
+from mser.io.datadir import read_data_dir, read_table, validate_data_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -5,7 +5,7 @@ import pytest
 
 from mser.bin import prepare_corpus
 from mser.data.crema_d import prepare_crema_d
-from mser.data.datadir import DataDirError, read_data_dir, read_table
+from mser.io.datadir import DataDirError, read_data_dir, read_table
 
 ACTORS = [f"{a}" for a in range(1001, 1009)] + ["1040", "1076"]
 CLIPS = [("DFA", "ANG", "XX"), ("IEO", "HAP", "HI"), ("TSI", "NEU", "XX"), ("WSI", "SAD", "XX")]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from mser.data.datadir import (DataDirError, fix_data_dir, read_data_dir, read_table, split_scp,
+from mser.io.datadir import (DataDirError, fix_data_dir, read_data_dir, read_table, split_scp,
                                utt2spk_to_spk2utt, validate_data_dir, write_data_dir)
 
 UTTS = {"spkA_u1": "spkA", "spkA_u2": "spkA", "spkB_u1": "spkB"}

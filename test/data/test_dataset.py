@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
-from mser.data.datadir import DataDirError, write_data_dir
 from mser.data.dataset import (EmotionDataset, LengthBucketBatchSampler, collate,
-                               dataset_from_config, load_feat_info)
-from mser.features.storage import FeatsReader, JobArkWriter
+                               dataset_from_config)
+from mser.io.datadir import DataDirError, write_data_dir
+from mser.io.storage import FeatsReader, JobArkWriter, load_feat_info
 from mser.train.trainer import check_cache_fits, make_loader, write_dropped
 
 CLASSES = ["neu", "hap", "ang", "sad"]

@@ -4,7 +4,7 @@ import logging
 import pytest
 
 from mser.bin import prepare_corpus
-from mser.data.datadir import DataDirError, read_data_dir
+from mser.io.datadir import DataDirError, read_data_dir
 from mser.data.emodb import SPEAKERS, prepare_emodb
 
 FILES = ["a01Fa", "a04Wb", "b01Nc", "b10Ld"]

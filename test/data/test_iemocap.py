@@ -8,7 +8,7 @@ import pytest
 import soundfile
 
 from mser.bin import prepare_iemocap as prepare_cli
-from mser.data.datadir import DataDirError, read_data_dir, validate_data_dir
+from mser.io.datadir import DataDirError, read_data_dir, validate_data_dir
 from mser.data.protocol import read_protocol
 from mser.data.iemocap import (load_iemocap, make_folds, normalize_transcript, prepare_iemocap,
                                select_classes)

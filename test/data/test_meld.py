@@ -6,7 +6,7 @@ import pytest
 import soundfile
 
 from mser.bin import prepare_corpus
-from mser.data.datadir import DataDirError, read_data_dir, validate_data_dir
+from mser.io.datadir import DataDirError, read_data_dir, validate_data_dir
 from mser.data.meld import normalize_text, prepare_meld
 
 av = pytest.importorskip("av")

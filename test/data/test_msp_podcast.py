@@ -4,7 +4,7 @@ import logging
 import pytest
 
 from mser.bin import prepare_corpus
-from mser.data.datadir import DataDirError, read_data_dir
+from mser.io.datadir import DataDirError, read_data_dir
 from mser.data.msp_podcast import prepare_msp_podcast
 
 HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"

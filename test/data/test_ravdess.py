@@ -4,7 +4,7 @@ import logging
 import pytest
 
 from mser.bin import prepare_corpus
-from mser.data.datadir import DataDirError, read_data_dir
+from mser.io.datadir import DataDirError, read_data_dir
 from mser.data.ravdess import EMOBOX_GROUPS, prepare_ravdess
 
 # (emotion, intensity, statement, repetition) per actor

@@ -7,7 +7,7 @@ import pytest
 from mser.bin import prepare_corpus
 from mser.data.corpus import (REGISTRY, Corpus, Skips, Utterance, audio_duration, check_counts,
                               register, wav_files, write_corpus)
-from mser.data.datadir import read_data_dir
+from mser.io.datadir import read_data_dir
 from mser.data.folds import speaker_group_folds
 from mser.data.protocol import read_protocol
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from mser.data.datadir import read_data_dir
+from mser.io.datadir import read_data_dir
 from mser.data.iemocap import prepare_iemocap
 from mser.data.synth import (PHRASES, SPEAKER_VOICES, PlannedUtt, SynthError, SynthOptions,
                              generate_corpus, plan_corpus, synthesize)

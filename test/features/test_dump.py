@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import mser.features.dump as dump
-from mser.data.datadir import DataDirError, read_table
+from mser.io.datadir import DataDirError, read_table
 from mser.features import build_extractor, load_extractor, resolve_config
 from mser.features.audio import BadUtteranceError, read_wav
-from mser.features.storage import load_feat_conf, open_feats
+from mser.io.storage import load_feat_conf, open_feats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DURATIONS = {"spk1_a": 1.2, "spk1_b": 0.7, "spk2_a": 2.05, "spk2_b": 1.0, "spk3_a": 0.45}
@@ -165,7 +165,7 @@ def test_merge_checks_shapes_from_headers_only(make_data_dir, tmp_path, monkeypa
     with monkeypatch.context() as m:
         def no_matrix_reads(*args, **kwargs):
             raise AssertionError("merge read a whole matrix")
-        for reader in ("mser.features.storage._read_matrix", "kaldiio.matio.read_kaldi",
+        for reader in ("mser.io.storage._read_matrix", "kaldiio.matio.read_kaldi",
                        "kaldiio.matio.read_matrix_or_vector"):
             m.setattr(reader, no_matrix_reads)
         dump.merge(conf, data, out, 2)

@@ -6,7 +6,7 @@ import pytest
 
 from mser.features import build_extractor
 from mser.features.dump import merge, run_job
-from mser.features.storage import load_feat_conf, open_feats
+from mser.io.storage import load_feat_conf, open_feats
 
 
 @pytest.fixture(scope="module")

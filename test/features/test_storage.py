@@ -5,9 +5,9 @@ import kaldiio
 import numpy as np
 import pytest
 
-from mser.data.datadir import DataDirError
+from mser.io.datadir import DataDirError
 from mser.features import FeatureConfigError, resolve_config
-from mser.features.storage import STORAGES, JobArkWriter, _read_header, open_feats, read_shapes, \
+from mser.io.storage import STORAGES, JobArkWriter, _read_header, open_feats, read_shapes, \
     storage_name
 
 # 1, 8 and 9 rows: Kaldi's automatic compression switches method above 8 rows.

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from mser.utils.wer import data_dir_wer, normalize, word_errors
+from mser.scoring.wer import data_dir_wer, normalize, word_errors
 
 
 @pytest.mark.parametrize("text, want", [

@@ -10,7 +10,7 @@ import argparse
 import glob
 import os
 
-from mser.data.datadir import read_table
+from mser.io.datadir import read_table
 from mser.utils.fileio import atomic_write_text
 
 CUES = ("none", "both", "text", "voice", "fusion")

@@ -279,3 +279,15 @@ def split_scp(scp_path, out_paths, utt2spk=None):
         with atomic_open(path, "w", encoding="utf-8") as f:
             for group in part:
                 f.writelines(group)
+
+
+def read_classes(path):
+    """Class names of a classes.txt, in label-index order."""
+    if not os.path.exists(path):
+        raise DataDirError(f"{path}: not found; the data dir needs classes.txt (one class per "
+                           f"line, in label-index order), written by data preparation")
+    with open(path, encoding="utf-8") as f:
+        classes = [line.strip() for line in f if line.strip()]
+    if not classes or len(set(classes)) != len(classes):
+        raise DataDirError(f"{path}: expected distinct class names, one per line; got {classes}")
+    return classes

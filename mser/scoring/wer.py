@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from mser.data.datadir import c_sort_key, read_table
+from mser.io.datadir import c_sort_key, read_table
 
 _NOT_WORD = re.compile(r"[^\w']|_")
 _EDGE_APOSTROPHES = re.compile(r"(?<!\w)'+|'+(?!\w)")

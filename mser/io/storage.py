@@ -48,8 +48,7 @@ import kaldiio
 import numpy as np
 import yaml
 
-from mser.data.datadir import DataDirError, read_table, write_table
-from mser.features import FeatureConfigError
+from mser.io.datadir import DataDirError, read_table, write_table
 from mser.utils.fileio import atomic_open
 
 FEAT_CONF = "feat_conf.yaml"
@@ -59,6 +58,10 @@ NPY_DTYPES = (np.dtype("<f2"), np.dtype("<f4"))
 FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
 
 
+class FeatureConfigError(ValueError):
+    """A feature config that cannot be used; the message names the key and the fix."""
+
+
 def storage_name(conf):
     """The storage a feature config asks for: ``storage:``, or the older ``compress:`` if null."""
     storage = conf.get("storage")
@@ -66,7 +69,7 @@ def storage_name(conf):
         return "kaldi_compressed" if conf.get("compress") else "float32"
     if storage not in STORAGES:
         raise FeatureConfigError(f"storage: {storage!r} is not one of {', '.join(STORAGES)} "
-                                 f"(see mser/features/storage.py)")
+                                 f"(see mser/io/storage.py)")
     if conf.get("compress") and storage != "kaldi_compressed":
         raise FeatureConfigError(f"compress: true contradicts storage: {storage}; remove "
                                  f"compress: (the older spelling of storage: kaldi_compressed)")
@@ -82,6 +85,17 @@ def load_feat_conf(dump_dir_or_scp):
                            f"(utils/dump_feats.sh <conf.yaml> <data_dir> {path})")
     with open(conf_path, encoding="utf-8") as f:
         return yaml.safe_load(f)
+
+
+def load_feat_info(scp):
+    """The feat_conf.yaml of ``scp``'s dump dir, which must describe its stream (``modality``,
+    ``dim``, ``num_layers``: what a model is built for)."""
+    info = load_feat_conf(scp)
+    missing = [k for k in ("modality", "dim", "num_layers") if k not in (info or {})]
+    if missing:
+        raise DataDirError(f"{os.path.join(os.path.dirname(scp), FEAT_CONF)}: lacks {missing}; "
+                           f"re-run the feature merge")
+    return info
 
 
 def _read_scp(scp):
