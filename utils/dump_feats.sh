@@ -2,7 +2,7 @@
 # Extract features for a data dir in parallel jobs, then merge and check them.
 #   utils/dump_feats.sh [--cmd "$cpu_cmd"] [--nj 4] [--gpu 0] [--num-threads N] [--model-dir DIR] \
 #     <conf.yaml> <data_dir> <dump_dir>
-# Writes <dump_dir>/{feats.scp,utt2num_frames,feat_conf.yaml,skipped} (see mser/features/storage.py)
+# Writes <dump_dir>/{feats.scp,utt2num_frames,feat_conf.yaml,skipped} (see mser/io/storage.py)
 # and logs in <dump_dir>/log/. Does nothing if <dump_dir> is complete for this config and data
 # dir; finished jobs of an interrupted run are not redone. Run from a recipe dir (path.sh sourced).
 set -euo pipefail

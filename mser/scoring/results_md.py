@@ -28,13 +28,14 @@ import logging
 import os
 import platform
 
-from mser.scoring.aggregate import METRIC_NAMES, training_record
+from mser.scoring.aggregate import METRIC_NAMES, other_conditions, training_record
 from mser.scoring.decodes import decode_name, subset_suffix
 from mser.scoring.paired import compare_experiments
 from mser.utils.fileio import atomic_write_text
 
 BASE_METRICS = ("ua", "wa", "macro_f1")
-# The single-stream columns of the main table (scores.json holds every decoded condition).
+# The single-stream columns the main table always has; a recipe with another stream adds its
+# <stream>_only (scores.json holds every decoded condition).
 TABLE_CONDITIONS = ("audio_only", "text_only")
 WER_HEADER = "| tag | WER of the ASR test text | UA | WA | test utterances not transcribed |"
 
@@ -71,11 +72,18 @@ def table_metrics(headline):
     return BASE_METRICS + (() if headline in BASE_METRICS else (headline,))
 
 
-def main_header(headline):
+def table_conditions(scored):
+    """The single-stream columns: audio and text only, then any other stream's of ``scored``."""
+    others = {c for scores in scored for c in other_conditions(scores)
+              if c.endswith("_only") and c not in TABLE_CONDITIONS}
+    return TABLE_CONDITIONS + tuple(sorted(others))
+
+
+def main_header(headline, conditions):
     name = METRIC_NAMES[headline]
     return ("| tag | config | commit | condition | "
             + "".join(f"{METRIC_NAMES[m]} | " for m in table_metrics(headline))
-            + "".join(f"{name} {c.replace('_', ' ')} | " for c in TABLE_CONDITIONS)).rstrip()
+            + "".join(f"{name} {c.replace('_', ' ')} | " for c in conditions)).rstrip()
 
 
 def _rule(header):
@@ -104,11 +112,11 @@ def _scores_on(exp_dir, folds, subset="test"):
     return dict(scores, tag=os.path.basename(os.path.normpath(exp_dir)))
 
 
-def _main_row(exp_dir, scores, folds, headline):
+def _main_row(exp_dir, scores, folds, headline, conditions):
     train_config, commit = _training_cells(exp_dir, scores, folds)
     return (f"| {scores['tag']} | {train_config} | {commit} | {scores['condition']} | "
             + "".join(f"{_pm(scores, m)} | " for m in table_metrics(headline))
-            + "".join(f"{_pm(scores.get(c), headline)} | " for c in TABLE_CONDITIONS)).rstrip()
+            + "".join(f"{_pm(scores.get(c), headline)} | " for c in conditions)).rstrip()
 
 
 def _subset_table(exp_dirs, folds, subset, headline):
@@ -164,21 +172,23 @@ def write_results_md(path, exp_root, folds, title, protocol, notes=None):
     placed under the header as it is (a recipe's published anchors, how long its run took)."""
     fold_list = " ".join(map(str, folds))
     headline, subsets = protocol["headline"], protocol["tests"]
-    header = main_header(headline)
     tests_header, probe_header = paired_headers(headline)
-    rows, scored = [], {}
+    scored, unscored = {}, {}
     found = glob.glob(os.path.join(exp_root, "*", "scores.json"))
     for exp_dir in sorted(os.path.dirname(p) for p in found):
-        tag = os.path.basename(exp_dir)
         try:
             scored[exp_dir] = _scores_on(exp_dir, folds)
         except ValueError as e:
             logging.warning("%s: %s has no scores on folds %s (%s); it is listed as not scored",
-                            path, tag, fold_list, e)
-            rows.append(f"| {tag} | - | - | not scored on folds {fold_list}: {e} |"
-                        + " - |" * (header.count("|") - 5))
-            continue
-        rows.append(_main_row(exp_dir, scored[exp_dir], folds, headline))
+                            path, os.path.basename(exp_dir), fold_list, e)
+            unscored[exp_dir] = e
+    conditions = table_conditions(scored.values())
+    header = main_header(headline, conditions)
+    rows = [_main_row(exp_dir, scored[exp_dir], folds, headline, conditions)
+            if exp_dir in scored else
+            f"| {os.path.basename(exp_dir)} | - | - | not scored on folds {fold_list}: "
+            f"{unscored[exp_dir]} |" + " - |" * (header.count("|") - 5)
+            for exp_dir in sorted({*scored, *unscored})]
     wers = [_wer_row(scores) for scores in scored.values() if "wer" in scores]
     probes = [_test_row(exp_dir, probe, folds, None, headline)[1]
               for exp_dir, scores in scored.items()
@@ -192,7 +202,7 @@ def write_results_md(path, exp_root, folds, title, protocol, notes=None):
          for exp_dir, reference in references.items()), key=lambda test: test[0])]
     # Missing modality at test: each tag and its reference, both given one modality.
     single_tests = [_test_row(exp_dir, reference, folds, condition, headline)[1]
-                    for condition in TABLE_CONDITIONS
+                    for condition in conditions
                     for exp_dir, reference in references.items()
                     if all(os.path.isdir(os.path.join(e, f"fold{folds[0]}", decode_name("test"),
                                                       condition)) for e in (exp_dir, reference))]

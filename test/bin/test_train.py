@@ -234,6 +234,17 @@ def test_a_three_stream_model_trains_decodes_and_scores_from_its_config_alone(fo
     assert scores["condition"] == "all" and scores["conditions"] == conditions
     assert scores["video_only"]["mean"]["ua"] > 0.4  # chance 0.25: video carries the label
     assert "video_only" in (exp / "scores.txt").read_text()
+    from mser.scoring.results_md import write_results_md
+
+    results = tmp_path / "RESULTS.md"
+    write_results_md(str(results), str(tmp_path / "exp"), [1], "Results: three streams",
+                     {"headline": "ua", "tests": ["test"], "corpus": "toy",
+                      "description": "one fold"})
+    lines = results.read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| tag | config"))
+    row = next(line for line in lines if line.startswith("| three |"))
+    assert header.endswith("| UA audio only | UA text only | UA video only |")
+    assert row.split(" | ")[3] == "all" and row.count("|") == header.count("|")
 
 
 def test_selection_on_the_mean_of_dev_conditions(fold, tmp_path):
