@@ -53,11 +53,11 @@ def score_experiment(exp_dir, folds, subset="test", headline="ua"):
     if not results:
         raise ValueError(f"{exp_dir}: nothing decoded for folds {' '.join(map(str, folds))}; "
                          f"run the decoding stage first")
-    main, *others = results
+    main = next(iter(results))
     top = dict(results[main])
     top.update(tag=os.path.basename(os.path.normpath(exp_dir)), condition=main, subset=subset,
                headline=headline, conditions=list(results))
-    top.update({c: results[c] for c in others})
+    top.update(results)  # the main condition under its name too (an audio-only model's column)
     return top
 
 
@@ -106,7 +106,7 @@ def _public(scores):
     def public(result):
         return {k: v for k, v in result.items() if not k.startswith("_")}
     out = public(scores)
-    out.update({c: public(scores[c]) for c in other_conditions(scores)})
+    out.update({c: public(scores[c]) for c in scores.get("conditions", ())})
     return out
 
 

@@ -325,3 +325,23 @@ def test_results_md_needs_no_checkpoints_nor_training_configs(tmp_path):
     for path in [*root.glob("*/fold*/best.pt"), *root.glob("*/fold*/config.yaml")]:
         path.unlink()
     assert rebuilt_results(tmp_path, root) == before
+
+
+def test_a_single_stream_tag_fills_its_own_column(tmp_path):
+    """An audio-only model's main condition is audio_only: RESULTS.md shows its UA in the audio
+    only column too, as for the both-stream tags."""
+    from mser.data.protocol import read_protocol
+    from mser.scoring.results_md import write_results_md
+
+    exp = tmp_path / "exp" / "audio_tag"
+    refs = [0, 1, 2, 3, 0, 1, 2, 3]
+    for fold in (1, 2):
+        write_decode(exp, fold, refs, {"audio_only": refs[:6] + [0, 0]})
+    scores = write_experiment_scores(str(exp), [1, 2])
+    assert scores["condition"] == "audio_only" and scores["conditions"] == ["audio_only"]
+    toy_protocol(tmp_path, "2 folds", 2)
+    path = tmp_path / "RESULTS.md"
+    write_results_md(str(path), str(tmp_path / "exp"), [1, 2], "Results: toy",
+                     read_protocol(tmp_path / "protocol"))
+    row = next(line for line in path.read_text().splitlines() if line.startswith("| audio_tag |"))
+    assert row.endswith("| 75.00 ± 0.00 | - |")
