@@ -15,12 +15,12 @@ older configs ``modalities: [audio, text]`` with the flat ``audio_subsampling``,
 ``audio`` or ``text`` stream.
 """
 import os
-import re
 
 from mser.nets.fusion import FUSIONS
 from mser.nets.frontend import POSITIONAL
 from mser.nets.model import EmotionModel
 from mser.utils.checkpoint import load_checkpoint
+from mser.utils.conditions import FULL_SET_NAMES, STREAM_NAME
 from mser.utils.config import load_config
 
 MODALITIES = ("audio", "text")  # the streams older configs and the flat keys know
@@ -81,7 +81,6 @@ MODEL_OPTIONS = {
 MODEL_DEFAULTS = {key: default for key, (default, _) in MODEL_OPTIONS.items()}
 FLAT_STREAM_KEYS = ("normalize_audio", "normalize_text", "audio_subsampling", "text_subsampling",
                     "mask_audio_prob", "mask_text_prob")
-STREAM_NAME = re.compile(r"[a-z][a-z0-9]*")
 
 
 class ModelConfigError(ValueError):
@@ -151,7 +150,7 @@ def resolve_streams(conf):
     for name, given in declared.items():
         given = given or {}
         defaults = stream_defaults(conf, name)
-        if not STREAM_NAME.fullmatch(str(name)) or name in ("both", "all"):
+        if not STREAM_NAME.fullmatch(str(name)) or name in FULL_SET_NAMES:
             raise ModelConfigError(f"streams: {name!r} is no stream name (lower-case letters and "
                                    f"digits, not 'both' or 'all')")
         unknown = sorted(set(given) - set(defaults))

@@ -273,8 +273,9 @@ class Trainer:
         checksums = distributed.all_gather_object(ctx, parameter_checksum(self.model))
         by_condition = "" if len(self.select_conditions) == 1 else " (UA %s)" % ", ".join(
             f"{c} {m['ua']:.4f}" for c, m in dev["conditions"].items())
-        heads = "".join(f", {k} {v:.4f}" for k, v in train_stats.items()
-                        if k.startswith("loss_") and len(train_stats) > 2)
+        head_losses = {k: v for k, v in train_stats.items() if k.startswith("loss_")}
+        heads = ("".join(f", {k} {v:.4f}" for k, v in head_losses.items())
+                 if len(head_losses) > 1 else "")
         logging.info("epoch %d/%d: train loss %.4f%s, dev loss %.4f UA %.4f WA %.4f%s, lr %.2e, "
                      "%.1f s (%.1f utt/s)%s", epoch, self.length.epochs, train_stats["loss"],
                      heads, dev["loss"], dev["ua"], dev["wa"], by_condition, lr, elapsed,

@@ -8,7 +8,11 @@ Names: the full set of two or more streams is ``both`` (two) or ``all`` (more), 
 import re
 from itertools import combinations
 
-CONDITION_NAME = re.compile(r"both|all|[a-z][a-z0-9]*_only|[a-z][a-z0-9]*(\+[a-z][a-z0-9]*)+")
+STREAM_NAME = re.compile(r"[a-z][a-z0-9]*")
+FULL_SET_NAMES = ("both", "all")  # the full set of two streams, of more
+CONDITION_NAME = re.compile(
+    rf"{'|'.join(FULL_SET_NAMES)}|{STREAM_NAME.pattern}_only"
+    rf"|{STREAM_NAME.pattern}(\+{STREAM_NAME.pattern})+")
 
 
 def condition_name(subset, streams):
@@ -40,7 +44,7 @@ def conditions_for(streams):
 def condition_order(name):
     """Sort key of condition names in the order of :func:`conditions_for`: the full set, the
     other multi-stream subsets (larger first), the single streams; by name within each."""
-    if name in ("both", "all"):
+    if name in FULL_SET_NAMES:
         return (0, 0, name)
     if name.endswith("_only"):
         return (2, 0, name)
