@@ -9,8 +9,10 @@
 
 Each item is ``{"utt", "label", <stream>: matrix, ...}`` for the streams of ``feats`` (any
 names: audio, text, video, ...), each matrix as stored (``storage: float16`` stays float16, half
-the memory of a cached item); a batch is ``{"utts", "labels", <stream>, <stream>_lens, ...}``,
-float32, ready for ``model(batch)``.
+the memory of a cached item), or, for a stream in ``pool``, its frames averaged ``pool[stream]``
+at a time (float32; what a ``projection: pool`` front end does first, done once per utterance
+instead of on every batch: the same numbers); a batch is ``{"utts", "labels", <stream>,
+<stream>_lens[, <stream>_pooled], ...}``, float32, ready for ``model(batch)``.
 """
 import logging
 import os
@@ -20,6 +22,7 @@ import torch
 
 from mser.io.datadir import DataDirError, read_classes, read_table
 from mser.io.storage import open_feats, read_headers, read_shapes
+from mser.utils.frames import average_pool, input_pooling
 
 SHOWN_DROPPED = 5  # utterances without features named in the warning
 
@@ -31,11 +34,16 @@ class EmotionDataset(torch.utils.data.Dataset):
     ``utt2emo`` (unlabelled data) labels are -1. ``cache`` keeps read matrices in memory, as
     stored (:meth:`feature_bytes` says how much that takes). Matrices are read by
     :func:`~mser.io.storage.open_feats` (never unpickles), lengths come from
-    ``utt2num_frames`` or the matrix headers.
+    ``utt2num_frames`` or the matrix headers. ``pool``: stream -> frames averaged on reading
+    (:func:`~mser.utils.frames.input_pooling` of the model conf), and after
+    :meth:`normalize_with` normalised; :meth:`read` gives the frames as stored, ``lengths``
+    stay in stored frames (the batch budget is the same).
     """
 
-    def __init__(self, data_dir, feats, classes=None, cache=False):
+    def __init__(self, data_dir, feats, classes=None, cache=False, pool=None):
         self.data_dir = data_dir
+        self.pool = {m: factor for m, factor in (pool or {}).items() if m in feats}
+        self.statistics = {}  # stream -> (mean, std) applied after pooling
         self.classes = list(classes) if classes else read_classes(os.path.join(data_dir,
                                                                                "classes.txt"))
         utt2emo_path = os.path.join(data_dir, "utt2emo")
@@ -113,9 +121,44 @@ class EmotionDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         if self.cache is not None and index in self.cache:
             return self.cache[index]
-        item = self.read(index)
+        return self.scan(index)[1]
+
+    def scan(self, index):
+        """(item ``index`` as stored, as :meth:`__getitem__` gives it), reading the disk once
+        and filling the cache."""
+        stored = self.read(index)
+        item = dict(stored)
+        for modality, factor in self.pool.items():
+            mat = torch.from_numpy(item[modality]).float()[None]
+            pooled, _ = average_pool(mat, torch.tensor([mat.shape[1]]), factor)
+            item[modality] = pooled[0].numpy()
+        if self.pool:
+            item["pooled"] = self.pool
+        item = self.normalized(item)
         if self.cache is not None:
             self.cache[index] = item
+        return stored, item
+
+    def normalize_with(self, statistics):
+        """Normalise the pooled streams of ``statistics`` (stream -> (mean, std) tensors, the
+        model's own: :meth:`~mser.nets.model.EmotionModel.input_statistics`) in every item,
+        cached ones included: ``(x - mean) / std``, as the model would on the batch."""
+        unpooled = sorted(set(statistics) - set(self.pool))
+        if unpooled or self.statistics:
+            raise ValueError(f"{self.data_dir}: normalisation on reading needs pooled streams "
+                             f"and is set once (got {list(statistics)}, pooled "
+                             f"{list(self.pool)}, set {list(self.statistics)})")
+        self.statistics = {m: (mean.float().cpu(), std.float().cpu())
+                           for m, (mean, std) in statistics.items()}
+        for index, item in list((self.cache or {}).items()):
+            self.cache[index] = self.normalized(item)
+
+    def normalized(self, item):
+        if not self.statistics:
+            return item
+        item = dict(item, normalized=list(self.statistics))
+        for modality, (mean, std) in self.statistics.items():
+            item[modality] = ((torch.from_numpy(item[modality]) - mean) / std).numpy()
         return item
 
     def read(self, index):
@@ -137,23 +180,32 @@ def read_skipped(scp):
 
 
 def dataset_from_config(config, data_dir, cache=False):
-    """The dataset a saved training config (``<exp-dir>/config.yaml``) implies for ``data_dir``."""
+    """The dataset a saved training config (``<exp-dir>/config.yaml``, its ``model_conf``
+    resolved) implies for ``data_dir``, pooling as the model's front ends do."""
     streams = config["model_conf"]["modalities"]
     return EmotionDataset(data_dir, {m: config[f"{m}_feats"] for m in streams},
-                          classes=config["classes"], cache=cache)
+                          classes=config["classes"], cache=cache,
+                          pool=input_pooling(config["model_conf"]))
 
 
 def collate(items):
     """Pad each stream to the longest item, as float32 (torch casts float16 ~10x faster than
-    numpy); lengths are LongTensors."""
+    numpy); lengths are LongTensors (of the averaged frames for a pooled stream, whose factor
+    is ``<stream>_pooled``; ``<stream>_normalized`` where the dataset normalised it)."""
     batch = {"utts": [it["utt"] for it in items],
              "labels": torch.tensor([it["label"] for it in items], dtype=torch.long)}
-    for modality in (key for key in items[0] if key not in ("utt", "label")):
+    for modality, factor in items[0].get("pooled", {}).items():
+        batch[f"{modality}_pooled"] = factor
+    for modality in items[0].get("normalized", ()):
+        batch[f"{modality}_normalized"] = True
+    for modality in (key for key in items[0]
+                     if key not in ("utt", "label", "pooled", "normalized")):
         mats = [torch.from_numpy(it[modality]) for it in items]
         lengths = torch.tensor([len(m) for m in mats], dtype=torch.long)
-        padded = torch.zeros((len(mats), int(lengths.max()), mats[0].shape[1]))
-        for i, mat in enumerate(mats):
+        padded = torch.empty((len(mats), int(lengths.max()), mats[0].shape[1]))
+        for i, mat in enumerate(mats):  # each element written once: the frames, then zeros
             padded[i, : len(mat)] = mat
+            padded[i, len(mat):] = 0.0
         batch[modality], batch[f"{modality}_lens"] = padded, lengths
     return batch
 

@@ -9,10 +9,7 @@ import math
 import torch
 from torch import nn
 
-
-def padding_mask(lengths, max_len):
-    """(B, T) bool, True at padded positions."""
-    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+from mser.utils.frames import average_pool, frames_pooled, padding_mask
 
 
 class FeatureNormalizer(nn.Module):
@@ -115,7 +112,7 @@ class StreamFrontend(nn.Module):
             self.layer_logits = nn.Parameter(layer_logits)
         else:
             self.register_buffer("layer_logits", layer_logits)
-        self.pool = subsampling if projection == "pool" else 1
+        self.pool = frames_pooled(projection, subsampling)
         self.spec_augment = SpecAugment(**(spec_augment or {}), frames_per_step=self.pool)
         width = feat_dim * num_layers if self.concat else feat_dim
         self.combined_dim = width
@@ -155,14 +152,20 @@ class StreamFrontend(nn.Module):
             out = torch.addcmul(out, x[..., layer * dim:(layer + 1) * dim], scale[layer])
         return out - shift if normalize else out
 
-    def combine(self, x, lengths, normalize):
+    def combine(self, x, lengths, normalize, pooled=1):
         """Stored (B, T, L*D) features -> the pooled, normalised, combined (and in training
-        SpecAugment-masked) frames the projection takes, with their lengths."""
+        SpecAugment-masked) frames the projection takes, with their lengths. ``pooled``: frames
+        the input already averages (a dataset that pools on reading, :func:`input_pooling`):
+        1 or this front end's own factor."""
         if x.shape[-1] != self.feat_dim * self.num_layers:
             raise ValueError(f"expected features of {self.num_layers} layer(s) x {self.feat_dim} "
                              f"= {self.feat_dim * self.num_layers} columns, got {x.shape[-1]}; "
                              f"the features do not match the ones the model was built for")
-        if self.pool > 1:  # averaging commutes with the (affine) normalisation and weighting
+        if pooled not in (1, self.pool):
+            raise ValueError(f"input averaged {pooled} frames at a time, but this front end "
+                             f"averages {self.pool}; read the features with the model's "
+                             f"input_pooling")
+        if self.pool > pooled:  # averaging commutes with the (affine) normalisation and weighting
             x, lengths = average_pool(x, lengths, self.pool)
         x = self.combined_layers(x, normalize)
         if self.training:
@@ -182,18 +185,6 @@ class StreamFrontend(nn.Module):
 
     def forward(self, x, lengths, normalize):
         return self.embed(*self.combine(x, lengths, normalize))
-
-
-def average_pool(x, lengths, factor):
-    """(B, T, C) -> (B, ceil(T / factor), C): each group of ``factor`` frames averaged over its
-    valid ones (padding never enters a mean); lengths ceil(length / factor)."""
-    batch, time, width = x.shape
-    steps = -(-time // factor)
-    valid = ~padding_mask(lengths, steps * factor)
-    x = nn.functional.pad(x, (0, 0, 0, steps * factor - time)) * valid[..., None].to(x.dtype)
-    sums = x.view(batch, steps, factor, width).sum(2)
-    counts = valid.view(batch, steps, factor).sum(2, keepdim=True).clamp_min(1)
-    return sums / counts.to(x.dtype), -(-lengths // factor)
 
 
 class SpecAugment(nn.Module):

@@ -4,6 +4,7 @@ from torch import nn
 
 from mser.nets.frontend import StreamFrontend, UnimodalEncoder, padding_mask
 from mser.nets.fusion import FUSIONS, StatsPoolFusion
+from mser.utils.frames import input_normalization
 
 SPEC_AUGMENT_KEYS = ("time_masks", "time_mask_width", "feature_masks", "feature_mask_width")
 
@@ -53,6 +54,12 @@ class EmotionModel(nn.Module):
     def normalizer(self, modality):
         return self.frontends[modality].normalizer
 
+    def input_statistics(self):
+        """{stream: (mean, std)} of the streams a dataset may normalise on reading
+        (:func:`~mser.utils.frames.input_normalization`)."""
+        return {m: (self.normalizer(m).mean, self.normalizer(m).std)
+                for m in input_normalization(self.conf)}
+
     def set_loss(self, class_weight=None, label_smoothing=0.0):
         """The training loss: cross-entropy with ``class_weight`` (C,) and ``label_smoothing``
         (the weights are a buffer outside the state dict: they come from the training data)."""
@@ -83,13 +90,47 @@ class EmotionModel(nn.Module):
         return keep
 
     def forward(self, batch, streams=None, return_attention=False, keep=None):
-        """Logits (B, C) from ``batch`` (collate's dict: ``<stream>``, ``<stream>_lens``) fed
-        ``streams`` (default: all of the model's); with ``return_attention`` the last decoder
-        layer's cross-attention (B, K, sum of the used streams' lengths) in the model's stream
-        order. ``<stream>_lens_out`` are the stream lengths after subsampling. In eval mode
-        ``keep`` (stream -> (B,) bool) leaves a stream out of the samples where it is False, as
-        if it were not given (e.g. an empty transcript); training draws its own. Training with
-        ``labels`` in the batch adds ``loss`` and ``stats`` (each head's loss, detached)."""
+        """Logits (B, C) from ``batch`` (collate's dict: ``<stream>``, ``<stream>_lens``, and
+        ``<stream>_pooled`` / ``<stream>_normalized`` where the dataset averaged / normalised
+        the frames) fed ``streams`` (default: all of the model's); with ``return_attention`` the last decoder layer's cross-attention (B,
+        K, sum of the used streams' lengths) in the model's stream order. ``<stream>_lens_out``
+        are the stream lengths after subsampling. In eval mode ``keep`` (stream -> (B,) bool)
+        leaves a stream out of the samples where it is False, as if it were not given (e.g. an
+        empty transcript); training draws its own. Training with ``labels`` in the batch adds
+        ``loss`` and ``stats`` (each head's loss, detached)."""
+        used = self.used_streams(batch, streams)
+        size, device = len(batch[f"{used[0]}_lens"]), batch[f"{used[0]}_lens"].device
+        if self.training:  # drawn before the front ends' own random draws
+            keep = self.training_keep_masks(size, device)
+        output = self.classify(self.encode(batch, used), self.keep_masks(keep, used, size, device),
+                               return_attention)
+        if self.training and batch.get("labels") is not None:
+            output["loss"], losses = self.loss(output, batch["labels"])
+            output["stats"] = {f"loss_{name}": loss.detach() for name, loss in losses.items()}
+        return output
+
+    @torch.no_grad()
+    def condition_logits(self, batch, condition_streams, keep_for=None):
+        """{condition: logits (B, C)} of every condition of ``condition_streams`` (condition ->
+        its streams), in eval mode: each stream is encoded once, only the fusion and the heads
+        run per condition (the streams' encoders never see each other, so this equals one
+        forward per condition). ``keep_for(batch, streams)``, if given, gives the ``keep``
+        masks of a condition (see :meth:`forward`)."""
+        used = self.used_streams(batch, sorted({m for streams in condition_streams.values()
+                                                for m in streams}))
+        encoded = self.encode(batch, used)
+        size, device = len(batch[f"{used[0]}_lens"]), batch[f"{used[0]}_lens"].device
+        logits = {}
+        for condition, streams in condition_streams.items():
+            keep = self.keep_masks(keep_for(batch, streams) if keep_for else None, streams,
+                                   size, device)
+            subset = {m: encoded[m] for m in self.modalities if m in streams}
+            logits[condition] = self.classify(subset, keep)["logits"].float()
+        return logits
+
+    def used_streams(self, batch, streams):
+        """The model's streams among ``streams`` (None: all), in the model's order; each must
+        be in the batch."""
         used = [m for m in self.modalities if streams is None or m in streams]
         if not used:
             raise ValueError(f"none of the requested streams {tuple(streams)} is in this model "
@@ -97,32 +138,44 @@ class EmotionModel(nn.Module):
         absent = [m for m in used if batch.get(m) is None]
         if absent:
             raise ValueError(f"stream(s) {absent} requested but not in the batch")
-        size, device = len(batch[f"{used[0]}_lens"]), batch[f"{used[0]}_lens"].device
-        if self.training:
-            keep = self.training_keep_masks(size, device)
-        else:
-            given = keep or {}
-            keep = {m: given.get(m, torch.ones(size, dtype=torch.bool, device=device))
-                    for m in used}
-        encoded, combined, output = {}, {}, {}
-        for m in used:
+        return used
+
+    @staticmethod
+    def keep_masks(given, streams, size, device):
+        """``given`` (stream -> (B,) bool, or None) for each of ``streams``, all-True where not
+        given."""
+        given = given or {}
+        return {m: given.get(m, torch.ones(size, dtype=torch.bool, device=device))
+                for m in streams}
+
+    def encode(self, batch, streams):
+        """{stream: (combined input frames, their padding mask, encoded frames, their padding
+        mask, lengths after subsampling)} of ``streams``."""
+        encoded = {}
+        for m in streams:
             frontend = self.frontends[m]
-            x, lengths = frontend.combine(batch[m], batch[f"{m}_lens"],
-                                          self.conf["streams"][m]["normalize"])
-            combined[m] = (x, padding_mask(lengths, x.shape[1]), keep[m])
-            x, lengths = frontend.embed(x, lengths)
-            pad = padding_mask(lengths, x.shape[1])
-            encoded[m] = (self.encoders[m](x, pad), pad, keep[m])
-            output[f"{m}_lens_out"] = lengths
-        features, attention = self.fusion(encoded, return_attention)
+            normalize = (self.conf["streams"][m]["normalize"]
+                         and not batch.get(f"{m}_normalized", False))
+            x, lengths = frontend.combine(batch[m], batch[f"{m}_lens"], normalize,
+                                          batch.get(f"{m}_pooled", 1))
+            combined_pad = padding_mask(lengths, x.shape[1])
+            embedded, lengths = frontend.embed(x, lengths)
+            pad = padding_mask(lengths, embedded.shape[1])
+            encoded[m] = (x, combined_pad, self.encoders[m](embedded, pad), pad, lengths)
+        return encoded
+
+    def classify(self, encoded, keep, return_attention=False):
+        """The output dict (logits, ``<stream>_lens_out``[, head_logits, attention]) of the
+        encoded streams (:meth:`encode`) with their ``keep`` masks."""
+        output = {f"{m}_lens_out": lengths for m, (*_, lengths) in encoded.items()}
+        features, attention = self.fusion(
+            {m: (x, pad, keep[m]) for m, (_, _, x, pad, _) in encoded.items()}, return_attention)
         output["logits"] = self.classifier(features)
         if self.conf["probe_head"]:
-            probe = self.probe_classifier(self.probe_pool(combined)[0])
+            probe = self.probe_classifier(self.probe_pool(
+                {m: (x, pad, keep[m]) for m, (x, pad, *_) in encoded.items()})[0])
             output["head_logits"] = {"classifier": output["logits"], "probe": probe}
             output["logits"] = (output["logits"] + probe) / 2
         if return_attention:
             output["attention"] = attention
-        if self.training and batch.get("labels") is not None:
-            output["loss"], losses = self.loss(output, batch["labels"])
-            output["stats"] = {f"loss_{name}": loss.detach() for name, loss in losses.items()}
         return output

@@ -1,5 +1,5 @@
 """The one evaluation loop, shared by dev evaluation in training and by decoding: every batch
-read once and run under each stream condition.
+read and every stream encoded once, the fusion run under each stream condition.
 
     for batch, logits in condition_logits(model, loader, device, ["both", "audio_only"]):
         ...  # logits: condition -> (B, C) float32
@@ -28,14 +28,11 @@ def condition_streams(model, conditions):
 @torch.no_grad()
 def condition_logits(model, loader, device, conditions, keep_for=None):
     """Yield ``(batch on device, {condition: logits})`` for every batch of ``loader``, ``model``
-    in eval mode. ``keep_for(batch, streams)``, if given, returns the ``keep`` masks of a
-    condition (e.g. no text for an empty transcript)."""
+    in eval mode, each stream encoded once for all conditions
+    (:meth:`~mser.nets.model.EmotionModel.condition_logits`). ``keep_for(batch, streams)``, if
+    given, returns the ``keep`` masks of a condition (e.g. no text for an empty transcript)."""
     model.eval()
     streams_of = condition_streams(model, conditions)
     for batch in loader:
         batch = to_device(batch, device)
-        logits = {}
-        for condition, streams in streams_of.items():
-            keep = keep_for(batch, streams) if keep_for else None
-            logits[condition] = model(batch, streams=streams, keep=keep)["logits"].float()
-        yield batch, logits
+        yield batch, model.condition_logits(batch, streams_of, keep_for)

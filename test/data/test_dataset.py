@@ -12,7 +12,9 @@ from mser.data.dataset import (EmotionDataset, LengthBucketBatchSampler, collate
                                dataset_from_config)
 from mser.io.datadir import DataDirError, write_data_dir
 from mser.io.storage import FeatsReader, JobArkWriter, load_feat_info
+from mser.nets import build_model, resolve_model_conf
 from mser.train.trainer import check_cache_fits, make_loader, write_dropped
+from mser.utils.frames import input_pooling
 
 CLASSES = ["neu", "hap", "ang", "sad"]
 
@@ -79,7 +81,8 @@ def test_unknown_label_names_the_utterance_and_classes_txt(tmp_path):
 def test_config_dataset_and_collate(tmp_path):
     data, scp = make_data(tmp_path, {"s1_a": "neu", "s1_b": "hap", "s1_c": "sad"},
                           ["s1_a", "s1_b", "s1_c"])
-    config = {"model_conf": {"modalities": ["audio"]}, "audio_feats": scp, "classes": CLASSES}
+    config = {"model_conf": resolve_model_conf({"modalities": ["audio"]}), "audio_feats": scp,
+              "classes": CLASSES}
     dataset = dataset_from_config(config, data, cache=True)
     batch = collate([dataset[0], dataset[2]])
     assert batch["audio"].shape == (2, 4, 3) and batch["audio_lens"].tolist() == [2, 4]
@@ -185,3 +188,75 @@ def test_worker_caches_survive_epochs(tmp_path):
     os.remove(tmp_path / "dump" / "feats.ark")
     second = next(iter(loader))
     assert torch.equal(first["audio"], second["audio"])
+
+
+def pooling_model(probe_head=True):
+    """A pooling, concat-layer model over 2 layers x 3 columns (SpecAugment, probe head)."""
+    torch.manual_seed(0)
+    conf = resolve_model_conf({
+        "modalities": ["audio"], "d_model": 8, "encoder_heads": 2, "decoder_heads": 2,
+        "encoder_ff_dim": 16, "decoder_ff_dim": 16, "classifier_hidden": 8,
+        "encoder_layers": 1, "decoder_layers": 1, "layer_weighting": "concat",
+        "projection": "pool", "audio_subsampling": 4, "probe_head": probe_head,
+        "time_masks": 1, "time_mask_width": 4, "feature_masks": 1, "feature_mask_width": 2})
+    model = build_model(conf, {"audio": {"dim": 3, "num_layers": 2}}, len(CLASSES))
+    model.normalizer("audio").set_statistics(torch.tensor([0.5, -1.0, 2.0, 0.0, 1.0, -0.5]),
+                                             torch.tensor([2.0, 0.5, 1.5, 1.0, 3.0, 0.7]))
+    return model
+
+
+def test_pooled_and_normalised_on_reading_equals_the_model_doing_it(tmp_path):
+    """The dataset averaging and normalising each utterance once gives the batches the model
+    would compute itself: the same logits in eval mode, the same loss and gradients in
+    training with the same random draws (SpecAugment, dropout, stream masks)."""
+    labels = {f"s1_{i}": CLASSES[i % 4] for i in range(5)}
+    data, _ = make_data(tmp_path, labels, [])
+    rng = np.random.default_rng(0)
+    feats = {u: rng.normal(size=(n, 6)) for u, n in zip(labels, (13, 8, 21, 4, 17))}
+    dump = tmp_path / "dump16"
+    scp = write_float16_dump(dump, feats)
+    (dump / "feat_conf.yaml").write_text(yaml.safe_dump({"modality": "audio", "dim": 3,
+                                                         "num_layers": 2, "storage": "float16"}))
+    model = pooling_model()
+    raw = EmotionDataset(data, {"audio": scp})
+    prepared = EmotionDataset(data, {"audio": scp}, cache=True,
+                              pool=input_pooling(model.conf))
+    prepared[1]  # cached before the statistics are known: normalised by normalize_with
+    prepared.normalize_with(model.input_statistics())
+    indices = [0, 1, 2, 3, 4]
+    raw_batch = collate([raw[i] for i in indices])
+    batch = collate([prepared[i] for i in indices])
+    assert batch["audio_pooled"] == 4 and batch["audio_normalized"]
+    assert batch["audio_lens"].tolist() == [4, 2, 6, 1, 5]  # ceil(frames / 4)
+    model.eval()
+    assert torch.equal(model(raw_batch)["logits"], model(batch)["logits"])
+    model.train()
+    grads = []
+    for b in (raw_batch, batch):
+        torch.manual_seed(3)
+        model.zero_grad()
+        loss = model(b)["loss"]
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()
+                                      if p.grad is not None]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1]))
+
+
+def test_normalisation_on_reading_needs_pooled_streams_and_is_set_once(tmp_path):
+    data, scp = make_data(tmp_path, {"s1_a": "neu"}, ["s1_a"])
+    stats = {"audio": (torch.zeros(3), torch.ones(3))}
+    with pytest.raises(ValueError, match="needs pooled streams"):
+        EmotionDataset(data, {"audio": scp}).normalize_with(stats)
+    dataset = EmotionDataset(data, {"audio": scp}, pool={"audio": 2})
+    dataset.normalize_with(stats)
+    with pytest.raises(ValueError, match="set once"):
+        dataset.normalize_with(stats)
+
+
+def test_a_model_given_frames_pooled_otherwise_refuses_them():
+    model = pooling_model().eval()
+    batch = {"audio": torch.zeros(1, 3, 6), "audio_lens": torch.tensor([3]), "audio_pooled": 2}
+    with pytest.raises(ValueError, match="averaged 2 frames at a time, but this front end "
+                                         "averages 4"):
+        model(batch)

@@ -81,6 +81,25 @@ def test_padding_does_not_change_outputs(variant):
 
 
 @pytest.mark.parametrize("variant", TWO_STREAM)
+def test_condition_logits_equal_one_forward_per_condition(variant):
+    """Dev evaluation and decoding encode each stream once for every condition: the logits are
+    those of a forward per condition (with its keep masks)."""
+    model = make(variant).eval()
+    data = as_batch(*batch())
+    conditions = {"both": ("audio", "text"), "audio_only": ("audio",), "text_only": ("text",)}
+    no_text = {"text": torch.tensor([True, False, True])}
+
+    def keep_for(_, streams):
+        return no_text if streams == ("audio", "text") else None
+
+    shared = model.condition_logits(data, conditions, keep_for)
+    for condition, streams in conditions.items():
+        with torch.no_grad():
+            alone = model(data, streams=streams, keep=keep_for(data, streams))["logits"]
+        assert torch.equal(shared[condition], alone), condition
+
+
+@pytest.mark.parametrize("variant", TWO_STREAM)
 @pytest.mark.parametrize("masked", ["audio", "text"])
 def test_masked_stream_cannot_change_outputs(variant, masked):
     """Training-time masking (probability 1 here, dropout 0, no SpecAugment) removes the stream
