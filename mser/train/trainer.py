@@ -33,10 +33,13 @@ from mser.utils.conditions import conditions_for
 from mser.utils.config import load_config, save_config
 from mser.utils.fileio import atomic_write_text
 from mser.utils.logging import setup_logging
+from mser.utils.frames import input_pooling
 from mser.utils.metrics import macro_f1, unweighted_accuracy, weighted_accuracy, weighted_f1
 from mser.utils.plotting import pyplot, save_figure
+from mser.utils.timing import SectionTimer
 
 BEST = "best.pt"
+PLOT_EVERY_S = 30  # train_curve.png is redrawn at most this often, and at the end
 DONE = ".done"
 DROPPED = "dropped_utts"  # <split> <utt> <reason> of utterances left out for lack of features
 
@@ -73,6 +76,8 @@ class Trainer:
         self.args, self.ctx, self.threads = args, ctx, threads
         self.exp_dir, self.device = args.exp_dir, ctx.device
         self.writer = None
+        self.timer = SectionTimer()  # where the run's time goes: train.log at the end
+        self.last_plot = float("-inf")
 
     def run(self):
         if not self.set_up():
@@ -123,7 +128,11 @@ class Trainer:
         if self.resume_epoch:
             self.resume()
         else:
-            compute_normalization(ctx, self.model, self.train_set, self.model_conf["streams"])
+            with self.timer("normalisation statistics"):
+                compute_normalization(ctx, self.model, self.train_set, self.model_conf["streams"],
+                                      fill_cache=args.cache_feats and self.workers == 0)
+        for dataset in (self.train_set, self.dev_set):  # the model's, fresh or resumed
+            dataset.normalize_with(self.model.input_statistics())
         self.ddp_model = self.model
         if ctx.distributed:  # DDP broadcasts rank 0's parameters and buffers to all
             self.ddp_model = DistributedDataParallel(
@@ -136,8 +145,9 @@ class Trainer:
 
     def set_up_data(self):
         args, ctx = self.args, self.ctx
-        self.train_set, self.dev_set = load_datasets(args, self.model_conf["streams"])
-        workers = resolve_num_workers(args.num_workers, args.cache_feats, self.threads[0])
+        self.train_set, self.dev_set = load_datasets(args, self.model_conf)
+        self.workers = workers = resolve_num_workers(args.num_workers, args.cache_feats,
+                                                     self.threads[0])
         if args.cache_feats:
             check_cache_fits((self.train_set, self.dev_set), max(1, workers),
                              *cache_budget(args.cache_memory_gb, ctx.local_world_size))
@@ -224,36 +234,48 @@ class Trainer:
         args, ctx, model = self.args, self.ctx, self.ddp_model
         model.train()
         reporter = Reporter()
-        progress = tqdm(self.loader, desc=f"epoch {epoch}", disable=not ctx.is_main,
-                        mininterval=5, leave=False)
-        for batch in progress:
-            batch = to_device(batch, self.device)
+        timer = self.timer
+        batches = iter(tqdm(self.loader, desc=f"epoch {epoch}", disable=not ctx.is_main,
+                            mininterval=5, leave=False))
+        while True:
+            with timer("data"):
+                batch = next(batches, None)
+                if batch is not None:
+                    batch = to_device(batch, self.device)
+            if batch is None:
+                break
             labels = batch["labels"]
-            with autocast(args, self.device):
+            with timer("forward"), autocast(args, self.device):
                 output = model(batch)
             loss = output["loss"]
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch}: non-finite loss on "
                                          f"{batch['utts'][:3]}...; lower --lr or check the "
                                          f"features")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss * batch_share(ctx, self.model.class_weight, labels)).backward()
-            if args.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            reporter.add({"loss": loss.item(), **output["stats"]}, len(labels))
-            if self.writer is not None:
-                step = self.scheduler.last_epoch
-                self.writer.add_scalar("train/loss", loss.item(), step)
-                self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], step)
+            with timer("backward"):
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss * batch_share(ctx, self.model.class_weight,
+                                                     labels)).backward()
+            with timer("optimiser"):
+                if args.grad_clip > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+            with timer("logging"):
+                reporter.add({"loss": loss.item(), **output["stats"]}, len(labels))
+                if self.writer is not None:
+                    step = self.scheduler.last_epoch
+                    self.writer.add_scalar("train/loss", loss.item(), step)
+                    self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"],
+                                           step)
         return reporter.means(ctx)
 
     def validate(self):
-        return evaluate(self.ctx, self.model, self.dev_loader, len(self.train_set.classes),
-                        self.select_conditions)
+        with self.timer("dev evaluation"):
+            return evaluate(self.ctx, self.model, self.dev_loader, len(self.train_set.classes),
+                            self.select_conditions)
 
     def record(self, epoch, train_stats, train_utts, dev, elapsed):
         """Update the selection state and history, log, check the ranks agree, save."""
@@ -270,7 +292,8 @@ class Trainer:
                                  "dev_wa": dev["wa"], "dev_metric": value,
                                  "dev_conditions": dev["conditions"], "lr": lr,
                                  "seconds": elapsed})
-        checksums = distributed.all_gather_object(ctx, parameter_checksum(self.model))
+        with self.timer("checksums"):
+            checksums = distributed.all_gather_object(ctx, parameter_checksum(self.model))
         by_condition = "" if len(self.select_conditions) == 1 else " (UA %s)" % ", ".join(
             f"{c} {m['ua']:.4f}" for c, m in dev["conditions"].items())
         head_losses = {k: v for k, v in train_stats.items() if k.startswith("loss_")}
@@ -286,9 +309,12 @@ class Trainer:
             raise RuntimeError(f"ranks hold different parameters after epoch {epoch}: "
                                f"{checksums}")
         if ctx.is_main:
-            self.save(epoch, improved)
-            log_epoch(self.writer, epoch, train_stats, dev, len(self.select_conditions) > 1)
-            plot_curves(state["history"], os.path.join(self.exp_dir, "train_curve.png"))
+            with self.timer("checkpoints"):
+                self.save(epoch, improved)
+            with self.timer("logging"):
+                log_epoch(self.writer, epoch, train_stats, dev, len(self.select_conditions) > 1)
+            if time.monotonic() - self.last_plot >= PLOT_EVERY_S:
+                self.plot()
 
     def save(self, epoch, improved):
         """checkpoints/epoch<N>.pt, best.pt when ``improved``, then prune the old ones."""
@@ -305,20 +331,33 @@ class Trainer:
         prune_checkpoints(self.exp_dir, args.keep_checkpoints, protect=set(best_epochs(
             self.state["history"], args.select_metric, args.average_checkpoints)))
 
+    def plot(self):
+        with self.timer("plots"):
+            plot_curves(self.state["history"], os.path.join(self.exp_dir, "train_curve.png"))
+        self.last_plot = time.monotonic()
+
     def finish(self, reason, epoch):
-        """best.pt averaged if asked, <exp-dir>/.done."""
+        """The last curves, best.pt averaged if asked, <exp-dir>/.done."""
         args, state = self.args, self.state
         if self.ctx.is_main:
             self.writer.close()
+            if state["history"]:
+                self.plot()
             summary = {"reason": reason, "epoch": epoch, "best_epoch": state["best_epoch"],
                        f"best_dev_{args.select_metric}": state["best_metric"]}
             if args.average_checkpoints > 1:
-                summary["averaged_epochs"] = write_average(
-                    self.exp_dir, state["history"], args.select_metric, args.average_checkpoints)
+                with self.timer("checkpoints"):
+                    summary["averaged_epochs"] = write_average(
+                        self.exp_dir, state["history"], args.select_metric,
+                        args.average_checkpoints)
+            # This run's sections (a resumed run: since the resume); mser.bin.train's epochs
+            # and utterances per second are in the log.
+            summary["seconds"] = {k: round(v, 2) for k, v in self.timer.sections().items()}
             atomic_write_text(os.path.join(self.exp_dir, DONE), yaml.safe_dump(summary))
             logging.info("finished (%s): best dev %s %.4f at epoch %d -> %s", reason,
                          args.select_metric, state["best_metric"], state["best_epoch"],
                          os.path.join(self.exp_dir, BEST))
+            logging.info("time per section: %s", self.timer.summary())
         distributed.barrier(self.ctx)
 
 
@@ -406,15 +445,18 @@ def check_cache_fits(datasets, copies, budget, why):
                  need / 1e9, detail, budget / 1e9, why)
 
 
-def load_datasets(args, streams):
-    feats = stream_feats(args, streams)
+def load_datasets(args, model_conf):
+    """The train and dev sets, their frames averaged as the model's front ends do first."""
+    feats = stream_feats(args, model_conf["streams"])
+    pool = input_pooling(model_conf)
     train_dir, dev_dir = (os.path.join(args.data_dir, s) for s in ("train", "dev"))
-    train_set = EmotionDataset(train_dir, feats, cache=args.cache_feats)
+    train_set = EmotionDataset(train_dir, feats, cache=args.cache_feats, pool=pool)
     dev_classes_path = os.path.join(dev_dir, "classes.txt")
     if os.path.exists(dev_classes_path) and read_classes(dev_classes_path) != train_set.classes:
         raise ValueError(f"{dev_classes_path} differs from {train_dir}/classes.txt; re-run data "
                          f"preparation")
-    dev_set = EmotionDataset(dev_dir, feats, classes=train_set.classes, cache=args.cache_feats)
+    dev_set = EmotionDataset(dev_dir, feats, classes=train_set.classes, cache=args.cache_feats,
+                             pool=pool)
     for subset in (train_set, dev_set):
         if not subset.has_labels:
             raise ValueError(f"{subset.data_dir}/utt2emo: not found; training needs labels")
@@ -437,28 +479,32 @@ def write_dropped(exp_dir, splits):
                     "above); all listed in %s", counts, path)
 
 
-def compute_normalization(ctx, model, train_set, streams):
-    """Global mean/std of each normalised stream over every frame of the training split: each
-    rank sums (float64) every ``world_size``-th utterance, the sums are all-reduced, so every
-    rank sets the statistics one process would."""
-    for modality in streams:
-        if not model.conf["streams"][modality]["normalize"]:
-            continue
-        normalizer = model.normalizer(modality)
-        dim = len(normalizer.mean)
-        sums = torch.zeros(2 * dim + 1, dtype=torch.float64)  # sum, sum of squares, frames
-        for index in tqdm(range(ctx.rank, len(train_set), ctx.world_size),
-                          desc=f"{modality} statistics", mininterval=5, disable=not ctx.is_main):
-            # Not cached here: DataLoader workers hold the cache, the main process need not.
-            mat = torch.from_numpy(train_set.read(index)[modality]).double()
-            sums[:dim] += mat.sum(0)
-            sums[dim:-1] += (mat * mat).sum(0)
-            sums[-1] += len(mat)
-        sums = distributed.all_reduce_tensor(ctx, sums)
-        count = sums[-1]
-        mean = sums[:dim] / count
-        std = (sums[dim:-1] / count - mean * mean).clamp_min(0).sqrt()
-        normalizer.set_statistics(mean.float(), std.float())
+def compute_normalization(ctx, model, train_set, streams, fill_cache):
+    """Global mean/std of each normalised stream over every frame of the training split, in
+    one read of each utterance (which fills the cache too with ``fill_cache``: the cache of the
+    main process, that is, without DataLoader workers): each rank sums (float64) every
+    ``world_size``-th utterance, the sums are all-reduced, so every rank sets the statistics
+    one process would."""
+    normalized = [m for m in streams if model.conf["streams"][m]["normalize"]]
+    if not normalized:
+        return
+    dims = {m: len(model.normalizer(m).mean) for m in normalized}
+    # per stream: sum, sum of squares, frames
+    sums = {m: torch.zeros(2 * dim + 1, dtype=torch.float64) for m, dim in dims.items()}
+    for index in tqdm(range(ctx.rank, len(train_set), ctx.world_size),
+                      desc="normalisation statistics", mininterval=5, disable=not ctx.is_main):
+        stored = train_set.scan(index)[0] if fill_cache else train_set.read(index)
+        for modality, dim in dims.items():
+            mat = torch.from_numpy(stored[modality]).double()
+            sums[modality][:dim] += mat.sum(0)
+            sums[modality][dim:-1] += (mat * mat).sum(0)
+            sums[modality][-1] += len(mat)
+    for modality, dim in dims.items():
+        total = distributed.all_reduce_tensor(ctx, sums[modality])
+        count = total[-1]
+        mean = total[:dim] / count
+        std = (total[dim:-1] / count - mean * mean).clamp_min(0).sqrt()
+        model.normalizer(modality).set_statistics(mean.float(), std.float())
         logging.info("%s normalisation: statistics of %d frames of %d training utterances",
                      modality, int(count), len(train_set))
 
