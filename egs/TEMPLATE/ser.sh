@@ -14,7 +14,7 @@ ngpu=auto                  # GPUs per job (features, training, decoding); auto: 
 nproc=1                    # DDP processes per training job (CPU: gloo; GPU: one per GPU)
 nnodes=1                   # nodes per training job (cmd_backend=slurm: srun tasks on each)
 folds=                     # folds to train, decode and score; empty: every data/fold<k>
-fold_jobs=1                # folds trained (and decoded) at once, as one job array
+fold_jobs=auto             # folds trained (and decoded) at once, as one job array; auto: on CPU as many as the cores allow (OMP_NUM_THREADS or the CPUs given / --nproc), 1 on GPU, all under Slurm
 seed=0                     # training seed
 audio_feat=fbank           # acoustic features: conf/feats/<audio_feat>.yaml
 text_feat=minilm           # linguistic features: conf/feats/<text_feat>.yaml
@@ -32,7 +32,8 @@ help_message="Usage: ./run.sh [--option value ...]   (run from egs/<corpus>; sta
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') (ser.sh:${BASH_LINENO[0]}) $*"; }
 die() { echo "ser.sh: $*" >&2; exit 1; }
-for name in nj nproc nnodes fold_jobs; do [ "${!name}" -ge 1 ] || die "--$name ${!name}: expected at least 1"; done
+for name in nj nproc nnodes; do [ "${!name}" -ge 1 ] || die "--$name ${!name}: expected at least 1"; done
+[[ $fold_jobs == auto || $fold_jobs -ge 1 ]] 2>/dev/null || die "--fold_jobs $fold_jobs: expected auto or at least 1"
 for name in train_text test_text; do
   [[ ${!name} == gold || ${!name} == asr ]] || die "--$name ${!name}: expected gold or asr"
 done
@@ -83,6 +84,14 @@ fi
 folds=${folds:-$(ls -d data/fold* 2>/dev/null | sed 's:data/fold::' | sort -n | paste -sd ' ')}
 [ $stop_stage -lt 3 ] || [ -n "$folds" ] || die "no data/fold<k>: run stage 0 first"
 jobs=JOB=$(echo $folds | tr ' ' ,)  # the job array: one job per fold
+num_folds=$(echo $folds | wc -w)
+if [ $fold_jobs = auto ]; then  # nproc (the command) honours OMP_NUM_THREADS
+  if [ "${cmd_backend:-local}" = slurm ]; then fold_jobs=$num_folds
+  elif [ "$ngpu" -gt 0 ]; then fold_jobs=1
+  else fold_jobs=$(( $(nproc) / nproc )); fi
+fi
+[ $fold_jobs -ge 1 ] || fold_jobs=1
+[ $num_folds -eq 0 ] || [ $fold_jobs -le $num_folds ] || fold_jobs=$num_folds
 # The test subsets of each fold (data/protocol "tests", e.g. "test test2"); decoded and scored.
 tests=$(awk '$1 == "tests" { $1 = ""; sub(/^ +/, ""); print }' data/protocol 2>/dev/null || true)
 [ $stop_stage -lt 4 ] || [ -n "$tests" ] || die "data/protocol names no test subset: run stage 0 first"

@@ -13,7 +13,6 @@ set -euo pipefail
 ./ser.sh \
   --corpus "$SYNTH_IEMOCAP" \
   --nj 2 \
-  --fold_jobs 2 \
   --audio_feat whisper_tiny_utterance \
   --text_feat minilm \
   --train_config conf/train.yaml \
