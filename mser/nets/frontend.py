@@ -9,6 +9,7 @@ import math
 import torch
 from torch import nn
 
+from mser.nets.dropout import Dropout, dropout, self_attention
 from mser.utils.frames import average_pool, frames_pooled, padding_mask
 
 
@@ -128,7 +129,7 @@ class StreamFrontend(nn.Module):
             self.norm = nn.LayerNorm(d_model)
             self.positions = POSITIONAL[positional](d_model, max_positions)
             self.modality_embedding = nn.Parameter(torch.randn(d_model) * 0.02)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def layer_weights(self):
         return torch.softmax(self.layer_logits, dim=0)
@@ -226,25 +227,13 @@ class SpecAugment(nn.Module):
         return x
 
 
-def _self_attention(attn, x, pad_mask):
-    """``attn`` (a batch-first nn.MultiheadAttention) of ``x`` over itself, without dropout,
-    through ``scaled_dot_product_attention``, whose fused kernels never store the (T, T)
-    weights: memory linear in T. (The module's own inference path stores them: 1.8 GB for 5
-    minutes of audio, see bench/bench_infer_memory.py.)"""
-    batch, time, width = x.shape
-    qkv = nn.functional.linear(x, attn.in_proj_weight, attn.in_proj_bias)
-    heads = attn.num_heads
-    q, k, v = qkv.view(batch, time, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
-    keep = ~pad_mask[:, None, None, :]
-    out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)
-    return attn.out_proj(out.transpose(1, 2).reshape(batch, time, width))
-
-
 class UnimodalEncoder(nn.Module):
     """Pre-norm transformer encoder over one stream; ``num_layers: 0`` is the identity.
 
-    In eval mode the layers run with memory-efficient self-attention (same result as the
-    module's own path, memory linear in the stream length, not quadratic)."""
+    The layers are ``nn.TransformerEncoderLayer`` modules (their weights and checkpoint keys),
+    run by :meth:`forward` as the module would, with the fast CPU :func:`dropout` in training
+    and memory-efficient self-attention in eval (memory linear in the stream length, not
+    quadratic): see :func:`~mser.nets.dropout.self_attention`."""
 
     def __init__(self, d_model, num_layers, heads, ff_dim, dropout):
         super().__init__()
@@ -255,10 +244,11 @@ class UnimodalEncoder(nn.Module):
         self.norm = nn.LayerNorm(d_model) if num_layers else nn.Identity()
 
     def forward(self, x, pad_mask):
+        training = self.training
         for layer in self.layers:
-            if self.training:
-                x = layer(x, src_key_padding_mask=pad_mask)
-            else:
-                x = x + _self_attention(layer.self_attn, layer.norm1(x), pad_mask)
-                x = x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
+            attended = self_attention(layer.self_attn, layer.norm1(x), pad_mask, training)
+            x = x + dropout(attended, layer.dropout1.p, training)
+            hidden = dropout(layer.activation(layer.linear1(layer.norm2(x))), layer.dropout.p,
+                             training)
+            x = x + dropout(layer.linear2(hidden), layer.dropout2.p, training)
         return self.norm(x)

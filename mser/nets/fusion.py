@@ -9,6 +9,8 @@ A masked or absent stream contributes nothing: its values cannot change the outp
 import torch
 from torch import nn
 
+from mser.nets.dropout import Dropout
+
 
 def check_widths(widths, d_model, fusion):
     if any(width != d_model for width in widths.values()):
@@ -56,10 +58,10 @@ class QueryDecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
         self.cross_attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
-        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout),
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), Dropout(dropout),
                                 nn.Linear(ff_dim, d_model))
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(3))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, queries, memory, memory_mask, need_weights):
         h = self.norms[0](queries)
@@ -154,10 +156,10 @@ class CrossModalLayer(nn.Module):
     def __init__(self, d_model, heads, ff_dim, dropout):
         super().__init__()
         self.attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
-        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout),
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), Dropout(dropout),
                                 nn.Linear(ff_dim, d_model))
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(3))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x, partner=None):
         """``partner``: (x, pad_mask, keep) of the other stream, None when it is absent."""

@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from mser.nets.dropout import Dropout
 from mser.nets.frontend import StreamFrontend, UnimodalEncoder, padding_mask
 from mser.nets.fusion import FUSIONS, StatsPoolFusion
 from mser.utils.frames import input_normalization
@@ -34,11 +35,11 @@ class EmotionModel(nn.Module):
         self.fusion = FUSIONS[conf["fusion"]](
             conf, {m: self.frontends[m].out_dim for m in self.modalities})
         hidden = conf["classifier_hidden"]
-        self.classifier = (nn.Sequential(nn.Dropout(conf["dropout"]),
+        self.classifier = (nn.Sequential(Dropout(conf["dropout"]),
                                          nn.Linear(self.fusion.out_dim, hidden), nn.GELU(),
-                                         nn.Dropout(conf["dropout"]), nn.Linear(hidden, num_classes))
+                                         Dropout(conf["dropout"]), nn.Linear(hidden, num_classes))
                            if hidden else
-                           nn.Sequential(nn.Dropout(conf["dropout"]),
+                           nn.Sequential(Dropout(conf["dropout"]),
                                          nn.Linear(self.fusion.out_dim, num_classes)))
 
         # The probe inside the model: a linear classifier on the statistics of each stream's
@@ -46,7 +47,7 @@ class EmotionModel(nn.Module):
         if conf["probe_head"]:
             self.probe_pool = StatsPoolFusion({**conf, "stats_attention": 0}, {
                 m: self.frontends[m].combined_dim for m in self.modalities})
-            self.probe_classifier = nn.Sequential(nn.Dropout(conf["dropout"]),
+            self.probe_classifier = nn.Sequential(Dropout(conf["dropout"]),
                                                   nn.Linear(self.probe_pool.out_dim, num_classes))
 
         self.set_loss()
