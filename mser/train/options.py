@@ -41,9 +41,11 @@ TRAIN_OPTIONS = {
         "epochs": Option(30, "maximum number of epochs (see --min-steps)", resumable=True),
         "patience": Option(8, "stop after this many epochs without dev improvement (0: never; "
                               "see --min-steps)", resumable=True),
-        "min_steps": Option(600, "least optimiser steps of a run: when --epochs x steps per "
-                                 "epoch is fewer (a small corpus), --epochs and --patience are "
-                                 "stretched by the same factor (0: off)", resumable=True),
+        "min_steps": Option(0, "least optimiser steps of a run: when --epochs x steps per "
+                               "epoch is fewer (a small corpus), --epochs and --patience are "
+                               "stretched by the same factor, as train.log says (0: off, "
+                               "the default: a recipe's config sizes its run in epochs)",
+                            resumable=True),
         "select_metric": Option("ua", "dev metric for model selection (a corpus's headline: "
                                       "weighted_f1 MELD, macro_f1 MSP-Podcast)",
                                 choices=("ua", "wa", "macro_f1", "weighted_f1", "loss")),
