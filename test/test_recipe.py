@@ -128,10 +128,11 @@ def test_run_sh_options(tmp_path):
     names = [name for name, _ in options]
     assert len(names) == len(set(names)) and "--tag" in names and "--exp" not in names
     assert ["--nj", "3"] in options and ["--audio_feat", "whisper_tiny_utterance"] in options
-    assert re.search(r"--fold_jobs +2 +folds trained .* at once", out.stderr)
+    assert re.search(r"--fold_jobs +auto +folds trained .* at once", out.stderr)
     for args, message in ((["--stage", "abc"], "'--stage' expects an integer, got 'abc'"),
                           (["--stop_stage", "3x"], "'--stop_stage' expects an integer"),
                           (["--nj", "0"], "--nj 0: expected at least 1"),
+                          (["--fold_jobs", "0"], "--fold_jobs 0: expected auto or at least 1"),
                           (["--exp", "x"], "unknown option '--exp'; the options are: --stage")):
         out = run_recipe(work, *args, timeout=60)
         assert out.returncode != 0 and message in out.stderr, (args, out.stderr)
