@@ -63,7 +63,7 @@ def main():
           f"utterances, {args.threads} thread(s)\n")
     print("| section | s | % | s per epoch |")
     print("|---|---:|---:|---:|")
-    for section, value in seconds.items():
+    for section, value in sorted(seconds.items(), key=lambda item: -item[1]):
         print(f"| {section} | {value:.2f} | {100 * value / total:.0f} | "
               f"{value / args.epochs:.2f} |")
     print(f"| total | {total:.2f} | 100 | {total / args.epochs:.2f} |")
