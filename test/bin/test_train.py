@@ -111,11 +111,15 @@ def test_single_process_run_writes_a_self_describing_exp_dir(fold, tmp_path):
     assert "already finished" in again.stderr
 
 
-def test_ddp_two_processes_agree_and_resume_equals_uninterrupted(fold, tmp_path):
+# The second: the recipes' front end, whose frames the cached dataset averages and normalises
+# on reading (with the resumed model's statistics after a resume).
+@pytest.mark.parametrize("front_end", [[], ["--projection", "pool", "--layer-weighting", "concat",
+                                            "--cache-feats", "true"]], ids=["conv", "pooled_cache"])
+def test_ddp_two_processes_agree_and_resume_equals_uninterrupted(fold, tmp_path, front_end):
     full, resumed = tmp_path / "full", tmp_path / "resumed"
-    run_train(fold, full, "--nproc", "2", "--epochs", "3")
-    run_train(fold, resumed, "--nproc", "2", "--epochs", "2")
-    run_train(fold, resumed, "--nproc", "2", "--epochs", "3")
+    run_train(fold, full, "--nproc", "2", "--epochs", "3", *front_end)
+    run_train(fold, resumed, "--nproc", "2", "--epochs", "2", *front_end)
+    run_train(fold, resumed, "--nproc", "2", "--epochs", "3", *front_end)
     for exp in (full, resumed):
         checksums = [line.rsplit(":", 1)[1].split() for line in
                      (exp / "train.log").read_text().splitlines() if "checksum per rank" in line]
