@@ -1,8 +1,17 @@
 """Paired significance test between two decoded experiments over the same test utterances:
-paired bootstrap of the difference in --metric (default UA) and exact McNemar on per-utterance correctness."""
+paired bootstrap of the difference in --metric (default UA) and exact McNemar on per-utterance
+correctness.
+
+    python -m mser.bin.compare exp/train_x exp/probe_x --folds "1 2 3 4 5 6"
+    # several seeds of each (comma-separated): every run's fold mean and pooled score, their
+    # mean +/- std over seeds, and the bootstrap over utterances with all runs' predictions
+    python -m mser.bin.compare exp/a,exp/a_seed1,exp/a_seed2 exp/b,exp/b_seed1,exp/b_seed2
+"""
 import argparse
 import json
 import sys
+
+import numpy as np
 
 from mser.scoring.aggregate import METRIC_NAMES
 from mser.scoring.paired import compare_experiments
@@ -11,8 +20,8 @@ from mser.utils.metrics import PAIRED_METRICS
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("exp_a")
-    parser.add_argument("exp_b")
+    parser.add_argument("exp_a", help="an experiment dir, or the dirs of its seeds, comma-separated")
+    parser.add_argument("exp_b", help="the same for the other experiment")
     parser.add_argument("--folds", default="1 2 3 4 5")
     parser.add_argument("--condition",
                         help="compare both experiments under this condition (both, audio_only, "
@@ -24,17 +33,28 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        result = compare_experiments(args.exp_a, args.exp_b, [int(f) for f in args.folds.split()],
+        result = compare_experiments(args.exp_a.split(","), args.exp_b.split(","),
+                                     [int(f) for f in args.folds.split()],
                                      condition=args.condition, metric=args.metric,
                                      num_samples=args.num_samples, seed=args.seed)
     except ValueError as e:
         sys.exit(f"compare: {e}")
     print(json.dumps(result, indent=2))
     name = METRIC_NAMES[args.metric]
+    for side in ("runs_a", "runs_b"):
+        runs = result[side]
+        for run in runs:
+            print(f"{run['tag']}: {name} {100 * run['fold_mean']:.2f} +/- "
+                  f"{100 * run['fold_std']:.2f} over folds, pooled {100 * run['pooled']:.2f}")
+        if len(runs) > 1:
+            for key, what in (("fold_mean", "fold means"), ("pooled", "pooled")):
+                values = 100 * np.array([run[key] for run in runs])
+                print(f"  {len(runs)} seeds, {what}: {values.mean():.2f} +/- "
+                      f"{values.std(ddof=1):.2f}")
+    mcnemar = "" if result["p_mcnemar"] is None else f", {result['p_mcnemar']:.3g} (McNemar)"
     print(f"{name}({result['a']}) - {name}({result['b']}) = {100 * result['diff']:+.2f} points, "
           f"95% CI [{100 * result['diff_95ci'][0]:+.2f}, {100 * result['diff_95ci'][1]:+.2f}], "
-          f"p = {result['p_bootstrap']:.3g} (bootstrap), {result['p_mcnemar']:.3g} (McNemar)")
-
+          f"p = {result['p_bootstrap']:.3g} (bootstrap){mcnemar}")
 
 if __name__ == "__main__":
     main()

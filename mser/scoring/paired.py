@@ -15,18 +15,46 @@ def _scored(exp_dir, folds, condition):
     return dict(scores, tag=os.path.basename(os.path.normpath(exp_dir)), condition=condition)
 
 
+def _runs(exps, folds, condition):
+    """The scores of one experiment or of its runs (a list: one per training seed), checked to
+    be decoded on the same utterances: (scores of each run, utterances, reference)."""
+    exps = [exps] if isinstance(exps, str) else list(exps)
+    runs = [_scored(exp, folds, condition) for exp in exps]
+    utts, ref, _ = runs[0]["_pooled_predictions"]
+    for exp, run in zip(exps[1:], runs[1:]):
+        if run["_pooled_predictions"][0] != utts:
+            raise ValueError(f"{exp} was not decoded on the same utterances as {exps[0]}")
+    return runs, utts, ref
+
+
+def _summary(run, metric):
+    return {"tag": run["tag"], "fold_mean": run["mean"][metric], "fold_std": run["std"][metric],
+            "pooled": run["pooled"][metric]}
+
+
 def compare_experiments(exp_a, exp_b, folds, condition=None, metric="ua", num_samples=1000,
                         seed=0):
     """Paired tests of exp_a vs exp_b over the pooled test utterances of their main conditions,
-    or of both decoded under ``condition`` (e.g. audio_only: the other modality removed)."""
-    a, b = _scored(exp_a, folds, condition), _scored(exp_b, folds, condition)
-    utts_a, ref, pred_a = a["_pooled_predictions"]
-    utts_b, _, pred_b = b["_pooled_predictions"]
+    or of both decoded under ``condition`` (e.g. audio_only: the other modality removed).
+
+    ``exp_a`` / ``exp_b``: an experiment dir, or a list of them (the same config trained with
+    different seeds): the bootstrap then scores all runs' predictions together and resamples
+    utterances with all their runs (:func:`paired_bootstrap`); McNemar's test, which pairs one
+    prediction per utterance, is given for single runs only (None otherwise)."""
+    runs_a, utts_a, ref = _runs(exp_a, folds, condition)
+    runs_b, utts_b, _ = _runs(exp_b, folds, condition)
     if utts_a != utts_b:
         raise ValueError(f"{exp_a} and {exp_b} were not decoded on the same utterances")
-    a_only, b_only, p_mcnemar = mcnemar_test(ref, pred_a, pred_b)
-    diff, interval, p_boot = paired_bootstrap(ref, pred_a, pred_b, len(a["classes"]), metric,
-                                                 num_samples=num_samples, seed=seed)
-    return {"a": a["tag"], "b": b["tag"], "num_utts": len(ref), "metric": metric, "diff": diff,
+    pred_a = [run["_pooled_predictions"][2] for run in runs_a]
+    pred_b = [run["_pooled_predictions"][2] for run in runs_b]
+    a_only = b_only = p_mcnemar = None
+    if len(runs_a) == len(runs_b) == 1:
+        a_only, b_only, p_mcnemar = mcnemar_test(ref, pred_a[0], pred_b[0])
+    diff, interval, p_boot = paired_bootstrap(ref, pred_a, pred_b, len(runs_a[0]["classes"]),
+                                              metric, num_samples=num_samples, seed=seed)
+    return {"a": "+".join(run["tag"] for run in runs_a),
+            "b": "+".join(run["tag"] for run in runs_b), "num_utts": len(ref),
+            "runs_a": [_summary(run, metric) for run in runs_a],
+            "runs_b": [_summary(run, metric) for run in runs_b], "metric": metric, "diff": diff,
             "diff_95ci": interval, "p_bootstrap": p_boot, "a_right_b_wrong": a_only,
             "b_right_a_wrong": b_only, "p_mcnemar": p_mcnemar}

@@ -88,19 +88,29 @@ def paired_bootstrap(y_true, pred_a, pred_b, num_classes, metric="ua", num_sampl
     """Paired bootstrap over utterances of metric(a) - metric(b), ``metric`` one of
     :data:`PAIRED_METRICS` (ua, wa, macro_f1, weighted_f1).
 
+    ``pred_a`` / ``pred_b``: one prediction per utterance, or (seeds, utterances) arrays of
+    several training runs: the metric is then over every run's predictions, and a resample
+    draws utterances, each with all its runs' predictions (the runs of one utterance are not
+    independent samples).
+
     Returns (observed difference, 95% interval, two-sided p) where p is twice the share of
     resamples on the other side of zero from the observed difference, counted as (k + 1) /
     (num_samples + 1) so that it is never 0 (the smallest p this many resamples can show).
     """
-    y_true, pred_a, pred_b = map(np.asarray, (y_true, pred_a, pred_b))
+    y_true = np.asarray(y_true)
+    pred_a, pred_b = (np.atleast_2d(np.asarray(p)) for p in (pred_a, pred_b))
     function = PAIRED_METRICS[metric]
-    observed = function(y_true, pred_a, num_classes) - function(y_true, pred_b, num_classes)
+
+    def difference(idx):
+        return (function(np.tile(y_true[idx], len(pred_a)), pred_a[:, idx].ravel(), num_classes)
+                - function(np.tile(y_true[idx], len(pred_b)), pred_b[:, idx].ravel(),
+                           num_classes))
+
+    observed = difference(np.arange(len(y_true)))
     rng = np.random.default_rng(seed)
     diffs = np.empty(num_samples)
     for i in range(num_samples):
-        idx = rng.integers(0, len(y_true), len(y_true))
-        diffs[i] = (function(y_true[idx], pred_a[idx], num_classes)
-                    - function(y_true[idx], pred_b[idx], num_classes))
+        diffs[i] = difference(rng.integers(0, len(y_true), len(y_true)))
     if observed == 0:
         p = 1.0
     else:

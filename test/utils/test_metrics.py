@@ -58,3 +58,19 @@ def test_bootstrap_separates_clear_from_noise():
     as_good = np.where(rng.random(400) < 0.9, y, (y + 1) % 4)  # same quality, other errors
     diff, (low, high), p = paired_bootstrap(y, as_good, good, 4, num_samples=300)
     assert abs(diff) < 0.05 and low < 0 < high and p > 0.05
+
+
+def test_bootstrap_over_seeds_scores_all_runs_and_resamples_utterances():
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(4), 50)
+    runs = [np.where(rng.random(200) < q, y, (y + 1) % 4) for q in (0.9, 0.7)]
+    probe = np.where(rng.random(200) < 0.6, y, (y + 1) % 4)
+    one = paired_bootstrap(y, runs[0], probe, 4, num_samples=100)
+    assert paired_bootstrap(y, [runs[0]], [probe], 4, num_samples=100) == one
+    diff, (low, high), _ = paired_bootstrap(y, runs, probe, 4, num_samples=200)
+    # classes of equal size: UA over both runs' predictions is the mean of their UAs
+    mean_ua = np.mean([unweighted_accuracy(y, r, 4) for r in runs])
+    assert diff == pytest.approx(mean_ua - unweighted_accuracy(y, probe, 4))
+    assert low < diff < high
+    # twice the same run: the same estimate and interval as the run alone
+    assert paired_bootstrap(y, [runs[0], runs[0]], probe, 4, num_samples=100) == one

@@ -105,6 +105,12 @@ def test_compare_and_results_md(tmp_path):
     assert "| weak | full | audio_only |" not in results  # weak was not decoded audio only
     with pytest.raises(ValueError, match="weak: condition audio_only was not decoded"):
         compare_experiments(str(root / "weak"), str(root / "full"), [1, 2, 3], "audio_only")
+    # seeds: a list of runs per side; McNemar (one prediction per utterance) is left out
+    seeds = compare_experiments([str(root / "full"), str(root / "full")], str(root / "weak"),
+                                [1, 2, 3], num_samples=200)
+    assert seeds["diff"] == result["diff"] and seeds["diff_95ci"] == result["diff_95ci"]
+    assert seeds["p_mcnemar"] is None and seeds["a"] == "full+full"
+    assert [run["pooled"] for run in seeds["runs_a"]] == [result["runs_a"][0]["pooled"]] * 2
 
 
 def test_results_md_holds_the_tags_under_exp_and_names_unscorable_ones(tmp_path):
