@@ -83,6 +83,7 @@ def main_header(headline, conditions):
     name = METRIC_NAMES[headline]
     return ("| tag | config | commit | condition | "
             + "".join(f"{METRIC_NAMES[m]} | " for m in table_metrics(headline))
+            + f"{name} pooled | "
             + "".join(f"{name} {c.replace('_', ' ')} | " for c in conditions)).rstrip()
 
 
@@ -116,6 +117,7 @@ def _main_row(exp_dir, scores, folds, headline, conditions):
     train_config, commit = _training_cells(exp_dir, scores, folds)
     return (f"| {scores['tag']} | {train_config} | {commit} | {scores['condition']} | "
             + "".join(f"{_pm(scores, m)} | " for m in table_metrics(headline))
+            + f"{100 * scores['pooled'][headline]:.2f} | "
             + "".join(f"{_pm(scores.get(c), headline)} | " for c in conditions)).rstrip()
 
 
@@ -157,6 +159,13 @@ def _test_row(exp_dir, reference, folds, condition, metric):
                     f"[{100 * c['diff_95ci'][0]:+.2f}, {100 * c['diff_95ci'][1]:+.2f}] | "
                     f"{c['p_bootstrap']:.3g} | {c['a_right_b_wrong']} / {c['b_right_a_wrong']} | "
                     f"{c['p_mcnemar']:.3g} |")
+
+
+def missing_classes(scores):
+    """{fold: [classes its test set lacks]} of a tag's scores (a class without a reference
+    utterance has no recall), folds that lack none left out."""
+    return {fold["fold"]: [c for c, recall in fold["recall"].items() if recall is None]
+            for fold in scores["folds"] if None in fold["recall"].values()}
 
 
 def _other_tag(exp_root, scores, key):
@@ -216,12 +225,20 @@ def write_results_md(path, exp_root, folds, title, protocol, notes=None):
             f"- environment: {_environment()}",
             f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}", "",
             "UA = mean per-class recall, WA = overall accuracy, F1 = macro F1, wF1 = F1 weighted "
-            "by class counts; mean ± sample std over folds, in %. 'audio only' / 'text only' = "
-            "the same model given one modality at test time. 'commit' = the mser commit that "
-            "trained the tag.", ""]
+            "by class counts; mean ± sample std over folds, in %; "
+            f"'{METRIC_NAMES[headline]} pooled' = over all test utterances of all folds at once "
+            "(a fold's UA averages only the classes its test set holds). 'audio only' / 'text "
+            "only' = the same model given one modality at test time. 'commit' = the mser commit "
+            "that trained the tag.", ""]
     if notes:
         text += [notes.strip(), ""]
     text += [header, _rule(header), *rows, ""]
+    lacking = next((missing_classes(scores) for scores in scored.values()), {})
+    if lacking:
+        text += ["**Test sets without every class**: " + "; ".join(
+            f"fold {fold} has no {', '.join(classes)}" for fold, classes in lacking.items())
+            + f". Their fold scores average the classes present; the pooled column does not "
+            f"depend on it.", ""]
     if wers:
         text += ["Tags tested on ASR transcripts (`--test_text asr`): WER of the test transcripts "
                  "against the corpus's (mean ± sample std over folds, in %; mser.scoring.wer) next "

@@ -92,10 +92,13 @@ def test_compare_and_results_md(tmp_path):
     results = (tmp_path / "RESULTS.md").read_text()
     assert "- corpus: toy corpus; protocol: leave-one-speaker-out, 3 folds\n" in results
     assert "- headline metric: UA\n" in results
-    assert "| tag | config | commit | condition | UA | WA | F1 | UA audio only | UA text only |" in results
+    assert ("| tag | config | commit | condition | UA | WA | F1 | UA pooled | UA audio only | "
+            "UA text only |") in results
     assert "| full | conf/train.yaml | 0123456+dirty | both |" in results
     assert "| weak | ? | ? | both |" in results  # trained without a config.yaml
-    assert "95.83 ± 7.22" in results  # full: UA 100, 100, 87.5
+    assert "95.83 ± 7.22 | " in results  # full: UA 100, 100, 87.5
+    assert "| 95.83 | 100.00 ± 0.00 |" in results  # pooled UA: 23 of 24, 6 per class
+    assert "Test sets without every class" not in results
     assert "| weak | full | main | -" in results  # weak is worse than the reference
     # Under one condition both are decoded that way: text only, both predict "neu" everywhere.
     same = compare_experiments(str(root / "weak"), str(root / "full"), [1, 2, 3], "text_only",
@@ -111,6 +114,24 @@ def test_compare_and_results_md(tmp_path):
     assert seeds["diff"] == result["diff"] and seeds["diff_95ci"] == result["diff_95ci"]
     assert seeds["p_mcnemar"] is None and seeds["a"] == "full+full"
     assert [run["pooled"] for run in seeds["runs_a"]] == [result["runs_a"][0]["pooled"]] * 2
+
+
+def test_pooled_ua_counts_every_class_where_a_fold_lacks_one(tmp_path):
+    """Fold 2's test set has no 'sad': its UA averages three classes; the pooled UA is over the
+    four classes of all test utterances, and RESULTS.md says which fold lacks what."""
+    exp = tmp_path / "exp" / "full"
+    write_decode(exp, 1, [0, 1, 2, 3] * 2, {"both": [0, 1, 2, 3] * 2})
+    write_decode(exp, 2, [0, 0, 1, 1, 2, 2], {"both": [0, 0, 1, 1, 3, 3]})  # ang -> sad
+    toy_protocol(tmp_path, "2 folds", 2)
+    out = run_score(tmp_path, exp, "1 2", "full")
+    assert out.returncode == 0, out.stderr
+    scores = json.loads((exp / "scores.json").read_text())
+    assert [fold["ua"] for fold in scores["folds"]] == [1.0, pytest.approx(2 / 3)]
+    assert scores["mean"]["ua"] == pytest.approx(5 / 6)
+    assert scores["pooled"]["ua"] == pytest.approx((1 + 1 + 0.5 + 1) / 4)
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "| both | 83.33 ± 23.57 | 83.33 ± 23.57 | 75.00 ± 35.36 | 87.50 | - | - |" in results
+    assert "**Test sets without every class**: fold 2 has no sad." in results
 
 
 def test_results_md_holds_the_tags_under_exp_and_names_unscorable_ones(tmp_path):
@@ -191,9 +212,12 @@ def test_headline_metric_and_further_test_subsets(tmp_path):
     test2 = json.loads((exp / "scores_test2.json").read_text())
     assert test2["subset"] == "test2" and test2["mean"]["wa"] == 0.5
     results = (tmp_path / "RESULTS.md").read_text()
-    assert ("| tag | config | commit | condition | UA | WA | F1 | wF1 | wF1 audio only | "
-            "wF1 text only |") in results
-    assert f"| {100 * (6 + 2 / 3) / 8:.2f} ± 0.00 | {100 * 0.75 * 6 / 7:.2f} ± 0.00 | - |" in results
+    assert ("| tag | config | commit | condition | UA | WA | F1 | wF1 | wF1 pooled | "
+            "wF1 audio only | wF1 text only |") in results
+    weighted = 100 * (6 + 2 / 3) / 8
+    assert (f"| {weighted:.2f} ± 0.00 | {weighted:.2f} | {100 * 0.75 * 6 / 7:.2f} ± 0.00 | - |"
+            in results)
+    assert "**Test sets without every class**: fold 1 has no sad." in results
     assert "- headline metric: wF1\n" in results
     assert "Test set `test2` (the same models):" in results
     assert "| full | both | 66.67 ± 0.00 | 50.00 ± 0.00 | 50.00 ± 0.00 |" in results  # UA: neu only
