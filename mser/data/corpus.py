@@ -24,6 +24,7 @@ from typing import Callable
 import soundfile
 
 from mser.io.datadir import DataDirError, c_sort_key, validate_data_dir, write_data_dir
+from mser.data.folds import missing_classes
 from mser.data.protocol import write_protocol
 from mser.utils.fileio import atomic_write_text
 
@@ -240,6 +241,18 @@ def count_table(utts, classes, column):
     return "\n".join("".join(cell.rjust(width) for cell in row) for row in rows)
 
 
+def fold_class_table(utts, folds, classes):
+    """Utterances per fold subset (rows) and class (columns), as text."""
+    label = {u.utt_id: u.label for u in utts}
+    rows = [["subset", *classes, "total"]]
+    for fold, subsets in folds.items():
+        for subset, ids in subsets.items():
+            counts = Counter(label[u] for u in ids)
+            rows.append([f"{fold}/{subset}", *(str(counts[c]) for c in classes), str(len(ids))])
+    width = max(7, *(len(cell) + 1 for row in rows for cell in row))
+    return "\n".join("".join(cell.rjust(width) for cell in row) for row in rows)
+
+
 def write_corpus(out_dir, utts, classes, folds, protocol, skips, by):
     """Write the data dirs, ``protocol`` and ``skipped``; log the skips and the counts per fold
     and per class x ``by`` = (name, function of an utterance).
@@ -266,6 +279,13 @@ def write_corpus(out_dir, utts, classes, folds, protocol, skips, by):
                  sum(u.duration for u in utts) / 3600, ", ".join(folds),
                  "/".join(next(iter(folds.values()))), sizes)
     logging.info("utterances per class and %s:\n%s", by[0], count_table(utts, classes, by[1]))
+    logging.info("utterances per fold and class:\n%s", fold_class_table(utts, folds, classes))
+    for fold, subset, lacking in missing_classes(utts, folds, classes):
+        logging.warning("%s/%s has no %s utterance: its UA averages the other classes and its "
+                        "model selection (dev) or score (test) never sees them (RESULTS.md's "
+                        "pooled column does not depend on it); speaker folds that hold every "
+                        "class: mser.data.folds.class_balanced_groups", fold, subset,
+                        ", ".join(lacking))
 
 
 @dataclass(frozen=True)
