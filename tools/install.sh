@@ -80,6 +80,6 @@ log "Installing $torch_spec"
 # shellcheck disable=SC2086  # the spec may carry pip options such as --index-url
 "${pip[@]}" $torch_spec
 log "Installing mser (editable) and its pinned dependencies"
-"${pip[@]}" -e "$root[test]"
+"${pip[@]}" -e "$root[test,bench]"
 printf '%s' "$want" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
 log "Done: $("$venv/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "| transformers", transformers.__version__)')"

@@ -28,6 +28,7 @@ import sys
 
 from tqdm import tqdm
 
+from mser.bin.transcribe import add_asr_engine_options
 from mser.io.datadir import DataDirError, read_table, validate_data_dir
 from mser.utils.fileio import atomic_write_text
 from mser.utils.logging import setup_logging
@@ -66,6 +67,7 @@ def add_model_options(parser):
                         help="speech recogniser: packaged:whisper-tiny.en (default), "
                              "packaged:whisper-base, a local Whisper/CTC dir, or none")
     parser.add_argument("--language", default="en", help="multilingual Whisper only")
+    add_asr_engine_options(parser)
     parser.add_argument("--num-threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default)")
     add_segment_options(parser)
@@ -82,7 +84,8 @@ def build_recognizer(args, options):
     return TimelineRecognizer(
         args.model_dir, asr=None if args.asr == "none" else args.asr, device=args.device,
         segmenter=args.segmenter, options=options, window=args.window,
-        batch_size=args.batch_size, language=args.language or None, checkpoint=args.checkpoint)
+        batch_size=args.batch_size, language=args.language or None, checkpoint=args.checkpoint,
+        asr_backend=args.asr_backend, asr_window=args.asr_window)
 
 
 def get_parser():

@@ -20,9 +20,23 @@ from mser.features import FeatureConfigError
 from mser.utils.logging import setup_logging
 
 
+def add_asr_engine_options(parser):
+    """How Whisper runs (shared with mser-timeline and mser-serve)."""
+    from mser.asr import BACKENDS, DEFAULT_MIN_WINDOW
+
+    parser.add_argument("--asr-backend", default="auto", choices=BACKENDS,
+                        help="auto: CTranslate2 (int8 on CPU) for Whisper in its format (the "
+                             "packaged models), else transformers")
+    parser.add_argument("--asr-window", type=float, default=DEFAULT_MIN_WINDOW,
+                        help="CTranslate2: shortest encoder window in seconds (each batch is "
+                             "padded to its longest segment + 1 s, at least this; 30: Whisper's "
+                             "own window)")
+
+
 def options_of(args):
     """What the transcripts depend on (the jobs' fingerprint)."""
-    return {"model_dir": args.model_dir, "language": args.language, "num_beams": args.num_beams}
+    return {"model_dir": args.model_dir, "language": args.language, "num_beams": args.num_beams,
+            "backend": args.asr_backend, "window": args.asr_window}
 
 
 def main(argv=None):
@@ -44,6 +58,7 @@ def main(argv=None):
     parser.add_argument("--language", default="en",
                         help="for multilingual Whisper ('' : detect); ignored by other models")
     parser.add_argument("--num-beams", type=int, default=1, help="beam size (Whisper)")
+    add_asr_engine_options(parser)
     parser.add_argument("--num-threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default)")
     parser.add_argument("--verbose", type=int, default=1)
@@ -63,7 +78,8 @@ def main(argv=None):
 
     def recognizer():
         return SpeechRecognizer(args.model_dir, device=device, batch_size=args.batch_size,
-                                language=args.language or None, num_beams=args.num_beams)
+                                language=args.language or None, num_beams=args.num_beams,
+                                backend=args.asr_backend, min_window=args.asr_window)
 
     try:
         if args.check_done:

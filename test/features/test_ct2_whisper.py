@@ -229,6 +229,21 @@ def test_packaged_model_is_converted_once_into_the_cache(fake_package, tmp_path,
     assert resolve_model_dir("packaged:whisper-fake", "unused") == path
 
 
+def test_packaged_ct2_dir_is_the_package_files_joined_once_into_the_cache(fake_package,
+                                                                         tmp_path, monkeypatch):
+    package_dir = tmp_path / "site" / "fake_whisper_pkg" / "model"
+    path = ct2_whisper.packaged_ct2_dir("whisper-fake")
+    assert os.path.basename(path) == ct2_whisper.cache_name("whisper-fake", fake_package, "-ct2")
+    for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
+        assert (tmp_path / "cache" / path / name).read_bytes() == (package_dir / name).read_bytes()
+    monkeypatch.setattr(ct2_whisper, "_read_checked", None)  # a second call reads nothing
+    assert ct2_whisper.packaged_ct2_dir("whisper-fake") == path
+    if importlib.util.find_spec("ctranslate2"):
+        import ctranslate2
+
+        assert not ctranslate2.models.Whisper(path).is_multilingual
+
+
 def test_concurrent_conversion_uses_the_first_result(fake_package, tmp_path, monkeypatch):
     """Another job renames its finished conversion into place while this one converts: this
     job's rename fails, it uses the other's dir and removes its own temporary one."""
