@@ -237,11 +237,17 @@ class TimelineRecognizer:
 # Outputs
 
 
+def portable_source(source):
+    """A recording's wav.scp value that works from any directory: a file path made absolute (a
+    ``cmd |`` entry is kept as written)."""
+    return source if not source or source.rstrip().endswith("|") else os.path.abspath(source)
+
+
 def data_dir_tables(timeline):
     """The Kaldi data dir of a timeline's classified segments: ``{file: table}`` (segments,
     text, utt2emo, utt2spk, utt2dur, wav.scp as sox trim commands so that the recipes' stages
     read each segment), and ``{segment: reason}`` of the failed ones (``skipped``)."""
-    rec, wav = timeline.recording, timeline.source
+    rec, wav = timeline.recording, portable_source(timeline.source)
     tables = {name: {} for name in ("segments", "text", "utt2emo", "utt2spk", "utt2dur",
                                     "wav.scp")}
     skipped = {}
@@ -270,7 +276,8 @@ def write_data_dir_of(timeline, data_dir):
     write_data_dir(data_dir, tables)
     write_table(os.path.join(data_dir, "skipped"), skipped)
     if timeline.source:
-        write_table(os.path.join(data_dir, "recordings.scp"), {timeline.recording: timeline.source})
+        write_table(os.path.join(data_dir, "recordings.scp"),
+                    {timeline.recording: portable_source(timeline.source)})
     atomic_write_text(os.path.join(data_dir, "classes.txt"), "\n".join(timeline.classes) + "\n")
 
 

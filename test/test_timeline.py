@@ -210,6 +210,29 @@ def test_parallel_jobs_outputs_merge_and_resume(demo_model, tmp_path, capsys):
 
 
 @needs_espeak
+def test_a_bad_recording_leaves_the_merge_of_the_others(demo_model, tmp_path):
+    """utils/timeline.sh with one unreadable recording among three: the merged data dir holds
+    the other two, the merge log names the bad one, the script exits 1; a rerun redoes only it."""
+    wav_scp = write_recordings(tmp_path, demo_model["data"], n=2)
+    with open(wav_scp, "a") as f:
+        f.write(f"broken {tmp_path / 'missing.wav'}\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    command = ["bash", "utils/timeline.sh", "--nj", "2", "--asr", "none",
+               demo_model["model_dir"], str(wav_scp), str(out)]
+    for attempt in range(2):
+        run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+        merge_log = (out / "log" / "merge.log").read_text()
+        assert "4 segment(s) of 2 recording(s)" in merge_log
+        assert "left out of" in merge_log and "broken:" in merge_log
+        assert "some recording(s) failed" in run.stdout
+        assert len(read_table(out / "data" / "utt2emo")) == 4
+    assert "rec0: already done" in (out / "log" / "timeline.1.log").read_text()
+
+
+@needs_espeak
 def test_cli_known_segments_and_transcripts(demo_model, tmp_path):
     """--segments/--text-file replace the VAD and the ASR; a segment too short for one feature
     frame is kept with its error (and left out of the data dir, listed in skipped)."""
@@ -266,3 +289,20 @@ def test_timeline_scores_against_known_segments():
     assert scores["frame_ua"] == pytest.approx((1.0 + 0.5) / 2)
     missed = timeline_scores(reference, [(1.0, 3.0, None)], duration=8.0)
     assert missed["coverage"] == 0.5 and missed["frame_accuracy"] == 0.0
+
+
+def test_data_dir_of_a_relative_path_reads_from_any_directory(tmp_path, monkeypatch):
+    """A recording given as a relative path: the data dir's wav.scp and recordings.scp name it
+    absolutely, so the segments are read from another working directory too."""
+    from mser.timeline import Segment, write_data_dir_of
+
+    monkeypatch.chdir(tmp_path)
+    soundfile.write("call.wav", np.random.default_rng(0).normal(0, 0.1, 3 * RATE), RATE)
+    timeline = Timeline("call", 3.0, ["neu", "ang"], [Segment(0.5, 2.0, "hi", "neu")],
+                        source="call.wav")
+    write_data_dir_of(timeline, "out/data")
+    monkeypatch.chdir(tmp_path / "out")
+    assert read_table("data/recordings.scp") == {"call": str(tmp_path / "call.wav")}
+    seg, command = next(iter(read_table("data/wav.scp").items()))
+    if shutil.which("sox"):
+        assert len(read_wav(seg, command)[0]) == int(1.5 * RATE)

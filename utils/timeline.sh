@@ -31,9 +31,17 @@ recordings=$(grep -c . "$scp" || true)
 [ "$num_threads" -gt 0 ] || num_threads=$(( $(nproc) / nj > 0 ? $(nproc) / nj : 1 ))
 mkdir -p "$dir/log"
 log "timelines of $recordings recording(s) of $scp with $model in $nj job(s) (logs: $dir/log/timeline.*.log)"
+# A job with a failed recording exits 1 after the others: merge what finished all the same (the
+# merge names each recording left out), then exit with the failure.
+jobs_status=0
 # shellcheck disable=SC2086  # $opts holds several options
 $cmd --num-threads "$num_threads" JOB=1:"$nj" "$dir/log/timeline.JOB.log" \
   python -m mser.bin.timeline --model-dir "$model" --wav-scp "$scp" --out-dir "$dir" \
-    --asr "$asr" --nj "$nj" --job JOB --num-threads "$num_threads" $opts
+    --asr "$asr" --nj "$nj" --job JOB --num-threads "$num_threads" $opts || jobs_status=$?
+merge_status=0
 python -m mser.bin.timeline --model-dir "$model" --wav-scp "$scp" --out-dir "$dir" --merge \
-  2>&1 | tee "$dir/log/merge.log"
+  2>&1 | tee "$dir/log/merge.log" || merge_status=$?
+if [ $jobs_status -ne 0 ] || [ $merge_status -ne 0 ]; then
+  log "some recording(s) failed: named in $dir/log/merge.log and $dir/<rec>/error; the others are in $dir/data; a rerun redoes only the failed ones"
+  exit 1
+fi
