@@ -38,7 +38,7 @@ class Utterance:
     speaker: str
     session: str   # recording unit: dialogue, podcast, speaker
     label: str     # class name as in classes.txt
-    text: str
+    text: str      # transcript; None in a corpus without transcripts (no text file)
     wav: str       # a file libsndfile reads; None in a text-only corpus (no wav.scp)
     duration: float  # seconds; None until read (IEMOCAP reads it for the selected classes only)
     split: str = ""  # official partition (train, dev, test, ...), "" for fold-based corpora
@@ -180,11 +180,14 @@ def utterance_tables(utts):
             raise DataDirError(f"utterance id {u.utt_id} occurs twice")
         if u.wav is not None:
             tables["wav.scp"][u.utt_id] = u.wav
-        tables["text"][u.utt_id] = u.text
+        if u.text is not None:  # None: a corpus without transcripts writes no text
+            tables["text"][u.utt_id] = u.text
         tables["utt2spk"][u.utt_id] = u.speaker
         tables["utt2emo"][u.utt_id] = u.label
         tables["utt2sess"][u.utt_id] = u.session
         tables["utt2dur"][u.utt_id] = f"{u.duration:.3f}"
+    if not tables["text"]:
+        del tables["text"]
     if not tables["wav.scp"]:  # a text-only corpus
         del tables["wav.scp"]
     elif len(tables["wav.scp"]) != len(utts):

@@ -1,10 +1,11 @@
 """Each corpus recipe end to end, tiny: egs/<corpus>/run.sh (the shared egs/TEMPLATE/ser.sh)
-stages 0..5 on the fake tree of test/data/test_<corpus>.py, one fold, one epoch, fbank + MiniLM;
-every test subset of data/protocol decoded, scored with the corpus's headline metric, and
-RESULTS.md headed by it."""
+stages 0..5 on the fake tree of test/data/test_<corpus>.py, one fold, one epoch, fbank (+ MiniLM
+where the recipe's config uses text); every test subset of data/protocol decoded, scored with the
+corpus's headline metric, and RESULTS.md headed by it. The tag is the one run.sh trains."""
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -22,6 +23,7 @@ RECIPES = {
     "ravdess": ("RAVDESS", "--fold-groups balanced --num-folds 3 --dev-speakers 1 "
                            "--expected-counts none", "UA", ["test"]),
     "emodb": ("EMODB", "--num-folds 5 --dev-speakers 2 --expected-counts none", "UA", ["test"]),
+    "nemo": ("NEMO", "--num-folds 3 --expected-counts none", "UA", ["test"]),  # audio only
 }
 
 pytestmark = pytest.mark.skipif(
@@ -67,11 +69,14 @@ def test_recipe_stages_0_to_5(corpus, tmp_path, tone):
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     protocol = read_protocol(work / "data" / "protocol")
     assert protocol["tests"] == tests
-    exp = work / "exp" / "train_fbank_minilm"
+    tag = re.search(r"Stage 3: train exp/(\S+) on folds", result.stdout).group(1)
+    assert tag == "train_fbank" + ("" if corpus == "nemo" else "_minilm")
+    exp = work / "exp" / tag
     for subset in tests:
         suffix = "" if subset == "test" else f"_{subset}"
         scores = json.loads((exp / f"scores{suffix}.json").read_text())
-        decoded = (exp / "fold1" / f"decode{suffix}" / "both" / "predictions").read_text()
+        decoded = (exp / "fold1" / f"decode{suffix}" / scores["condition"] /
+                   "predictions").read_text()
         assert len(decoded.splitlines()) == scores["pooled"]["num_utts"] == len(
             (work / "data" / "fold1" / subset / "utt2emo").read_text().splitlines())
         assert scores["headline"] == protocol["headline"] and scores["subset"] == subset
@@ -80,7 +85,7 @@ def test_recipe_stages_0_to_5(corpus, tmp_path, tone):
     assert f"- headline metric: {headline}\n" in results
     assert f"- corpus: {protocol['corpus']}; protocol: {protocol['description']}\n" in results
     assert f"| {headline} audio only | {headline} text only |" in results
-    assert "| train_fbank_minilm | conf/train.yaml |" in results
+    assert f"| {tag} | conf/train.yaml |" in results
     for subset in tests[1:]:
         assert f"Test set `{subset}`" in results
     train_log = (exp / "log" / "train.fold1.log").read_text()
@@ -126,3 +131,44 @@ def test_setup_sh_refuses_a_name_that_cannot_be_a_variable(tmp_path):
                              str(tmp_path / "My-Corpus")], capture_output=True, text=True)
     assert result.returncode == 1 and "lower case letters" in result.stderr
     assert not (tmp_path / "My-Corpus").exists()
+
+
+def write_clips(root, tone, layout):
+    """4 speakers x 3 classes x 2 clips of one's own: class folders, or a CSV listing them."""
+    rows = ["path,label,speaker"]
+    for speaker in ("spk1", "spk2", "spk3", "spk4"):
+        for label in ("angry", "calm", "sad"):
+            for k in range(2):
+                path = f"{label}/{speaker}_{k}.wav" if layout == "folders" else \
+                    f"clips/{speaker}_{label}_{k}.wav"
+                tone(root / path, seconds=1.0)
+                rows.append(f"{path},{label},{speaker}")
+    if layout == "table":
+        (root / "list.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("layout, opts", [
+    ("folders", "--speaker-pattern '^(spk[0-9])_' --num-folds 3"),
+    ("table", "--table list.csv --num-folds 3")])
+def test_setup_sh_recipe_of_own_clips_runs_stages_0_to_5(layout, opts, tmp_path, tone):
+    """Clips of one's own, no Python written: setup.sh --corpus_type writes local/data.sh,
+    --audio_only true an audio-only conf/train.yaml; stages 0-5 train, decode and score the tag
+    run.sh names, with the audio-only probe as its baseline."""
+    recipe = tmp_path / "egs" / "my_clips"
+    subprocess.run([os.path.join(ROOT, "egs", "TEMPLATE", "setup.sh"), "--corpus_type", layout,
+                    "--corpus_opts", opts, "--audio_only", "true", str(recipe)], check=True,
+                   capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "cmd_backend"}
+    env["MY_CLIPS"] = str(write_clips(tmp_path / "clips", tone, layout))
+    result = subprocess.run(["./run.sh", "--nj", "1", "--folds", "1", "--audio_feat", "fbank",
+                             "--train_opts", "--epochs 1 --min-steps 0"], cwd=recipe, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert "Stage 3: train exp/train_fbank on folds" in result.stdout
+    scores = json.loads((recipe / "exp" / "train_fbank" / "scores.json").read_text())
+    assert scores["condition"] == "audio_only" and scores["probe_tag"] == "probe_audio_fbank"
+    test_labels = (recipe / "data" / "fold1" / "test" / "utt2emo").read_text().split()[1::2]
+    assert scores["pooled"]["num_utts"] == len(test_labels) in (6, 12)  # 1 or 2 speakers
+    assert set(test_labels) == {"angry", "calm", "sad"}
+    assert "| train_fbank | conf/train.yaml |" in (recipe / "RESULTS.md").read_text()
