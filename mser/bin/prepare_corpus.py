@@ -10,16 +10,22 @@ Examples:
   python -m mser.bin.prepare_corpus meld /corpora/MELD.Raw data --nj 4
   python -m mser.bin.prepare_corpus msp_podcast /corpora/MSP-Podcast data --class-set 4class
   python -m mser.bin.prepare_corpus ravdess /corpora/RAVDESS data
+  # a corpus module of your own (a .py file or an importable module that calls
+  # mser.data.corpus.register), from a recipe's local/ without touching mser/:
+  python -m mser.bin.prepare_corpus --corpus-module local/my_corpus.py my_corpus /corpora/X data
 """
 import argparse
+import importlib
+import importlib.util
 import inspect
+import os
 import sys
 
 from mser.data.corpora import REGISTRY
 from mser.io.datadir import DataDirError
 from mser.utils.logging import setup_logging
 
-COMMON = ("corpus", "root", "data_dir", "expected_counts", "verbose")
+COMMON = ("corpus", "root", "data_dir", "expected_counts", "verbose", "corpus_module")
 
 
 def _totals(documented):
@@ -42,9 +48,37 @@ def _add_corpus(corpora, corpus):
                         if p.default is not p.empty and name not in COMMON})
 
 
+def import_corpus_modules(argv):
+    """Import every ``--corpus-module M`` of ``argv`` (a .py file or a module name; importing it
+    registers its corpus) and return ``argv`` without them."""
+    rest, argv = [], list(argv)
+    while argv:
+        arg = argv.pop(0)
+        if arg != "--corpus-module" and not arg.startswith("--corpus-module="):
+            rest.append(arg)
+            continue
+        if "=" in arg:
+            module = arg.partition("=")[2]
+        elif argv:
+            module = argv.pop(0)
+        else:
+            sys.exit("prepare_corpus: --corpus-module needs a .py file or a module name")
+        if module.endswith(".py"):
+            if not os.path.isfile(module):
+                sys.exit(f"prepare_corpus: --corpus-module {module}: no such file")
+            name = f"mser_corpus_{os.path.splitext(os.path.basename(module))[0]}"
+            spec = importlib.util.spec_from_file_location(name, module)
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        else:
+            importlib.import_module(module)
+    return rest
+
+
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus-module", metavar="M", help="import M first (a .py file or a "
+                        "module that registers a corpus); repeatable")
     corpora = parser.add_subparsers(dest="corpus", required=True, metavar="CORPUS",
                                     help=f"{', '.join(sorted(REGISTRY))} (CORPUS --help for its "
                                          f"options)")
@@ -63,6 +97,7 @@ def prepare(args):
 
 
 def main(argv=None):
+    argv = import_corpus_modules(sys.argv[1:] if argv is None else argv)
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:

@@ -87,3 +87,28 @@ def test_unknown_corpus_names_the_registered_ones(capsys):
 def test_a_name_registered_twice_is_an_error(fake_corpus):
     with pytest.raises(ValueError, match="corpus 'fake' is registered twice"):
         register(FAKE)
+
+
+def test_a_corpus_module_outside_mser_registers_from_the_command_line(tmp_path, tone, prepared):
+    """--corpus-module local/<x>.py: a recipe's own corpus module, imported before the parser
+    is built; its corpus prepares like a built-in one."""
+    module = tmp_path / "local" / "outside.py"
+    module.parent.mkdir()
+    module.write_text(
+        "from mser.data.corpus import Corpus, register\n"
+        "from test.data.test_registry import prepare_fake, add_arguments\n"
+        "register(Corpus('outside', prepare_fake, add_arguments, 'From a recipe.',\n"
+        "                count_keys=('files',)))\n")
+    root = tmp_path / "clips"
+    for speaker in ("s1", "s2", "s3"):
+        for n in range(2):
+            tone(root / f"{speaker}_{n}.wav")
+    try:
+        prepare_corpus.main(["--corpus-module", str(module), "outside", str(root),
+                             str(tmp_path / "data")])
+        folds, protocol = prepared(tmp_path / "data")
+        assert sorted(folds) == ["fold1", "fold2", "fold3"] and protocol["corpus"] == "Fake"
+    finally:
+        REGISTRY.pop("outside", None)
+    with pytest.raises(SystemExit, match="--corpus-module .*missing.py: no such file"):
+        prepare_corpus.main(["--corpus-module", str(tmp_path / "missing.py"), "outside"])
