@@ -19,8 +19,12 @@ longer than ``max_duration`` seconds is refused (413); audio that neither libsnd
 (PyAV) decodes is refused (415) with a message. Errors are JSON ``{"detail": "..."}``, never a
 stack trace (it goes to the server's log). Uploads are written only under ``work_dir`` (a
 temporary dir, one per request, removed when it ends). Requests run one at a time through the
-model (``max_concurrent``); the others wait, so two requests at once both complete.
+model (``max_concurrent``); the others wait, so two requests at once both complete. A request
+whose client disconnects stops (waiting or working) within a batch of segments, freeing the model
+for the next; ``app.state.stopping.set()`` (mser-serve on SIGTERM / Ctrl-C) stops every request
+the same way (503), so the server exits within seconds.
 """
+import asyncio
 import logging
 import os
 import re
@@ -35,6 +39,7 @@ from mser.features.audio import BadUtteranceError, decode_with_av
 WEB_DIR = "web"
 UPLOAD_CHUNK = 1 << 20
 DECODE_RATE = 16000
+DISCONNECT_POLL = 0.5   # seconds between checks of a request's client and of its slot
 
 
 class UploadLimit:
@@ -104,7 +109,7 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
     from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
-    from mser.timeline import Timeline
+    from mser.timeline import Cancelled, Timeline, check_cancelled
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -117,6 +122,7 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
                               "emotions (see mser/serve.py)")
     app.add_middleware(UploadLimit, max_bytes=int(max_upload_mb * 1e6))
     slots = threading.Semaphore(max_concurrent)
+    stopping = app.state.stopping = threading.Event()  # set by mser-serve on SIGTERM / Ctrl-C
     recognizer = timeline_recognizer.recognizer
     page = resources.files("mser").joinpath(WEB_DIR, "index.html").read_text(encoding="utf-8")
 
@@ -145,11 +151,43 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
                                  media_type=f"text/{'tab-separated-values' if fmt == 'tsv' else 'csv'}")
 
     @app.post("/api/timeline")
-    def timeline(audio: UploadFile = File(..., description="the recording"),
-                 attention: bool = Form(False, description="add each segment's query attention"),
-                 format: str = Query("json", description="json, tsv or csv")):
+    async def timeline(request: Request,
+                       audio: UploadFile = File(..., description="the recording"),
+                       attention: bool = Form(False,
+                                              description="add each segment's query attention"),
+                       format: str = Query("json", description="json, tsv or csv")):
         if format not in ("json", "tsv", "csv"):
             raise HTTPException(400, f"format {format!r}: choose json, tsv or csv")
+        gone = threading.Event()  # the client disconnected: its work stops at the next batch
+
+        async def watch_client():
+            while not gone.is_set():
+                if await request.is_disconnected():
+                    gone.set()
+                await asyncio.sleep(DISCONNECT_POLL)
+
+        watcher = asyncio.create_task(watch_client())
+        try:
+            result, seconds = await asyncio.to_thread(
+                run_request, audio, attention, lambda: gone.is_set() or stopping.is_set())
+        except Cancelled:
+            if stopping.is_set():
+                raise HTTPException(503, "the server is stopping; try again later") from None
+            logging.info("%s: the client went away; its timeline was stopped", audio.filename)
+            return JSONResponse({"detail": "cancelled: the client went away"}, status_code=499)
+        finally:
+            gone.set()
+            watcher.cancel()
+        name = audio.filename or "upload"
+        result.source = name
+        logging.info("%s: %.1f s, %d segment(s)", name, seconds, len(result.segments))
+        if format != "json":
+            return table_response(result, format)
+        return result.to_dict(attention=attention)
+
+    def run_request(audio, attention, cancelled):
+        """(timeline, duration) of an upload, in a worker thread; raises Cancelled as soon as
+        ``cancelled()`` says so, waiting for a model slot too."""
         with tempfile.TemporaryDirectory(dir=work_dir, prefix="request-") as work:
             upload = os.path.join(work, "upload")
             with open(upload, "wb") as f:
@@ -168,17 +206,16 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
                 raise HTTPException(413, f"{name}: {seconds:.1f} s of audio; this server takes "
                                          f"at most {max_duration:.0f} s (mser-serve "
                                          f"--max-duration)")
-            with slots:
-                try:
-                    result = timeline_recognizer.timeline_file(
-                        path, recording_name(name), return_attention=attention, progress=False)
-                except BadUtteranceError as e:
-                    raise HTTPException(415, f"{name}: corrupt audio ({e.reason})") from None
-        result.source = name
-        logging.info("%s: %.1f s, %d segment(s)", name, seconds, len(result.segments))
-        if format != "json":
-            return table_response(result, format)
-        return result.to_dict(attention=attention)
+            while not slots.acquire(timeout=DISCONNECT_POLL):
+                check_cancelled(cancelled, name)
+            try:
+                return timeline_recognizer.timeline_file(
+                    path, recording_name(name), return_attention=attention, progress=False,
+                    cancelled=cancelled), seconds
+            except BadUtteranceError as e:
+                raise HTTPException(415, f"{name}: corrupt audio ({e.reason})") from None
+            finally:
+                slots.release()
 
     @app.post("/api/table")
     def table(timeline: dict = Body(..., description="a timeline JSON"),
@@ -190,3 +227,18 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
         return table_response(parsed, format)
 
     return app
+
+
+def stopping_server(app, host, port, log_level="info"):
+    """A uvicorn server for ``app`` that, on SIGTERM / Ctrl-C, first tells the requests in
+    flight to stop (``app.state.stopping``): they end within a batch of segments instead of
+    running to their end before the process can exit."""
+    import uvicorn
+
+    class StoppingServer(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            app.state.stopping.set()
+            super().handle_exit(sig, frame)
+
+    return StoppingServer(uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                         timeout_graceful_shutdown=30))

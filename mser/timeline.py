@@ -116,6 +116,15 @@ class Timeline:
         return out.getvalue()
 
 
+class Cancelled(Exception):
+    """A timeline given up before its end (see :meth:`TimelineRecognizer.run`)."""
+
+
+def check_cancelled(cancelled, name):
+    if cancelled is not None and cancelled():
+        raise Cancelled(f"{name}: cancelled")
+
+
 class TimelineRecognizer:
     """Segments, transcribes and classifies long recordings with a trained model.
 
@@ -151,13 +160,16 @@ class TimelineRecognizer:
             return {"kind": "fixed", "window": self.window}
         return {"kind": "vad", "model": "silero-vad", **dataclasses.asdict(self.options)}
 
-    def segments(self, source, progress=True):
+    def segments(self, source, progress=True, cancelled=None):
         """[(start, end)] of ``source``: its speech (VAD) or fixed windows."""
         if self.segmenter == "fixed":
             return fixed_segments(source.duration, self.window, self.options.min_segment)
         with tqdm(total=round(source.duration, 1), unit="s", desc=f"{source.name}: VAD",
                   disable=not progress, mininterval=2, leave=False) as bar:
-            return detect(source, self.detector, self.options, lambda s: bar.update(round(s, 1)))
+            def advance(seconds):
+                check_cancelled(cancelled, source.name)
+                bar.update(round(seconds, 1))
+            return detect(source, self.detector, self.options, advance)
 
     def timeline(self, waveform, sample_rate, name="recording", **kwargs):
         """The timeline of a waveform in memory (any rate); see :meth:`run`."""
@@ -170,12 +182,14 @@ class TimelineRecognizer:
             return self.run(source, **kwargs)
 
     def run(self, source, segments=None, transcripts=None, return_attention=False,
-            progress=True):
+            progress=True, cancelled=None):
         """The :class:`Timeline` of an AudioSource; ``segments`` [(start, end)] replace the
-        segmenter, ``transcripts`` (one per segment; None or "" for none) the ASR."""
+        segmenter, ``transcripts`` (one per segment; None or "" for none) the ASR.
+        ``cancelled()`` is asked between blocks of VAD and batches of segments: True raises
+        :class:`Cancelled` (mser-serve: the client went away or the server is stopping)."""
         segmenter = {"kind": "given"} if segments is not None else self.segmenter_info()
         if segments is None:
-            segments = self.segments(source, progress)
+            segments = self.segments(source, progress, cancelled)
         if transcripts is not None and len(transcripts) != len(segments):
             raise ValueError(f"{source.name}: {len(transcripts)} transcript(s) for "
                              f"{len(segments)} segment(s)")
@@ -186,6 +200,7 @@ class TimelineRecognizer:
                    disable=not progress, mininterval=2, leave=False)
         with bar:
             for first in range(0, len(segments), self.batch_size):
+                check_cancelled(cancelled, source.name)
                 batch = segments[first:first + self.batch_size]
                 waves = [source.read(round(s * READ_RATE), round(e * READ_RATE), READ_RATE)
                          for s, e in batch]

@@ -245,3 +245,93 @@ def test_page_in_headless_chromium_shows_the_timeline(server, recording, tmp_pat
         driver.quit()
     with open(os.path.join(ARTIFACTS, "page.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+class SlowTimeline:
+    """A stand-in TimelineRecognizer: a recording named long* takes 60 s in batches of 0.1 s,
+    asking ``cancelled()`` before each (as TimelineRecognizer.run does); others answer at once."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.recognizer = SimpleNamespace(classes=["neu", "ang"], modalities=("audio",),
+                                          config={"model_conf": {"fusion": "query"}})
+        self.asr_name, self.stopped = None, threading.Event()
+
+    def segmenter_info(self):
+        return {"kind": "fixed"}
+
+    def timeline_file(self, path, name, return_attention=False, progress=True, cancelled=None):
+        from mser.timeline import Cancelled, check_cancelled
+
+        for _ in range(600 if name.startswith("long") else 0):
+            try:
+                check_cancelled(cancelled, name)
+            except Cancelled:
+                self.stopped.set()
+                raise
+            time.sleep(0.1)
+        return Timeline(name, 1.0, ["neu", "ang"], [])
+
+
+def serve_in_thread(app):
+    from mser.serve import stopping_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = stopping_server(app, "127.0.0.1", port, log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def test_an_abandoned_request_stops_and_frees_the_model(tmp_path):
+    """The client of a long request gives up after 1 s: its work stops within a second or two
+    and the next request is answered at once, not after the long one's 60 s."""
+    import httpx
+
+    wav = tmp_path / "a.wav"
+    soundfile.write(wav, np.zeros(RATE, np.float32), RATE)
+    slow = SlowTimeline()
+    server, thread, url = serve_in_thread(create_app(slow, work_dir=str(tmp_path)))
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(f"{url}/api/timeline", files={"audio": ("long.wav", wav.read_bytes())},
+                       timeout=1.0)
+        assert slow.stopped.wait(5), "the abandoned request was not stopped"
+        start = time.time()
+        short = httpx.post(f"{url}/api/timeline", files={"audio": ("short.wav", wav.read_bytes())},
+                           timeout=30)
+        assert short.status_code == 200 and time.time() - start < 5
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_stopping_the_server_stops_the_request_in_flight(tmp_path):
+    """What mser-serve does on SIGTERM (app.state.stopping, then uvicorn's exit): the request in
+    flight ends with a 503 within a second or two, and the server thread exits."""
+    import httpx
+
+    wav = tmp_path / "a.wav"
+    soundfile.write(wav, np.zeros(RATE, np.float32), RATE)
+    slow = SlowTimeline()
+    app = create_app(slow, work_dir=str(tmp_path))
+    server, thread, url = serve_in_thread(app)
+    answers = []
+    request = threading.Thread(target=lambda: answers.append(httpx.post(
+        f"{url}/api/timeline", files={"audio": ("long.wav", wav.read_bytes())}, timeout=60)))
+    request.start()
+    time.sleep(1.0)
+    start = time.time()
+    server.handle_exit(15, None)  # SIGTERM's handler
+    request.join(10)
+    thread.join(10)
+    assert slow.stopped.is_set() and time.time() - start < 5
+    assert answers[0].status_code == 503 and "stopping" in answers[0].json()["detail"]
+    assert not thread.is_alive()

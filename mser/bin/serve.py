@@ -39,9 +39,7 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    import uvicorn
-
-    from mser.serve import create_app
+    from mser.serve import create_app, stopping_server
 
     try:
         recognizer = build_recognizer(args, segment_options(args))
@@ -58,7 +56,7 @@ def main(argv=None):
     logging.info("serving %s on http://%s:%d (uploads in %s)", args.model_dir, args.host,
                  args.port, work)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        stopping_server(app, args.host, args.port).run()
     finally:
         remove_work_dir()
     return 0
