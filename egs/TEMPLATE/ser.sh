@@ -125,6 +125,10 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
     $jobs $exp/log/train.foldJOB.log \
     python -m mser.bin.train --config $train_config --data-dir $(fold_dir $train_text) "${feats[@]}" \
       --exp-dir $exp/foldJOB --ngpu $ngpu --nproc-per-node $nproc --seed $seed $train_opts
+  for k in $folds; do  # what each fold's schedule became and where its selection fell
+    grep -h -o -e "[0-9]* epochs of .* fewer than --min-steps.*" -e "finished (.*): best dev .* at epoch [0-9]*" \
+      $exp/fold$k/train.log 2>/dev/null | sed "s|^|fold $k: |" | while read -r line; do log "Stage 3: $line"; done
+  done
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then

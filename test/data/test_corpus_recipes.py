@@ -70,6 +70,9 @@ def test_recipe_stages_0_to_5(corpus, tmp_path, tone):
     protocol = read_protocol(work / "data" / "protocol")
     assert protocol["tests"] == tests
     tag = re.search(r"Stage 3: train exp/(\S+) on folds", result.stdout).group(1)
+    # the schedule each fold ran and its selected epoch, on the console
+    assert re.search(r"Stage 3: fold 1: finished \(max_epochs\): best dev \w+ [0-9.]+ at epoch 1",
+                     result.stdout), result.stdout[-2000:]
     assert tag == "train_fbank" + ("" if corpus == "nemo" else "_minilm")
     exp = work / "exp" / tag
     for subset in tests:
