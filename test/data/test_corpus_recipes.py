@@ -73,7 +73,8 @@ def test_recipe_stages_0_to_5(corpus, tmp_path, tone):
     # the schedule each fold ran and its selected epoch, on the console
     assert re.search(r"Stage 3: fold 1: finished \(max_epochs\): best dev \w+ [0-9.]+ at epoch 1",
                      result.stdout), result.stdout[-2000:]
-    assert tag == "train_fbank" + ("" if corpus == "nemo" else "_minilm")
+    text_feat = re.search(r"^ +--text_feat (\w+) ", (work / "run.sh").read_text(), re.M).group(1)
+    assert tag == "train_fbank" + ("" if corpus == "nemo" else f"_{text_feat}")  # nEMO: audio only
     exp = work / "exp" / tag
     for subset in tests:
         suffix = "" if subset == "test" else f"_{subset}"
