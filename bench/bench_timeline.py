@@ -94,23 +94,19 @@ class Meter:
 
 
 def anchor_seconds(asr, wav, segments):
-    """Wall seconds of the faster-whisper anchor transcribing ``segments`` of ``wav`` one by
-    one (greedy, no timestamps, int8, the same CTranslate2 model and threads)."""
+    """Wall seconds of the faster-whisper anchor (bench_asr.faster_whisper_engine: greedy, no
+    timestamps, int8, the same CTranslate2 model and threads) transcribing ``segments`` of
+    ``wav`` one by one."""
     import torch
-    from faster_whisper import WhisperModel
 
-    from mser.asr import ct2_whisper_dir
+    from bench_asr import faster_whisper_engine
     from mser.features.audio import read_wav
 
-    model = WhisperModel(ct2_whisper_dir(asr), device="cpu", compute_type="int8",
-                         cpu_threads=torch.get_num_threads())
+    transcribe = faster_whisper_engine(asr, torch.get_num_threads())
     audio = read_wav("recording", wav, 16000)[0]
+    pieces = [audio[int(s.start * 16000):int(s.end * 16000)] for s in segments]
     start = time.perf_counter()
-    for segment in segments:
-        pieces, _ = model.transcribe(audio[int(segment.start * 16000):int(segment.end * 16000)],
-                                     beam_size=1, language="en", without_timestamps=True,
-                                     vad_filter=False, condition_on_previous_text=False)
-        list(pieces)  # the generator decodes
+    transcribe(pieces)
     return time.perf_counter() - start
 
 

@@ -144,9 +144,8 @@ class CT2Whisper:
         token = self.tokenizer.token_to_id
         self.end_of_text = token("<|endoftext|>")
         self.prefix = [token("<|startoftranscript|>")]
-        self.language = language if self.model.is_multilingual else None
         self.detect = self.model.is_multilingual and not language
-        if self.language:
+        if self.model.is_multilingual and language:
             self.prefix += [token(f"<|{language}|>")]
         self.suffix = [token("<|transcribe|>")] if self.model.is_multilingual else []
         self.suffix += [token("<|notimestamps|>")]

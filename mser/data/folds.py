@@ -22,14 +22,18 @@ def interleave_by_gender(speakers, gender):
     return order
 
 
+def check_num_groups(num_groups, num_speakers):
+    if not 2 <= num_groups <= num_speakers:
+        raise DataDirError(f"cannot make {num_groups} speaker folds from {num_speakers} speakers; "
+                           f"use 2..{num_speakers} folds")
+
+
 def balanced_groups(speakers, num_groups, gender):
     """``num_groups`` speaker groups of near-equal size with the genders spread evenly:
     speakers sorted by gender then id are dealt round-robin; each group is gender-interleaved.
     As many groups as speakers is leave-one-speaker-out in speaker id order."""
     speakers = sorted(speakers, key=lambda s: (gender.get(s, "?"), c_sort_key(s)))
-    if not 2 <= num_groups <= len(speakers):
-        raise DataDirError(f"cannot make {num_groups} speaker folds from {len(speakers)} speakers; "
-                           f"use 2..{len(speakers)} folds")
+    check_num_groups(num_groups, len(speakers))
     if num_groups == len(speakers):  # leave-one-speaker-out, in speaker id order
         return [[spk] for spk in sorted(speakers, key=c_sort_key)]
     groups = [speakers[i::num_groups] for i in range(num_groups)]
@@ -89,9 +93,7 @@ def class_balanced_groups(utts, num_groups, classes):
     for u in utts:
         counts.setdefault(u.speaker, dict.fromkeys(classes, 0))[u.label] += 1
     speakers = sorted(counts, key=lambda s: (-sum(counts[s].values()), c_sort_key(s)))
-    if not 2 <= num_groups <= len(speakers):
-        raise DataDirError(f"cannot make {num_groups} speaker folds from {len(speakers)} speakers; "
-                           f"use 2..{len(speakers)} folds")
+    check_num_groups(num_groups, len(speakers))
     for c in classes:
         holders = sum(1 for s in speakers if counts[s][c])
         if holders < num_groups:
