@@ -18,13 +18,13 @@ the classes too few speakers have are named), dev = --dev-speakers of the next f
 ('all', the default: the whole group). Unreadable audio is an error naming the file, or with
 --skip-bad-audio a named skip; no transcripts: no ``text`` (train an audio-only model).
 """
-import argparse
 import csv
 import os
 import re
 
 from mser.data.corpus import (Corpus, Skips, Utterance, add_skip_bad_audio, audio_duration,
-                              check_counts, register, speaker_token, write_corpus)
+                              check_counts, positive_int, register, speaker_token,
+                              write_corpus)
 from mser.data.folds import class_balanced_groups, official_folds, speaker_group_folds
 from mser.io.datadir import DataDirError
 
@@ -34,11 +34,7 @@ COUNT_KEYS = ("utterances", "speakers")
 
 def dev_speakers_arg(text):
     """An argparse type: 'all' or a positive number of speakers."""
-    if text == "all":
-        return text
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected 'all' or at least 1, got {text!r}")
-    return int(text)
+    return text if text == "all" else positive_int(text)
 
 
 def read_rows(path):
