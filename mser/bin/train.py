@@ -26,6 +26,7 @@ import sys
 from mser.train.options import add_train_options, check_args
 from mser.train.options import model_conf_from_args  # noqa: F401 (with get_parser: a YAML's model)
 from mser.train.trainer import train
+from mser.utils.allocator import keep_freed_memory
 from mser.utils import distributed
 from mser.utils.config import make_parser, parse_args
 from mser.utils.logging import setup_logging
@@ -39,6 +40,7 @@ def get_parser():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    keep_freed_memory()
     parser = get_parser()
     args = parse_args(parser, argv)
     check_args(parser, args)

@@ -215,15 +215,16 @@ class SpecAugment(nn.Module):
         return ((index >= start[..., None]) & (index < (start + width)[..., None])).any(1)
 
     def forward(self, x, lengths):
+        # Multiplying by the kept frames and columns: two passes over the (B, T, D) frames,
+        # the second in place (masked_fill copies, then fills: three times as long).
         if self.time_masks and self.time_mask_width:
             widest = torch.clamp(lengths // 5, max=self.time_mask_width)
-            masked = self.spans(self.time_masks, widest, lengths, x.shape[1])
-            x = x.masked_fill(masked[..., None], 0.0)
+            x = x * ~self.spans(self.time_masks, widest, lengths, x.shape[1])[..., None]
         if self.feature_masks and self.feature_mask_width:
             columns = torch.full_like(lengths, x.shape[-1])
             widest = torch.full_like(lengths, self.feature_mask_width)
-            masked = self.spans(self.feature_masks, widest, columns, x.shape[-1])
-            x = x.masked_fill(masked[:, None, :], 0.0)
+            kept = ~self.spans(self.feature_masks, widest, columns, x.shape[-1])[:, None, :]
+            x = x.mul_(kept) if self.time_masks and self.time_mask_width else x * kept
         return x
 
 

@@ -376,3 +376,50 @@ def test_probe_head_is_a_second_classifier_with_its_own_loss():
     # The probe head sees each stream's combined input frames: 3 audio layers x 6 side by side
     # (concat) and the text's 5 columns, mean and std of each.
     assert model.probe_classifier[-1].in_features == 2 * (18 + 5)
+
+
+def test_spec_augment_in_one_multiplication_equals_filling_each_span():
+    """The masks applied as products (one pass each, the second in place) give the frames
+    that filling the time spans and then the column spans with 0 gives, from the same draws."""
+    from mser.nets.frontend import SpecAugment
+
+    augment = SpecAugment(time_masks=2, time_mask_width=6, feature_masks=2, feature_mask_width=5)
+    lengths = torch.tensor([30, 12, 4])
+    masked_some = 0
+    for seed in range(10):
+        x = torch.randn(3, 30, 16, requires_grad=True)
+        torch.manual_seed(seed)
+        out = augment(x, lengths)
+        torch.manual_seed(seed)
+        frames = augment.spans(2, torch.clamp(lengths // 5, max=6), lengths, 30)
+        columns = augment.spans(2, torch.full_like(lengths, 5), torch.full_like(lengths, 16), 16)
+        expected = x.masked_fill(frames[..., None], 0.0).masked_fill(columns[:, None, :], 0.0)
+        masked_some += bool(frames.any() and columns.any())
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+        out.sum().backward()  # gradients flow to the kept values only
+        torch.testing.assert_close(x.grad, (expected != 0).float())
+    assert masked_some >= 5
+
+
+@pytest.mark.parametrize("offset", [0.0, 30.0])
+def test_masked_mean_std_equals_the_two_pass_statistics_of_the_valid_frames(offset):
+    """One pass of weighted sums (E[x^2] - E[x]^2) gives each utterance's mean and population
+    std over its valid frames, padding ignored, also for columns far from zero mean."""
+    from mser.nets.fusion import masked_mean_std
+    from mser.nets.frontend import padding_mask
+
+    torch.manual_seed(0)
+    lengths = torch.tensor([9, 1, 5])
+    x = torch.randn(3, 9, 7) * torch.linspace(0.1, 3, 7) + offset
+    x[1, 1:] = 1e4  # padding
+    x[2, :, 0] = 0.0  # a masked column: std of the 1e-5 floor
+    mean, std = masked_mean_std(x, padding_mask(lengths, 9))
+    for i, length in enumerate(lengths):
+        valid = x[i, :length].double()
+        torch.testing.assert_close(mean[i].double(), valid.mean(0), atol=1e-5, rtol=1e-6)
+        torch.testing.assert_close(std[i].double(),
+                                   (valid.var(0, unbiased=False) + 1e-5).sqrt(),
+                                   atol=2e-3 if offset else 1e-5, rtol=1e-4)
+    double = x.double().requires_grad_()
+    torch.autograd.gradcheck(lambda t: torch.cat(masked_mean_std(t, padding_mask(lengths, 9))),
+                             (double[:, :, 1:4],))
