@@ -10,6 +10,10 @@ config: the classes, the network, and the feature extractors that made the train
     result = recognizer.predict(waveform, sample_rate, text="I can't believe it")
     result.emotion, result.probabilities        # 'ang', {'ang': 0.81, 'hap': 0.05, ...}
 
+The probabilities are temperature-scaled where the model dir has a calibration.yaml (fitted on
+the dev set at the end of training, :mod:`mser.utils.calibration`; ``result.calibrated``),
+else the softmax as trained.
+
 Without a transcript, or with one that is empty once its tags are removed ("", "[LAUGHTER]";
 :func:`mser.features.transcript.is_empty_transcript`, the rule the decoding stage uses too), a
 two-modality model runs audio-only, the condition the random modality masking of training
@@ -35,7 +39,9 @@ from mser.features.audio import resample, resampled_length
 from mser.features.hf_common import PACKAGED_PREFIX, resolve_model_dir
 from mser.features.transcript import is_empty_transcript
 from mser.nets import MODALITIES, load_model
+from mser.utils.calibration import CALIBRATION, load_temperatures, softmax
 from mser.utils.checkpoint import load_checkpoint
+from mser.utils.conditions import condition_name
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.plotting import fitted_title, pyplot, save_figure
@@ -58,6 +64,7 @@ class Prediction:
     audio_frames: int = 0          # Ta': acoustic positions after subsampling
     text_tokens: list = None       # token strings (rows of the text features), if text was used
     duration: float = 0.0          # seconds of audio
+    calibrated: bool = False       # probabilities temperature-scaled (the model dir's calibration.yaml)
 
     def format(self):
         probs = " ".join(f"{c}={p:.3f}" for c, p in self.probabilities.items())
@@ -97,6 +104,13 @@ class EmotionRecognizer:
         self.extractors = {
             m: build_extractor(_localize_model_dir(self.config[f"{m}_info"], model_dir), device)
             for m in self.modalities}
+        # Temperature scaling fitted on dev (calibration.yaml of best.pt); another checkpoint
+        # of the dir was not calibrated.
+        self.temperatures = (load_temperatures(model_dir) if checkpoint in (
+            None, TRAINED_WEIGHTS, EXPORTED_WEIGHTS) else {})
+        logging.info("%s: probabilities %s", model_dir, "temperature-scaled (%s: %s)" % (
+            CALIBRATION, ", ".join(f"{c} {t:.3f}" for c, t in self.temperatures.items()))
+            if self.temperatures else f"as trained (no {CALIBRATION}: not calibrated)")
 
     def usable_modalities(self, has_audio, has_text):
         available = {"audio": has_audio, "text": has_text}
@@ -134,11 +148,13 @@ class EmotionRecognizer:
             batch[m] = torch.from_numpy(feats).to(self.device)[None]
             batch[f"{m}_lens"] = torch.tensor([len(feats)], device=self.device)
         out = self.model(batch, streams=used, return_attention=return_attention)
-        probs = torch.softmax(out["logits"].float(), dim=-1)[0].cpu().numpy()
+        temperature = self.temperatures.get(condition_name(used, self.modalities))
+        probs = softmax(out["logits"].float().cpu(), temperature or 1.0)[0]
         prediction = Prediction(
             emotion=self.classes[int(probs.argmax())],
             probabilities={c: float(p) for c, p in zip(self.classes, probs)}, modalities=used,
-            duration=0.0 if waveform is None else len(waveform) / sample_rate)
+            duration=0.0 if waveform is None else len(waveform) / sample_rate,
+            calibrated=temperature is not None)
         if return_attention:
             if out.get("attention") is None:
                 raise ValueError(f"fusion {self.config['model_conf']['fusion']!r} has no emotion "
@@ -233,4 +249,7 @@ def export_model(exp_dir, out_dir, checkpoint=TRAINED_WEIGHTS, bundle_pretrained
     with atomic_open(os.path.join(out_dir, EXPORTED_WEIGHTS), "wb") as f:
         torch.save(weights, f)
     atomic_write_text(os.path.join(out_dir, "config.yaml"), yaml.safe_dump(config, sort_keys=False))
+    calibration = os.path.join(exp_dir, CALIBRATION)
+    if checkpoint == TRAINED_WEIGHTS and os.path.exists(calibration):  # fitted for best.pt
+        shutil.copyfile(calibration, os.path.join(out_dir, CALIBRATION))
     logging.info("exported %s (%s, epoch %s) to %s", exp_dir, checkpoint, state.get("epoch"), out_dir)

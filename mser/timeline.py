@@ -71,6 +71,7 @@ class Timeline:
     source: str = None             # the wav.scp entry or file
     asr: str = None
     segmenter: dict = None
+    calibration: dict = None       # condition -> temperature of the probabilities; None: as trained
 
     def failed(self):
         return [s for s in self.segments if s.error]
@@ -88,7 +89,8 @@ class Timeline:
             segments.append(item)
         return {"version": TIMELINE_VERSION, "recording": self.recording, "source": self.source,
                 "duration": round(self.duration, 3), "classes": list(self.classes),
-                "asr": self.asr, "segmenter": self.segmenter, "segments": segments}
+                "asr": self.asr, "segmenter": self.segmenter, "calibration": self.calibration,
+                "segments": segments}
 
     @classmethod
     def from_dict(cls, data):
@@ -96,7 +98,8 @@ class Timeline:
                             s.get("probabilities"), tuple(s.get("modalities") or ()),
                             s.get("error"), s.get("attention")) for s in data["segments"]]
         return cls(data["recording"], data["duration"], data["classes"], segments,
-                   data.get("source"), data.get("asr"), data.get("segmenter"))
+                   data.get("source"), data.get("asr"), data.get("segmenter"),
+                   data.get("calibration"))
 
     def table(self, delimiter="\t"):
         """One row per segment: segment start end transcript emotion p(<class>)... modalities
@@ -195,7 +198,7 @@ class TimelineRecognizer:
                              f"{len(segments)} segment(s)")
         timeline = Timeline(source.name, source.duration, list(self.recognizer.classes), [],
                             source.wav, None if transcripts is not None else self.asr_name,
-                            segmenter)
+                            segmenter, self.recognizer.temperatures or None)
         bar = tqdm(total=len(segments), unit="seg", desc=f"{source.name}: segments",
                    disable=not progress, mininterval=2, leave=False)
         with bar:

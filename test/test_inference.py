@@ -336,3 +336,35 @@ def test_long_recording_memory_grows_linearly(tmp_path):
     out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, fold, "200"], capture_output=True,
                          text=True, check=True)
     assert float(out.stdout) < 150, out.stdout
+
+
+def test_probabilities_are_temperature_scaled_per_condition_and_exported(tmp_path):
+    """With a calibration.yaml the recogniser divides the logits by the temperature of the
+    condition it ran (both / audio_only), so the probabilities change and the emotion does not;
+    an export carries the calibration; another checkpoint of the dir is not calibrated."""
+    from mser.utils.calibration import calibration_summary, save_calibration
+
+    fold = save_model_dir(tmp_path / "fold1", {"extractor": "fbank", "use_pitch": False})
+    raw = {text: EmotionRecognizer(fold).predict(tone(), 16000, text) for text in (TEXT, None)}
+    assert not raw[TEXT].calibrated
+    summary = calibration_summary(np.zeros((4, 4)), np.arange(4), 1.0)
+    save_calibration(fold, {"both": 0.25, "audio_only": 4.0},
+                     {"both": summary, "audio_only": summary}, 4)
+    exported = tmp_path / "exported"
+    export_model(fold, str(exported))
+    for model_dir in (fold, str(exported)):
+        recognizer = EmotionRecognizer(model_dir)
+        for text, temperature in ((TEXT, 0.25), (None, 4.0)):
+            got = recognizer.predict(tone(), 16000, text)
+            assert got.calibrated and got.emotion == raw[text].emotion
+            log_raw = np.log([raw[text].probabilities[c] for c in CLASSES])
+            expected = np.exp(log_raw / temperature - np.logaddexp.reduce(log_raw / temperature))
+            np.testing.assert_allclose([got.probabilities[c] for c in CLASSES], expected,
+                                       rtol=1e-4)
+    checkpoints = tmp_path / "fold1" / "checkpoints"
+    checkpoints.mkdir()
+    torch.save(torch.load(os.path.join(fold, "best.pt"), weights_only=True),
+               checkpoints / "epoch3.pt")
+    other = EmotionRecognizer(fold, checkpoint="checkpoints/epoch3.pt").predict(tone(), 16000, TEXT)
+    assert not other.calibrated
+    assert other.probabilities == pytest.approx(raw[TEXT].probabilities, abs=1e-6)

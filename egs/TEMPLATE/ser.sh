@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Stages 0..5 of every recipe; egs/<corpus>/run.sh calls it with the corpus's defaults:
+# Stages 0..5 of every recipe, and stage 6 when asked (--stop_stage 6: the final model on every
+# training speaker, with its model card); egs/<corpus>/run.sh calls it with the corpus's defaults:
 #   ./ser.sh --corpus DIR [--option value ...]      (run from the recipe dir; ./ser.sh --help)
 # Corpus hooks: local/data.sh [local_data_opts] <corpus> <data> (stage 0) and, if present,
-# local/score.sh <corpus> <exp/tag> (end of stage 5). See egs/TEMPLATE/README.md.
+# local/score.sh <corpus> <exp/tag> (end of stage 5) and local/model_card.md (stage 6: licence,
+# language, limits). See egs/TEMPLATE/README.md.
 set -euo pipefail
 
 stage=0                    # first stage to run
@@ -25,6 +27,7 @@ train_config=conf/train.yaml  # training YAML (a tuning YAML names its base)
 train_opts=                # extra options of mser.bin.train, e.g. "--epochs 5"
 tag=                       # experiment name; empty: <config name>_<features the config uses>
 reference_tag=             # RESULTS.md tests this tag against it; empty: conf/train.yaml's tag on these features, gold text
+language=en                # language of the corpus (stage 6: the model card)
 help_message="Usage: ./run.sh [--option value ...]   (run from egs/<corpus>; stages in README.md)"
 . utils/parse_options.sh
 . ./path.sh
@@ -165,4 +168,21 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     log "Stage 5: corpus-specific scoring (local/score.sh)"
     local/score.sh "$corpus" $exp
   fi
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  final=$exp/final
+  log "Stage 6: the final model $final: $train_config on every fold's train and dev speakers, epochs from the folds (logs: $final/log/train.log)"
+  final_opts=$(python -m mser.bin.final_model prepare --exp-dir $exp --folds "$folds" --data data)
+  procs=$nproc; [ "$ngpu" -gt 0 ] && procs=$ngpu
+  # No dev set: the epochs and the checkpoint averaging of the folds (--min-steps 0: the folds'
+  # epochs are already stretched), set after $train_opts so that they win.
+  $train_cmd --gpu $ngpu --nodes $nnodes --tasks-per-node $procs $final/log/train.log \
+    python -m mser.bin.train --config $train_config --data-dir $final/data "${feats[@]}" \
+      --exp-dir $final --ngpu $ngpu --nproc-per-node $nproc --seed $seed $train_opts \
+      --no-dev true --min-steps 0 $final_opts
+  card_notes=(); [ -f local/model_card.md ] && card_notes=(--notes local/model_card.md)
+  python -m mser.bin.final_model card --exp-dir $exp --folds "$folds" --data data \
+    --probe-tag $probe_tag --language $language "${card_notes[@]}"
+  log "Stage 6: $final is a model dir (mser-infer / mser-timeline / mser-serve --model-dir $final); its card: $final/README.md"
 fi

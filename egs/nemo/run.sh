@@ -13,4 +13,5 @@ set -euo pipefail
   --audio_feat whisper_base \
   --text_feat minilm \
   --train_config conf/train.yaml \
+  --language pl \
   "$@"

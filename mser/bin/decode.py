@@ -9,7 +9,8 @@ its special tokens, the only text it has.
 
 Reads only <exp-dir>/config.yaml and the checkpoint (``--text-feats`` replaces the config's text
 features, e.g. with those of ASR transcripts: give the matching ``--data-dir``, whose ``text``
-decides which transcripts are empty); writes <exp-dir>/decode/ (or
+decides which transcripts are empty); with <exp-dir>/calibration.yaml (temperature scaling fitted
+on dev by training) each condition's calibrated posteriors too. Writes <exp-dir>/decode/ (or
 <exp-dir>/decode_<subset>/ for a test subset other than "test", e.g. MSP-Podcast's test2; see
 mser.scoring.decodes for the layout)."""
 import argparse
@@ -25,8 +26,9 @@ from mser.features.transcript import is_empty_transcript
 from mser.io.datadir import read_table
 from mser.io.storage import load_feat_info
 from mser.nets import load_model
-from mser.scoring.decodes import decode_name
+from mser.scoring.decodes import CALIBRATED_POSTERIORS, decode_name
 from mser.train.evaluate import condition_logits
+from mser.utils.calibration import load_temperatures, softmax
 from mser.utils.conditions import conditions_for
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.logging import setup_logging
@@ -69,13 +71,17 @@ def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32,
             return None
         return {"text": torch.tensor([u not in no_text for u in batch["utts"]], device=device)}
 
+    temperatures = load_temperatures(exp_dir)
     posteriors = {c: {} for c in conditions}
+    calibrated = {c: {} for c in conditions if c in temperatures}
     for batch, logits in condition_logits(model, tqdm(loader, desc=f"decode {exp_dir}",
                                                       unit="batch"), device, conditions,
                                           keep_for):
         for condition in conditions:
-            probs = torch.softmax(logits[condition], dim=-1).cpu().numpy()
-            posteriors[condition].update(zip(batch["utts"], probs))
+            posteriors[condition].update(zip(batch["utts"], softmax(logits[condition].cpu())))
+            if condition in calibrated:
+                calibrated[condition].update(zip(batch["utts"], softmax(
+                    logits[condition].cpu(), temperatures[condition])))
     out_dir = os.path.join(exp_dir, decode_name(subset))
     os.makedirs(out_dir, exist_ok=True)
     atomic_write_text(os.path.join(out_dir, "classes.txt"), "\n".join(classes) + "\n")
@@ -86,8 +92,15 @@ def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32,
         cond_dir = os.path.join(out_dir, condition)
         os.makedirs(cond_dir, exist_ok=True)
         utts = sorted(table)
-        with atomic_open(os.path.join(cond_dir, "posteriors"), "w", encoding="utf-8") as f:
-            f.writelines(f"{u} {' '.join(f'{p:.6f}' for p in table[u])}\n" for u in utts)
+        for name, probs in (("posteriors", table),
+                            (CALIBRATED_POSTERIORS, calibrated.get(condition))):
+            path = os.path.join(cond_dir, name)
+            if probs is None:  # no calibration (any more): no stale calibrated posteriors
+                if os.path.exists(path):
+                    os.remove(path)
+                continue
+            with atomic_open(path, "w", encoding="utf-8") as f:
+                f.writelines(f"{u} {' '.join(f'{p:.6f}' for p in probs[u])}\n" for u in utts)
         with atomic_open(os.path.join(cond_dir, "predictions"), "w", encoding="utf-8") as f:
             f.writelines(f"{u} {classes[int(table[u].argmax())]}\n" for u in utts)
     logging.info("%s: decoded %d utterance(s) under %s", out_dir, len(dataset), ", ".join(conditions))

@@ -9,6 +9,7 @@ Layout read (written by ``mser.bin.decode``)::
     exp/<tag>/fold<k>/decode/utt2emo            reference labels of the test set
     exp/<tag>/fold<k>/decode/<condition>/predictions   <utt> <label>
     exp/<tag>/fold<k>/decode/<condition>/posteriors    <utt> <p_0> ... <p_C-1>
+    exp/<tag>/fold<k>/decode/<condition>/posteriors_calibrated   the same, temperature-scaled
 
 A test subset other than ``test`` (data/protocol ``tests``, e.g. MSP-Podcast's ``test2``) is
 decoded to ``fold<k>/decode_<subset>/`` and scored to ``scores_<subset>.{json,txt}``.

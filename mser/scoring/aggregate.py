@@ -5,13 +5,17 @@ import os
 
 import numpy as np
 
-from mser.scoring.decodes import decoded_conditions, load_condition, subset_suffix
+from mser.scoring.decodes import (CALIBRATED_POSTERIORS, decoded_conditions, load_condition,
+                                  load_posteriors, subset_suffix)
 from mser.scoring.plots import plot_confusions
+from mser.utils.calibration import (ECE_BINS, expected_calibration_error, load_temperatures,
+                                    negative_log_likelihood, plot_reliability)
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.metrics import score
 
 SUMMARY_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
+POSTERIORS = ("posteriors", CALIBRATED_POSTERIORS)
 METRIC_NAMES = {"ua": "UA", "wa": "WA", "macro_f1": "F1", "weighted_f1": "wF1"}
 
 
@@ -25,9 +29,11 @@ def _summary(fold_scores):
 def score_condition(exp_dir, folds, condition, subset="test"):
     """Scores of one condition on test subset ``subset`` over ``folds``; None if no fold has it."""
     per_fold, pooled = [], {"utts": [], "ref": [], "pred": []}
+    probs = {name: [] for name in POSTERIORS}
     classes = None
     for fold in folds:
-        loaded = load_condition(os.path.join(exp_dir, f"fold{fold}"), condition, subset)
+        fold_dir = os.path.join(exp_dir, f"fold{fold}")
+        loaded = load_condition(fold_dir, condition, subset)
         if loaded is None:
             if per_fold:
                 raise ValueError(f"{exp_dir}/fold{fold}: condition {condition} was not decoded "
@@ -38,10 +44,33 @@ def score_condition(exp_dir, folds, condition, subset="test"):
         pooled["utts"] += [f"fold{fold}/{u}" for u in utts]
         pooled["ref"].append(ref)
         pooled["pred"].append(pred)
+        for name, found in probs.items():
+            found.append(load_posteriors(fold_dir, condition, utts, name, subset))
     mean, std = _summary(per_fold)
     ref, pred = np.concatenate(pooled["ref"]), np.concatenate(pooled["pred"])
-    return {"folds": per_fold, "mean": mean, "std": std, "pooled": score(ref, pred, classes),
-            "classes": classes, "_pooled_predictions": (pooled["utts"], ref, pred)}
+    result = {"folds": per_fold, "mean": mean, "std": std, "pooled": score(ref, pred, classes),
+              "classes": classes, "_pooled_predictions": (pooled["utts"], ref, pred)}
+    if all(p is not None for p in probs["posteriors"]):
+        result["_pooled_posteriors"] = {name: np.concatenate(found) for name, found in probs.items()
+                                        if all(p is not None for p in found)}
+        result["calibration"] = pooled_calibration(result["_pooled_posteriors"], ref, [
+            load_temperatures(os.path.join(exp_dir, f"fold{fold}")).get(condition)
+            for fold in folds])
+    return result
+
+
+def pooled_calibration(posteriors, ref, temperatures):
+    """ECE and NLL over the pooled test utterances of the raw posteriors and, where every fold
+    has them, the calibrated ones; the folds' dev-fitted temperatures."""
+    raw = posteriors["posteriors"]
+    out = {"ece": expected_calibration_error(raw, ref), "nll": negative_log_likelihood(raw, ref),
+           "ece_bins": ECE_BINS}
+    calibrated = posteriors.get(CALIBRATED_POSTERIORS)
+    if calibrated is not None:
+        out.update(ece_calibrated=expected_calibration_error(calibrated, ref),
+                   nll_calibrated=negative_log_likelihood(calibrated, ref),
+                   temperatures=temperatures)
+    return out
 
 
 def score_experiment(exp_dir, folds, subset="test", headline="ua"):
@@ -127,6 +156,8 @@ def format_scores(scores):
         m, s = result["mean"], result["std"]
         lines.append(f"{name:<12} {'mean':>5} " + " ".join(
             f"{100 * m[k]:5.2f}+/-{100 * s[k]:.2f}" for k in metrics))
+    if "calibration" in scores:
+        lines.append(f"calibration of {scores['condition']}: {calibration_text(scores['calibration'])}")
     if "wer" in scores:
         wer = scores["wer"]
         lines.append(f"WER of the ASR test text ({wer['hypothesis']} against {wer['reference']}):")
@@ -140,10 +171,21 @@ def format_scores(scores):
     return "\n".join(lines) + "\n"
 
 
+def calibration_text(calibration):
+    """'ECE 9.12 % (NLL 0.812) raw, 3.05 % (0.701) calibrated' of a pooled calibration."""
+    text = f"ECE {100 * calibration['ece']:.2f} % (NLL {calibration['nll']:.3f}) raw"
+    if "ece_calibrated" in calibration:
+        text += (f", {100 * calibration['ece_calibrated']:.2f} % "
+                 f"({calibration['nll_calibrated']:.3f}) calibrated")
+    return text
+
+
 def write_experiment_scores(exp_dir, folds, subset="test", headline="ua", wer_dirs=None,
                             reference_tag=None, probe_tag=None):
-    """Write scores.json, scores.txt and confusion.png under ``exp_dir`` (``scores_<subset>.*``,
-    ``confusion_<subset>.png`` for a test subset other than ``test``); return the scores.
+    """Write scores.json, scores.txt, confusion.png and reliability.png (the main condition's
+    calibration over the pooled test utterances, raw and calibrated) under ``exp_dir``
+    (``scores_<subset>.*``, ``confusion_<subset>.png``, ... for a test subset other than
+    ``test``); return the scores.
     ``wer_dirs``: (gold test dir, ASR test dir) with ``{fold}``, for the WER of the test text.
     ``reference_tag``: the tag RESULTS.md tests this one against, recorded in scores.json;
     ``probe_tag``: the linear probe it is also tested against. The training record (config and
@@ -162,4 +204,11 @@ def write_experiment_scores(exp_dir, folds, subset="test", headline="ua", wer_di
     atomic_write_text(os.path.join(exp_dir, f"scores{suffix}.txt"), format_scores(scores))
     plot_confusions(f"{scores['tag']} ({subset})", panels(scores), scores["classes"],
                     os.path.join(exp_dir, f"confusion{suffix}.png"))
+    posteriors = scores.get("_pooled_posteriors", {})
+    if posteriors:
+        ref = scores["_pooled_predictions"][1]
+        plot_reliability([(f"{scores['tag']}, {scores['condition']}: "
+                           f"{'raw' if name == 'posteriors' else 'calibrated'}", probs, ref)
+                          for name, probs in posteriors.items()],
+                         os.path.join(exp_dir, f"reliability{suffix}.png"))
     return scores

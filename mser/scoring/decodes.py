@@ -6,6 +6,8 @@ import numpy as np
 from mser.io.datadir import read_classes, read_table
 from mser.utils.conditions import condition_order
 
+CALIBRATED_POSTERIORS = "posteriors_calibrated"  # with calibration.yaml (mser.utils.calibration)
+
 
 def subset_suffix(subset):
     """What names a fold's test subset (data/protocol ``tests``) in file and dir names: nothing
@@ -47,3 +49,20 @@ def load_condition(fold_dir, condition, subset="test"):
                                  f"{os.path.join(decode, 'classes.txt')}")
     return (utts, np.array([index[refs[u]] for u in utts]), np.array([index[preds[u]] for u in utts]),
             classes)
+
+
+def load_posteriors(fold_dir, condition, utts, name="posteriors", subset="test"):
+    """(N, C) posteriors of ``utts`` from a decoded condition's ``name`` file; None without one."""
+    path = os.path.join(fold_dir, decode_name(subset), condition, name)
+    if not os.path.exists(path):
+        return None
+    table = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            utt, *values = line.split()
+            table[utt] = [float(v) for v in values]
+    missing = [u for u in utts if u not in table]
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} test utterance(s) have no posteriors (e.g. "
+                         f"{missing[0]}); re-run the decoding stage")
+    return np.array([table[u] for u in utts])

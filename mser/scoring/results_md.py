@@ -31,6 +31,7 @@ import platform
 from mser.scoring.aggregate import METRIC_NAMES, other_conditions, training_record
 from mser.scoring.decodes import decode_name, subset_suffix
 from mser.scoring.paired import compare_experiments
+from mser.utils.calibration import ECE_BINS
 from mser.utils.fileio import atomic_write_text
 
 BASE_METRICS = ("ua", "wa", "macro_f1")
@@ -161,6 +162,21 @@ def _test_row(exp_dir, reference, folds, condition, metric):
                     f"{c['p_mcnemar']:.3g} |")
 
 
+CALIBRATION_HEADER = ("| tag | condition | ECE raw | ECE calibrated | NLL raw | NLL calibrated "
+                      "| temperature per fold |")
+
+
+def _calibration_row(exp_dir, scores):
+    calibration = scores["calibration"]
+    cells = [f"{100 * calibration['ece']:.2f}", "-", f"{calibration['nll']:.3f}", "-", "-"]
+    if "ece_calibrated" in calibration:
+        cells[1] = f"{100 * calibration['ece_calibrated']:.2f}"
+        cells[3] = f"{calibration['nll_calibrated']:.3f}"
+        cells[4] = " ".join("-" if t is None else f"{t:.2f}"
+                            for t in calibration["temperatures"])
+    return f"| {os.path.basename(exp_dir)} | {scores['condition']} | {' | '.join(cells)} |"
+
+
 def missing_classes(scores):
     """{fold: [classes its test set lacks]} of a tag's scores (a class without a reference
     utterance has no recall), folds that lack none left out."""
@@ -237,8 +253,8 @@ def write_results_md(path, exp_root, folds, title, protocol, notes=None):
     if lacking:
         text += ["**Test sets without every class**: " + "; ".join(
             f"fold {fold} has no {', '.join(classes)}" for fold, classes in lacking.items())
-            + f". Their fold scores average the classes present; the pooled column does not "
-            f"depend on it.", ""]
+            + ". Their fold scores average the classes present; the pooled column does not "
+            "depend on it.", ""]
     if wers:
         text += ["Tags tested on ASR transcripts (`--test_text asr`): WER of the test transcripts "
                  "against the corpus's (mean ± sample std over folds, in %; mser.scoring.wer) next "
@@ -263,6 +279,16 @@ def write_results_md(path, exp_root, folds, title, protocol, notes=None):
         text += ["The same with one modality at test, both the tag and its reference given "
                  "audio only or text only:", "",
                  tests_header, _rule(tests_header), *single_tests, ""]
+    calibrated = [_calibration_row(exp_dir, scores) for exp_dir, scores in scored.items()
+                  if "calibration" in scores]
+    if calibrated:
+        text += ["Calibration of each tag's main condition over the pooled test utterances: "
+                 f"expected calibration error ({ECE_BINS} equal-width confidence bins; 0 = the "
+                 "top probability is the accuracy) and negative log-likelihood, of the softmax "
+                 "as trained (raw) and after temperature scaling fitted on each fold's dev set "
+                 "(mser.utils.calibration; the argmax, so every score above, is unchanged). "
+                 "Reliability diagrams: exp/<tag>/reliability.png.", "",
+                 CALIBRATION_HEADER, _rule(CALIBRATION_HEADER), *calibrated, ""]
     for subset in subsets[1:]:
         text += _subset_table(scored, folds, subset, headline)
     atomic_write_text(path, "\n".join(text))

@@ -46,6 +46,10 @@ TRAIN_OPTIONS = {
                                "stretched by the same factor, as train.log says (0: off, "
                                "the default: a recipe's config sizes its run in epochs)",
                             resumable=True),
+        "no_dev": Option(False, "train on <data-dir>/train alone for exactly --epochs: no dev "
+                                "set, no early stopping, no calibration; best.pt is the mean of "
+                                "the last --average-checkpoints epochs (a final model on all "
+                                "speakers, its epochs fixed by cross-validation)"),
         "select_metric": Option("ua", "dev metric for model selection (a corpus's headline: "
                                       "weighted_f1 MELD, macro_f1 MSP-Podcast)",
                                 choices=("ua", "wa", "macro_f1", "weighted_f1", "loss")),

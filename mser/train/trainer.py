@@ -30,6 +30,8 @@ from mser.utils.checkpoint import (average_checkpoints, checkpoint_path, copy_ch
                                    load_checkpoint, prune_checkpoints, save_checkpoint,
                                    saved_epochs)
 from mser.utils.conditions import conditions_for
+from mser.utils.calibration import (CALIBRATION, calibration_summary, fit_temperature,
+                                     save_calibration)
 from mser.utils.config import load_config, save_config
 from mser.utils.fileio import atomic_write_text
 from mser.utils.logging import setup_logging
@@ -131,7 +133,7 @@ class Trainer:
             with self.timer("normalisation statistics"):
                 compute_normalization(ctx, self.model, self.train_set, self.model_conf["streams"],
                                       fill_cache=args.cache_feats and self.workers == 0)
-        for dataset in (self.train_set, self.dev_set):  # the model's, fresh or resumed
+        for dataset in self.datasets():  # the model's, fresh or resumed
             dataset.normalize_with(self.model.input_statistics())
         self.ddp_model = self.model
         if ctx.distributed:  # DDP broadcasts rank 0's parameters and buffers to all
@@ -143,23 +145,27 @@ class Trainer:
                 self.resume_epoch * len(self.sampler) if self.resume_epoch else None))
         return True
 
+    def datasets(self):
+        return [d for d in (self.train_set, self.dev_set) if d is not None]
+
     def set_up_data(self):
         args, ctx = self.args, self.ctx
         self.train_set, self.dev_set = load_datasets(args, self.model_conf)
         self.workers = workers = resolve_num_workers(args.num_workers, args.cache_feats,
                                                      self.threads[0])
         if args.cache_feats:
-            check_cache_fits((self.train_set, self.dev_set), max(1, workers),
+            check_cache_fits(self.datasets(), max(1, workers),
                              *cache_budget(args.cache_memory_gb, ctx.local_world_size))
         self.sampler = LengthBucketBatchSampler(
             self.train_set.lengths, args.batch_size, args.max_frames, args.bucketing,
             shuffle=True, seed=args.seed, num_replicas=ctx.world_size, rank=ctx.rank)
-        self.length = training_length(args.epochs, args.patience, args.min_steps,
-                                      len(self.sampler))
+        self.length = training_length(args.epochs, 0 if args.no_dev else args.patience,
+                                      args.min_steps, len(self.sampler))
         self.loader = make_loader(self.train_set, self.sampler, workers, self.device)
-        self.dev_loader = make_loader(self.dev_set, LengthBucketBatchSampler(
-            self.dev_set.lengths, args.batch_size, args.max_frames, shuffle=False,
-            num_replicas=ctx.world_size, rank=ctx.rank), workers, self.device)
+        self.dev_loader = None if args.no_dev else make_loader(
+            self.dev_set, LengthBucketBatchSampler(
+                self.dev_set.lengths, args.batch_size, args.max_frames, shuffle=False,
+                num_replicas=ctx.world_size, rank=ctx.rank), workers, self.device)
 
     def continues(self, done):
         """Whether a finished run (``done``: its .done) goes on: only to more epochs than it ran
@@ -178,15 +184,20 @@ class Trainer:
         """<exp-dir>/config.yaml (a resumed run must have the saved one) and dropped_utts."""
         args, length = self.args, self.length
         self.config = resolve_config(args, self.train_set)
-        self.config["dev_utts"] = len(self.dev_set)
+        self.config["dev_utts"] = len(self.dev_set) if self.dev_set is not None else 0
         config_path = os.path.join(self.exp_dir, "config.yaml")
         if saved_epochs(self.exp_dir) and os.path.exists(config_path):
             check_same_run(load_config(config_path), self.config, self.exp_dir)
         if self.ctx.is_main:
             save_config(config_path, self.config)
-            write_dropped(self.exp_dir, {"train": self.train_set, "dev": self.dev_set})
+            write_dropped(self.exp_dir, {name: d for name, d in (("train", self.train_set),
+                                                                  ("dev", self.dev_set)) if d})
         logging.info("%d training / %d dev utterances, classes %s", len(self.train_set),
-                     len(self.dev_set), " ".join(self.train_set.classes))
+                     self.config["dev_utts"], " ".join(self.train_set.classes))
+        if args.no_dev:
+            logging.info("--no-dev: no dev set, no early stopping: %d epochs; best.pt is %s",
+                         length.epochs, "the last epoch" if args.average_checkpoints <= 1 else
+                         f"the mean of the last {args.average_checkpoints} epochs")
         if length.epochs != args.epochs:
             logging.info("%d epochs of %d optimiser steps are fewer than --min-steps %d: "
                          "training up to %d epochs with patience %d", args.epochs,
@@ -228,9 +239,8 @@ class Trainer:
         if ctx.is_main:  # the best epoch's own checkpoint, whatever a kill left in best.pt
             copy_checkpoint(checkpoint_path(self.exp_dir, self.state["best_epoch"]),
                             os.path.join(self.exp_dir, BEST))
-        logging.info("resumed from %s (best dev %s %.4f at epoch %d)", path,
-                     self.args.select_metric, self.state["best_metric"],
-                     self.state["best_epoch"])
+        logging.info("resumed from %s (%s at epoch %d)", path,
+                     selected_text(self.args, self.state), self.state["best_epoch"])
 
     def train_one_epoch(self, epoch):
         """The mean training stats (loss, each head's) over all ranks, and the utterances."""
@@ -276,6 +286,9 @@ class Trainer:
         return reporter.means(ctx)
 
     def validate(self):
+        """The dev metrics (:func:`evaluate`); None without a dev set."""
+        if self.dev_loader is None:
+            return None
         with self.timer("dev evaluation"):
             return evaluate(self.ctx, self.model, self.dev_loader, len(self.train_set.classes),
                             self.select_conditions)
@@ -283,29 +296,35 @@ class Trainer:
     def record(self, epoch, train_stats, train_utts, dev, elapsed):
         """Update the selection state and history, log, check the ranks agree, save."""
         args, ctx, state = self.args, self.ctx, self.state
-        value = dev[args.select_metric]
-        improved = is_better(args.select_metric, value, state["best_metric"])
-        if improved:
+        value = None if dev is None else dev[args.select_metric]
+        improved = dev is None or is_better(args.select_metric, value, state["best_metric"])
+        if improved:  # without a dev set, the latest epoch
             state.update(best_metric=value, best_epoch=epoch, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
         lr = self.optimizer.param_groups[0]["lr"]
-        state["history"].append({"epoch": epoch, "train_loss": train_stats["loss"],
-                                 "dev_loss": dev["loss"], "dev_ua": dev["ua"],
-                                 "dev_wa": dev["wa"], "dev_metric": value,
-                                 "dev_conditions": dev["conditions"], "lr": lr,
-                                 "seconds": elapsed})
+        entry = {"epoch": epoch, "train_loss": train_stats["loss"], "dev_metric": value,
+                 "lr": lr, "seconds": elapsed}
+        if dev is not None:
+            entry.update(dev_loss=dev["loss"], dev_ua=dev["ua"], dev_wa=dev["wa"],
+                         dev_conditions=dev["conditions"])
+        state["history"].append(entry)
         with self.timer("checksums"):
             checksums = distributed.all_gather_object(ctx, parameter_checksum(self.model))
-        by_condition = "" if len(self.select_conditions) == 1 else " (UA %s)" % ", ".join(
-            f"{c} {m['ua']:.4f}" for c, m in dev["conditions"].items())
         head_losses = {k: v for k, v in train_stats.items() if k.startswith("loss_")}
         heads = ("".join(f", {k} {v:.4f}" for k, v in head_losses.items())
                  if len(head_losses) > 1 else "")
-        logging.info("epoch %d/%d: train loss %.4f%s, dev loss %.4f UA %.4f WA %.4f%s, lr %.2e, "
-                     "%.1f s (%.1f utt/s)%s", epoch, self.length.epochs, train_stats["loss"],
-                     heads, dev["loss"], dev["ua"], dev["wa"], by_condition, lr, elapsed,
-                     train_utts / elapsed, ", new best" if improved else "")
+        if dev is None:
+            dev_text, best = "no dev set", ""
+        else:
+            by_condition = "" if len(self.select_conditions) == 1 else " (UA %s)" % ", ".join(
+                f"{c} {m['ua']:.4f}" for c, m in dev["conditions"].items())
+            dev_text = (f"dev loss {dev['loss']:.4f} UA {dev['ua']:.4f} WA {dev['wa']:.4f}"
+                        f"{by_condition}")
+            best = ", new best" if improved else ""
+        logging.info("epoch %d/%d: train loss %.4f%s, %s, lr %.2e, %.1f s (%.1f utt/s)%s",
+                     epoch, self.length.epochs, train_stats["loss"], heads, dev_text, lr,
+                     elapsed, train_utts / elapsed, best)
         logging.info("parameter checksum per rank: %s",
                      " ".join(f"{c:.10e}" for c in checksums))
         if len(set(checksums)) != 1:
@@ -315,7 +334,8 @@ class Trainer:
             with self.timer("checkpoints"):
                 self.save(epoch, improved)
             with self.timer("logging"):
-                log_epoch(self.writer, epoch, train_stats, dev, len(self.select_conditions) > 1)
+                log_epoch(self.writer, epoch, train_stats, dev,
+                          dev is not None and len(self.select_conditions) > 1)
             if time.monotonic() - self.last_plot >= PLOT_EVERY_S:
                 self.plot()
 
@@ -340,33 +360,63 @@ class Trainer:
         self.last_plot = time.monotonic()
 
     def finish(self, reason, epoch):
-        """The last curves, best.pt averaged if asked, <exp-dir>/.done."""
-        args, state = self.args, self.state
-        if self.ctx.is_main:
+        """The last curves, best.pt averaged if asked, its calibration, <exp-dir>/.done."""
+        args, state, ctx = self.args, self.state, self.ctx
+        summary = {"reason": reason, "epoch": epoch, "best_epoch": state["best_epoch"],
+                   f"best_dev_{args.select_metric}": state["best_metric"]}
+        if ctx.is_main:
             self.writer.close()
             if state["history"]:
                 self.plot()
-            summary = {"reason": reason, "epoch": epoch, "best_epoch": state["best_epoch"],
-                       f"best_dev_{args.select_metric}": state["best_metric"]}
             if args.average_checkpoints > 1:
                 with self.timer("checkpoints"):
                     summary["averaged_epochs"] = write_average(
                         self.exp_dir, state["history"], args.select_metric,
                         args.average_checkpoints)
+        distributed.barrier(ctx)  # best.pt is final
+        if state["history"] and self.dev_loader is not None:
+            with self.timer("calibration"):
+                self.calibrate()
+        if ctx.is_main:
             # This run's sections (a resumed run: since the resume); mser.bin.train's epochs
             # and utterances per second are in the log.
             summary["seconds"] = {k: round(v, 2) for k, v in self.timer.sections().items()}
             atomic_write_text(os.path.join(self.exp_dir, DONE), yaml.safe_dump(summary))
-            logging.info("finished (%s): best dev %s %.4f at epoch %d -> %s", reason,
-                         args.select_metric, state["best_metric"], state["best_epoch"],
+            logging.info("finished (%s): %s at epoch %d -> %s", reason,
+                         selected_text(args, state), state["best_epoch"],
                          os.path.join(self.exp_dir, BEST))
             logging.info("time per section: %s", self.timer.summary())
-        distributed.barrier(self.ctx)
+        distributed.barrier(ctx)
+
+    def calibrate(self):
+        """Temperature scaling of best.pt per stream condition, fitted on its dev logits
+        (mser.utils.calibration); the main process writes <exp-dir>/calibration.yaml."""
+        self.model.load_state_dict(load_checkpoint(os.path.join(self.exp_dir, BEST),
+                                                   self.device)["model"])
+        conditions = conditions_for(self.model_conf["streams"])
+        _, labels, logits = gather_logits(self.ctx, self.model, self.dev_loader, conditions)
+        if not self.ctx.is_main:
+            return
+        temperatures = {c: fit_temperature(logits[c], labels) for c in conditions}
+        summaries = {c: calibration_summary(logits[c], labels, t) for c, t in temperatures.items()}
+        save_calibration(self.exp_dir, temperatures, summaries, len(labels))
+        logging.info("calibration of %s on dev (%s): %s", BEST, CALIBRATION, ", ".join(
+            f"{c} T {t:.3f}, ECE {100 * summaries[c]['ece']:.2f} -> "
+            f"{100 * summaries[c]['ece_calibrated']:.2f} %" for c, t in temperatures.items()))
+
+
+def selected_text(args, state):
+    """'best dev ua 0.7123' of the selection state; without a dev set, 'no dev set, the latest'."""
+    if state["best_metric"] is None:
+        return "no dev set, the latest"
+    return f"best dev {args.select_metric} {state['best_metric']:.4f}"
 
 
 def best_epochs(history, metric, count):
     """The ``count`` epochs of ``history`` with the best dev ``metric``, best first (ties: the
-    earlier epoch)."""
+    earlier epoch); without dev metrics (no dev set), the last ``count`` epochs, latest first."""
+    if any(h["dev_metric"] is None for h in history):
+        return [h["epoch"] for h in history[::-1][:max(1, count)]]
     sign = 1 if metric == "loss" else -1
     ranked = sorted(history, key=lambda h: (sign * h["dev_metric"], h["epoch"]))
     return [h["epoch"] for h in ranked[:max(1, count)]]
@@ -377,8 +427,9 @@ def write_average(exp_dir, history, metric, count):
     epochs = best_epochs(history, metric, count)
     averaged = average_checkpoints([checkpoint_path(exp_dir, e) for e in epochs])
     save_checkpoint(os.path.join(exp_dir, BEST), averaged)
-    logging.info("%s: the mean of the %d best epochs by dev %s (%s)", os.path.join(exp_dir, BEST),
-                 len(epochs), metric, " ".join(map(str, epochs)))
+    logging.info("%s: the mean of the %d %s (%s)", os.path.join(exp_dir, BEST), len(epochs),
+                 "last epochs (no dev set)" if history[-1]["dev_metric"] is None else
+                 f"best epochs by dev {metric}", " ".join(map(str, epochs)))
     return epochs
 
 
@@ -449,18 +500,22 @@ def check_cache_fits(datasets, copies, budget, why):
 
 
 def load_datasets(args, model_conf):
-    """The train and dev sets, their frames averaged as the model's front ends do first."""
+    """The train and dev sets (dev None with ``--no-dev``), their frames averaged as the model's
+    front ends do first."""
     feats = stream_feats(args, model_conf["streams"])
     pool = input_pooling(model_conf)
     train_dir, dev_dir = (os.path.join(args.data_dir, s) for s in ("train", "dev"))
     train_set = EmotionDataset(train_dir, feats, cache=args.cache_feats, pool=pool)
-    dev_classes_path = os.path.join(dev_dir, "classes.txt")
-    if os.path.exists(dev_classes_path) and read_classes(dev_classes_path) != train_set.classes:
-        raise ValueError(f"{dev_classes_path} differs from {train_dir}/classes.txt; re-run data "
-                         f"preparation")
-    dev_set = EmotionDataset(dev_dir, feats, classes=train_set.classes, cache=args.cache_feats,
-                             pool=pool)
-    for subset in (train_set, dev_set):
+    dev_set = None
+    if not args.no_dev:
+        dev_classes_path = os.path.join(dev_dir, "classes.txt")
+        if (os.path.exists(dev_classes_path)
+                and read_classes(dev_classes_path) != train_set.classes):
+            raise ValueError(f"{dev_classes_path} differs from {train_dir}/classes.txt; re-run "
+                             f"data preparation")
+        dev_set = EmotionDataset(dev_dir, feats, classes=train_set.classes,
+                                 cache=args.cache_feats, pool=pool)
+    for subset in (d for d in (train_set, dev_set) if d is not None):
         if not subset.has_labels:
             raise ValueError(f"{subset.data_dir}/utt2emo: not found; training needs labels")
     return train_set, dev_set
@@ -538,29 +593,32 @@ def selection_conditions(requested, streams):
     return [c for c in requested if c in supported] or supported
 
 
-def evaluate(ctx, model, loader, num_classes, conditions):
-    """Dev loss, UA, WA, macro and weighted F1 per condition, and their means, on every rank.
-    Each rank scores its share of dev (``loader``'s sampler), every condition in one pass (one
-    read per batch); the per-utterance results are gathered, so the metrics are those of the
-    whole dev set."""
-    scored = {}  # utt -> (label, per condition: (cross-entropy, predicted class))
+def gather_logits(ctx, model, loader, conditions):
+    """(sorted utterance ids, their labels (N,), {condition: logits (N, C)}) of the whole set
+    behind ``loader``: each rank runs its share (every condition in one pass, one read per
+    batch) and the per-utterance results are gathered on every rank."""
+    scored = {}  # utt -> (label, per condition: logits)
     for batch, logits in condition_logits(model, loader, ctx.device, conditions):
-        results = []
-        for condition in conditions:
-            losses = torch.nn.functional.cross_entropy(logits[condition], batch["labels"],
-                                                       reduction="none")
-            results.append(zip(losses.tolist(), logits[condition].argmax(-1).tolist()))
-        for utt, label, per_condition in zip(batch["utts"], batch["labels"].tolist(),
-                                             zip(*results)):
+        rows = zip(*(logits[c].cpu().numpy() for c in conditions))
+        for utt, label, per_condition in zip(batch["utts"], batch["labels"].tolist(), rows):
             scored[utt] = (label, per_condition)
     for share in distributed.all_gather_object(ctx, scored):  # a padded batch repeats an utt
         scored.update(share)
     utts = sorted(scored)
-    y_true = np.array([scored[u][0] for u in utts])
+    labels = np.array([scored[u][0] for u in utts])
+    return utts, labels, {c: np.stack([scored[u][1][i] for u in utts])
+                          for i, c in enumerate(conditions)}
+
+
+def evaluate(ctx, model, loader, num_classes, conditions):
+    """Dev loss, UA, WA, macro and weighted F1 per condition, and their means, on every rank
+    (:func:`gather_logits`: the metrics are those of the whole dev set)."""
+    _, y_true, logits = gather_logits(ctx, model, loader, conditions)
     per_condition = {}
-    for c, condition in enumerate(conditions):
-        losses = np.array([scored[u][1][c][0] for u in utts])
-        y_pred = np.array([scored[u][1][c][1] for u in utts])
+    for condition in conditions:
+        losses = torch.nn.functional.cross_entropy(torch.from_numpy(logits[condition]),
+                                                   torch.from_numpy(y_true), reduction="none")
+        y_pred = logits[condition].argmax(-1)
         per_condition[condition] = {"loss": float(losses.mean()),
                                     "ua": unweighted_accuracy(y_true, y_pred, num_classes),
                                     "wa": weighted_accuracy(y_true, y_pred),
@@ -591,7 +649,7 @@ def batch_share(ctx, class_weight, labels):
 
 
 def log_epoch(writer, epoch, train_stats, dev, per_condition):
-    for key in ("loss", "ua", "wa"):
+    for key in ("loss", "ua", "wa") if dev is not None else ():
         writer.add_scalar(f"dev/{key}", dev[key], epoch)
         if per_condition:
             for condition, metrics in dev["conditions"].items():
@@ -605,8 +663,16 @@ def plot_curves(history, path):
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    ax_loss.plot(epochs, [h["dev_loss"] for h in history], "o-", label="dev")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    if history[-1]["dev_metric"] is None:  # no dev set
+        ax_loss.grid(alpha=0.3)
+        ax_loss.legend()
+        ax_acc.set_axis_off()
+        ax_acc.text(0.5, 0.5, "no dev set (--no-dev)", ha="center", va="center")
+        fig.tight_layout()
+        save_figure(fig, path, dpi=100)
+        return
+    ax_loss.plot(epochs, [h["dev_loss"] for h in history], "o-", label="dev")
     conditions = history[-1].get("dev_conditions", {})
     mean_of = f" (mean of {', '.join(conditions)})" if len(conditions) > 1 else ""
     ax_acc.plot(epochs, [h["dev_ua"] for h in history], "o-", label=f"dev UA{mean_of}")

@@ -17,6 +17,7 @@ from mser.io.datadir import write_data_dir
 from mser.train import trainer
 from mser.train.options import RESUMABLE
 from mser.nets import load_model
+from mser.utils.calibration import load_temperatures
 from mser.utils.checkpoint import load_checkpoint
 from mser.utils.config import parse_args
 
@@ -188,9 +189,26 @@ def test_decode_then_score_reads_only_the_exp_dir(fold, tmp_path):
     subprocess.run([sys.executable, "-m", "mser.bin.decode", "--exp-dir", str(exp / "fold1"),
                     "--data-dir", test_dir], check=True, capture_output=True)
     decode = exp / "fold1" / "decode"
+    # Training fitted one temperature per condition on dev; decoding writes both posteriors.
+    temperatures = load_temperatures(str(exp / "fold1"))
+    assert set(temperatures) == {"both", "audio_only", "text_only"}
     for condition in ("both", "audio_only", "text_only"):
-        rows = [line.split() for line in (decode / condition / "posteriors").read_text().splitlines()]
-        assert len(rows) == 12 and all(abs(sum(map(float, r[1:])) - 1) < 1e-4 for r in rows)
+        tables = {}
+        for name in ("posteriors", "posteriors_calibrated"):
+            rows = [line.split() for line in (decode / condition / name).read_text().splitlines()]
+            assert len(rows) == 12 and all(abs(sum(map(float, r[1:])) - 1) < 1e-4 for r in rows)
+            tables[name] = np.array([[float(v) for v in r[1:]] for r in rows])
+        raw, calibrated = tables["posteriors"], tables["posteriors_calibrated"]
+        np.testing.assert_array_equal(raw.argmax(1), calibrated.argmax(1))
+        # softmax(z / T): log-probability differences to the top class scaled by 1 / T (where
+        # both are large enough for the files' 6 decimals)
+        top = raw.argmax(1)[:, None]
+        gaps = np.log(raw) - np.log(np.take_along_axis(raw, top, 1))
+        calibrated_gaps = np.log(calibrated) - np.log(np.take_along_axis(calibrated, top, 1))
+        clear = (raw > 1e-3) & (calibrated > 1e-3)
+        assert clear.sum() > 12
+        np.testing.assert_allclose(calibrated_gaps[clear],
+                                   gaps[clear] / temperatures[condition], atol=5e-3)
     subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir", str(exp), "--folds", "1"],
                    check=True, capture_output=True)
     import json
@@ -198,6 +216,10 @@ def test_decode_then_score_reads_only_the_exp_dir(fold, tmp_path):
     assert scores["condition"] == "both" and scores["folds"][0]["num_utts"] == 12
     assert scores["mean"]["ua"] > 0.4  # chance is 0.25; the fixture's label shifts both modalities
     assert {"audio_only", "text_only"} <= set(scores)
+    calibration = scores["calibration"]
+    assert 0 <= calibration["ece"] <= 1 and 0 <= calibration["ece_calibrated"] <= 1
+    assert calibration["temperatures"] == [temperatures["both"]]
+    assert "ECE" in (exp / "scores.txt").read_text()
 
 
 def test_a_three_stream_model_trains_decodes_and_scores_from_its_config_alone(fold, tmp_path):
@@ -495,6 +517,29 @@ def test_average_checkpoints_writes_the_mean_of_the_best_epochs(fold, tmp_path):
     # The averaged model decodes like any other.
     model, _ = load_model(str(exp))
     assert not model.training
+
+
+def test_no_dev_trains_the_fixed_epochs_and_averages_the_last_ones(fold, tmp_path):
+    """--no-dev (a final model): <data-dir>/dev is never read (here it does not exist), every
+    epoch runs (no early stopping), best.pt is the mean of the last --average-checkpoints
+    epochs, and no dev calibration is written."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(os.path.join(fold["data_dir"], "train"), data / "train")
+    exp = tmp_path / "final"
+    result = run_train({**fold, "data_dir": str(data)}, exp, "--epochs", "4", "--patience", "1",
+                       "--average-checkpoints", "2", "--keep-checkpoints", "0", "--no-dev", "true")
+    done = yaml.safe_load((exp / ".done").read_text())
+    assert done["epoch"] == 4 and done["reason"] == "max_epochs" and done["averaged_epochs"] == [4, 3]
+    best = load_checkpoint(str(exp / "best.pt"))
+    for key, value in best["model"].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (final_params(exp, 4)[key]
+                                               + final_params(exp, 3)[key]) / 2, msg=key)
+    assert not (exp / "calibration.yaml").exists()
+    assert yaml.safe_load((exp / "config.yaml").read_text())["dev_utts"] == 0
+    assert "no dev set" in result.stderr + (exp / "train.log").read_text()
 
 
 def test_best_epochs_rank_by_the_metric_and_its_direction():
