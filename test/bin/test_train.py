@@ -542,6 +542,33 @@ def test_no_dev_trains_the_fixed_epochs_and_averages_the_last_ones(fold, tmp_pat
     assert "no dev set" in result.stderr + (exp / "train.log").read_text()
 
 
+def test_a_replayed_shorter_schedule_equals_training_it(fold, tmp_path):
+    """bench/schedule_replay.py: the best.pt it derives for --epochs 4 from a 6-epoch run that
+    kept every checkpoint is the one a 4-epoch run trains (per-epoch reseeding, inverse-sqrt
+    learning rates that do not depend on the run's length)."""
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location(
+        "schedule_replay", os.path.join(root, "bench", "schedule_replay.py"))
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    run_train(fold, tmp_path / "long", "--epochs", "6", "--keep-checkpoints", "6",
+              "--average-checkpoints", "2")
+    run_train(fold, tmp_path / "short", "--epochs", "4", "--average-checkpoints", "2")
+    last, ran_to, chosen, share = replay.replay_fold(str(tmp_path / "long"),
+                                                     str(tmp_path / "replayed"), 4, 0, 2)
+    short = yaml.safe_load((tmp_path / "short" / ".done").read_text())
+    assert (last, ran_to) == (4, 6) and chosen == short["averaged_epochs"] and 0 < share < 1
+    expected = load_checkpoint(str(tmp_path / "short" / "best.pt"))["model"]
+    for key, value in load_checkpoint(str(tmp_path / "replayed" / "best.pt"))["model"].items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
+    history = [{"epoch": e, "dev_metric": m} for e, m in enumerate([0.5, 0.6, 0.55, 0.5], 1)]
+    assert replay.stop_epoch(history, "ua", 10, 2) == 4  # 2 epochs without a gain after epoch 2
+    assert replay.stop_epoch(history, "ua", 3, 0) == 3
+    assert replay.stop_epoch(history, "ua", 10, 5) is None  # the run ended before the rule did
+
+
 def test_best_epochs_rank_by_the_metric_and_its_direction():
     history = [{"epoch": e, "dev_metric": m} for e, m in ((1, 0.5), (2, 0.7), (3, 0.7), (4, 0.6))]
     assert trainer.best_epochs(history, "ua", 2) == [2, 3]   # ties: the earlier epoch first
