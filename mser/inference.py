@@ -126,7 +126,8 @@ class EmotionRecognizer:
 
     @torch.inference_mode()
     def predict(self, waveform=None, sample_rate=None, text=None, return_attention=False):
-        """Emotion of one utterance: a mono waveform at any ``sample_rate`` and/or its transcript.
+        """Emotion of one utterance: a waveform at any ``sample_rate`` (float or integer PCM,
+        mono or channels: :func:`mono_float`) and/or its transcript.
 
         A missing or empty (tags only) transcript means audio-only; ``return_attention`` also
         returns where the emotion queries attend (query fusion only).
@@ -136,7 +137,7 @@ class EmotionRecognizer:
         batch = {}
         for m in used:
             if m == "audio":
-                extractor, waveform = self.extractors[m], np.asarray(waveform, np.float32)
+                extractor, waveform = self.extractors[m], mono_float(waveform)
                 problem = extractor.length_problem(
                     resampled_length(len(waveform), sample_rate, extractor.sample_rate))
                 if problem:
@@ -164,6 +165,28 @@ class EmotionRecognizer:
             if "text" in used:
                 prediction.text_tokens = self.extractors["text"].tokens(text)
         return prediction
+
+
+MAX_CHANNELS = 16
+
+
+def mono_float(waveform):
+    """A waveform as mono float32 in [-1, 1]: integer PCM (int16, int32, uint8) scaled as
+    soundfile reads it, a (samples, channels) or (channels, samples) array averaged over its
+    channels (the smaller dimension)."""
+    array = np.asarray(waveform)
+    if array.dtype.kind in "iu":
+        info = np.iinfo(array.dtype)
+        offset = 0 if array.dtype.kind == "i" else (int(info.max) + 1) // 2
+        array = (array.astype(np.float64) - offset) / (int(info.max) + 1 - offset)
+    elif array.dtype.kind != "f":
+        raise InputError(f"audio of dtype {array.dtype}: give float or integer PCM samples")
+    if array.ndim == 2 and min(array.shape) <= MAX_CHANNELS:
+        array = array.mean(axis=int(np.argmin(array.shape)))
+    if array.ndim != 1:
+        raise InputError(f"audio of shape {array.shape}: give mono samples (n,) or channels "
+                         f"(n, c) / (c, n) with at most {MAX_CHANNELS} channels")
+    return array.astype(np.float32)
 
 
 def _check_utf8(text):
@@ -239,11 +262,18 @@ def export_model(exp_dir, out_dir, checkpoint=TRAINED_WEIGHTS, bundle_pretrained
     for modality in config["model_conf"]["modalities"]:
         info = config[f"{modality}_info"]
         source = info.get("model_dir")
-        if bundle_pretrained and source and not source.startswith(PACKAGED_PREFIX):
-            target = os.path.join(BUNDLED_PRETRAINED, modality)
-            shutil.copytree(resolve_model_dir(source, "<org>/<model>"),
-                            os.path.join(out_dir, target), dirs_exist_ok=True)
-            config[f"{modality}_info"] = {**info, "model_dir": target}
+        if not bundle_pretrained:
+            continue
+        if not source or source.startswith(PACKAGED_PREFIX):
+            logging.info("--bundle-pretrained: nothing to copy for the %s features (%s: %s)",
+                         modality, info.get("extractor"), source or "no model dir, its default: "
+                         "computed, or a packaged model that tools/install.sh installs")
+            continue
+        target = os.path.join(BUNDLED_PRETRAINED, modality)
+        shutil.copytree(resolve_model_dir(source, "<org>/<model>"),
+                        os.path.join(out_dir, target), dirs_exist_ok=True)
+        config[f"{modality}_info"] = {**info, "model_dir": target}
+        logging.info("--bundle-pretrained: %s copied into %s", source, target)
     weights = {"model": state["model"], "epoch": state.get("epoch"), "seed": state.get("seed"),
                "git_commit": state.get("git_commit"), "exported_from": os.path.abspath(exp_dir)}
     with atomic_open(os.path.join(out_dir, EXPORTED_WEIGHTS), "wb") as f:

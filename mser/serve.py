@@ -1,7 +1,8 @@
 """The local web page and JSON API of mser-serve (FastAPI): upload or record audio, get its
 emotion timeline (:mod:`mser.timeline`).
 
-Endpoints (the interactive reference is at ``/docs``):
+Endpoints (their OpenAPI schema is at ``/openapi.json``; the interactive ``/docs`` page is off:
+it loads its scripts from a CDN and would be blank offline):
 
 - ``GET /``: the page (``mser/web/index.html``);
 - ``GET /api/info``: the model's classes, modalities, ASR, segmenter and the server's limits;
@@ -16,7 +17,8 @@ Endpoints (the interactive reference is at ``/docs``):
 
 Limits: a request body over ``max_upload_mb`` is refused (413) before it is read; a recording
 longer than ``max_duration`` seconds is refused (413); audio that neither libsndfile nor FFmpeg
-(PyAV) decodes is refused (415) with a message. Errors are JSON ``{"detail": "..."}``, never a
+(PyAV) decodes is refused (415) with a message, a recording without samples with 400. Every
+error, a malformed request's (422) included, is JSON ``{"detail": "<one string>"}``, never a
 stack trace (it goes to the server's log). Uploads are written only under ``work_dir`` (a
 temporary dir, one per request, removed when it ends). Requests run one at a time through the
 model (``max_concurrent``); the others wait, so two requests at once both complete. A request
@@ -82,6 +84,14 @@ def recording_name(filename):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "upload"
 
 
+def has_no_samples(path):
+    """Whether libsndfile reads ``path`` as audio of 0 frames (a header without samples)."""
+    try:
+        return soundfile.info(path).frames == 0
+    except Exception:  # not libsndfile's: readable_audio decides
+        return False
+
+
 def readable_audio(path, work):
     """``path`` if libsndfile reads it, else a 16 kHz wav FFmpeg (PyAV) decoded it into; None
     when neither can."""
@@ -107,6 +117,7 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
     import contextlib
 
     from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
     from mser.timeline import Cancelled, Timeline, check_cancelled
@@ -117,7 +128,8 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
         if on_shutdown:
             on_shutdown()
 
-    app = FastAPI(title="mser-serve", version="1", lifespan=lifespan,
+    app = FastAPI(title="mser-serve", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Emotion timeline of a recording: speech segments, transcripts, "
                               "emotions (see mser/serve.py)")
     app.add_middleware(UploadLimit, max_bytes=int(max_upload_mb * 1e6))
@@ -125,6 +137,12 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
     stopping = app.state.stopping = threading.Event()  # set by mser-serve on SIGTERM / Ctrl-C
     recognizer = timeline_recognizer.recognizer
     page = resources.files("mser").joinpath(WEB_DIR, "index.html").read_text(encoding="utf-8")
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed_request(request: Request, error: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+                             for e in error.errors())
+        return JSONResponse({"detail": f"malformed request: {problems}"}, status_code=422)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception):
@@ -196,6 +214,8 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
             name = audio.filename or "upload"
             if os.path.getsize(upload) == 0:
                 raise HTTPException(400, f"{name}: the upload is empty")
+            if has_no_samples(upload):
+                raise HTTPException(400, f"{name}: the recording has no samples (0 s of audio)")
             path = readable_audio(upload, work)
             if path is None:
                 raise HTTPException(415, f"{name}: unsupported or corrupt audio (neither "
@@ -222,7 +242,7 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
               format: str = Query("tsv", description="tsv or csv")):
         try:
             parsed = Timeline.from_dict(timeline)
-        except (KeyError, TypeError, AttributeError) as e:
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise HTTPException(422, f"not a timeline JSON (missing or wrong {e})") from None
         return table_response(parsed, format)
 

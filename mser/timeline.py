@@ -94,6 +94,18 @@ class Timeline:
 
     @classmethod
     def from_dict(cls, data):
+        """The timeline of a :meth:`to_dict` JSON; ValueError naming the field that is wrong."""
+        classes = data["classes"]
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ValueError(f"'classes': expected a list of class names, got {classes!r}")
+        if not isinstance(data["segments"], list):
+            raise ValueError("'segments': expected a list")
+        for i, segment in enumerate(data["segments"]):
+            probabilities = segment.get("probabilities")
+            if probabilities is not None and (not isinstance(probabilities, dict)
+                                              or set(probabilities) != set(classes)):
+                raise ValueError(f"'segments'[{i}].probabilities: expected one per class of "
+                                 f"{classes}")
         segments = [Segment(s["start"], s["end"], s.get("transcript"), s.get("emotion"),
                             s.get("probabilities"), tuple(s.get("modalities") or ()),
                             s.get("error"), s.get("attention")) for s in data["segments"]]
@@ -363,16 +375,26 @@ def plot_timeline(timeline, path, row_seconds=None, max_rows=12, dpi=100):
     """Emotion bands over time (each segment a stack of its class probabilities, the winning
     emotion and its probability written above) with the transcripts under them, in rows of
     ``row_seconds`` (default: 60 s, longer for recordings over ``max_rows`` minutes)."""
+    save_figure(timeline_figure(timeline, row_seconds, max_rows), path, dpi=dpi)
+
+
+def timeline_figure(timeline, row_seconds=None, max_rows=12):
+    """The figure of :func:`plot_timeline`: per row a band axis and a transcript strip, then
+    (but after the last) a blank spacer that keeps the strip's time labels clear of the next
+    band."""
     plt = pyplot()
     duration = max(timeline.duration, 1e-3)
     rows = int(np.ceil(duration / (row_seconds or max(60.0, duration / max_rows)) - 1e-9))
     row_seconds = row_seconds or duration / rows
     width, colours = 14.0, emotion_colours(timeline.classes)
-    fig, axes = plt.subplots(2 * rows, 1, figsize=(width, 0.6 + 2.3 * rows), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1.6] * rows, "hspace": 0.12})
+    fig, axes = plt.subplots(3 * rows - 1, 1, figsize=(width, 0.6 + 2.6 * rows), squeeze=False,
+                             gridspec_kw={"height_ratios": ([3, 1.6, 0.5] * rows)[:-1],
+                                          "hspace": 0.12})
+    for row in range(rows - 1):
+        axes[3 * row + 2, 0].set_visible(False)
     chars_per_second = width * 72 * 0.94 / (0.58 * 7.5) / row_seconds  # of 7.5 pt text
     for row in range(rows):
-        band, strip = axes[2 * row, 0], axes[2 * row + 1, 0]
+        band, strip = axes[3 * row, 0], axes[3 * row + 1, 0]
         lo, hi = row * row_seconds, min((row + 1) * row_seconds, duration)
         for ax in (band, strip):
             ax.set_xlim(lo, lo + row_seconds)
@@ -422,4 +444,4 @@ def plot_timeline(timeline, path, row_seconds=None, max_rows=12, dpi=100):
                  x=0.01, ha="left", fontsize=10)
     fig.subplots_adjust(left=0.04, right=0.99, top=1 - 0.45 / fig.get_figheight(),
                         bottom=0.35 / fig.get_figheight())
-    save_figure(fig, path, dpi=dpi)
+    return fig

@@ -145,13 +145,49 @@ def test_cli_batch_mode_falls_back_to_audio_only_per_utterance(fbank_model, tmp_
     assert [line.split()[-1] for line in written] == ["(audio+text)", "(audio)", "(audio)"]
 
 
-def test_cli_errors_name_the_problem(fbank_model, tmp_path):
+def test_cli_errors_name_the_problem(fbank_model, wav_path, tmp_path, capsys):
+    """One line naming the input and the fix, no traceback: a missing wav, a dir that is no
+    model dir, a model dir without its config; a missing file in a wav.scp is that utterance's
+    error (not libsndfile's "System error.")."""
     with pytest.raises(SystemExit):
         infer.main(["--model-dir", fbank_model, "--wav-scp", "x", "--text", "hi"])
-    with pytest.raises(FileNotFoundError, match="missing.wav"):
-        infer.main(["--model-dir", fbank_model, str(tmp_path / "missing.wav")])
+    for model_dir, wav, message in (
+            (fbank_model, str(tmp_path / "missing.wav"), "missing.wav: no such file"),
+            (str(tmp_path), wav_path, "neither model.pt nor best.pt"),
+            (str(tmp_path / "weights_only"), wav_path, "config.yaml: not found")):
+        os.makedirs(tmp_path / "weights_only", exist_ok=True)
+        (tmp_path / "weights_only" / "best.pt").touch()
+        with pytest.raises(SystemExit) as exit_info:
+            infer.main(["--model-dir", model_dir, wav])
+        assert str(exit_info.value).startswith("mser-infer: ") and message in str(exit_info.value)
     with pytest.raises(FileNotFoundError, match="neither model.pt nor best.pt"):
         EmotionRecognizer(str(tmp_path))
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"gone {tmp_path / 'gone.wav'}\nok {wav_path}\n")
+    assert infer.main(["--model-dir", fbank_model, "--wav-scp", str(scp)]) == 1
+    out = capsys.readouterr().out
+    assert "gone ERROR" in out and "no such file; fix the path in wav.scp" in out
+    assert "ok " in out and "System error" not in out
+
+
+def test_integer_and_multichannel_arrays_are_read_as_the_file_would_be(recognizer):
+    """predict() scales integer PCM (int16, int32, uint8) to [-1, 1] and averages channels given
+    as (n, c) or (c, n): the same prediction as the float mono waveform."""
+    from mser.inference import InputError
+
+    mono = np.round(tone() * 32767) / 32768  # exactly representable as int16
+    expected = recognizer.predict(mono.astype(np.float32), 16000).probabilities
+    as_int16 = (mono * 32768).astype(np.int16)
+    for waveform in (as_int16, as_int16.astype(np.int32) << 16,
+                     np.stack([mono, mono], axis=1), np.stack([mono, mono])):
+        got = recognizer.predict(waveform, 16000).probabilities
+        assert got == pytest.approx(expected, abs=1e-5)
+    uint8 = (np.round(mono * 127) + 128).astype(np.uint8)
+    from_uint8 = recognizer.predict(((uint8.astype(np.float32) - 128) / 128), 16000)
+    assert recognizer.predict(uint8, 16000).probabilities == pytest.approx(
+        from_uint8.probabilities, abs=1e-5)
+    with pytest.raises(InputError, match="shape"):
+        recognizer.predict(np.zeros((2, 3, 16000), np.float32), 16000)
 
 
 def test_text_only_model_needs_a_transcript(tmp_path):
@@ -168,8 +204,11 @@ def test_attention_plot_needs_query_fusion(tmp_path):
         EmotionRecognizer(model_dir).predict(tone(), 16000, TEXT, return_attention=True)
 
 
-def test_export_bundles_pretrained_models_and_predicts_the_same(w2v2_dir, tmp_path):
+def test_export_bundles_pretrained_models_and_predicts_the_same(w2v2_dir, tmp_path, caplog):
+    import logging
     import shutil
+
+    caplog.set_level(logging.INFO)
 
     ssl_copy = shutil.copytree(w2v2_dir, tmp_path / "w2v2")
     fold = save_model_dir(tmp_path / "fold1", {"extractor": "hf_ssl", "model_dir": str(ssl_copy),
@@ -183,6 +222,7 @@ def test_export_bundles_pretrained_models_and_predicts_the_same(w2v2_dir, tmp_pa
     config = yaml.safe_load((exported / "config.yaml").read_text())
     assert config["audio_info"]["model_dir"] == "pretrained/audio"
     assert config["text_info"]["model_dir"] is None   # the packaged MiniLM is not copied
+    assert "nothing to copy for the text features" in caplog.text  # and the log says so
     got = EmotionRecognizer(str(exported)).predict(tone(), 16000, TEXT).probabilities
     assert got == pytest.approx(expected, abs=1e-6)
 

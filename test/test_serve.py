@@ -109,11 +109,24 @@ def test_oversized_corrupt_and_unsupported_uploads_get_a_message(client, recordi
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     assert upload(client, empty).json()["detail"] == "empty.wav: the upload is empty"
-    assert client.post("/api/timeline").status_code == 422        # no file
+    no_samples = tmp_path / "silent.wav"
+    soundfile.write(no_samples, np.zeros(0, np.int16), RATE, subtype="PCM_16")  # a header only
+    response = upload(client, no_samples)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "silent.wav: the recording has no samples (0 s of audio)"}
+    missing_file = client.post("/api/timeline")
+    assert missing_file.status_code == 422
+    assert isinstance(missing_file.json()["detail"], str)  # one string, as every error
+    assert "audio" in missing_file.json()["detail"]
     bad_format = client.post("/api/timeline?format=xml", files={"audio": ("x.wav", b"RIFF")})
     assert bad_format.status_code == 400 and "choose json, tsv or csv" in bad_format.text
     not_a_timeline = client.post("/api/table", json={"segments": []})
     assert not_a_timeline.status_code == 422 and "not a timeline JSON" in not_a_timeline.text
+    no_classes = client.post("/api/table", json={"recording": "r", "duration": 1.0,
+                                                 "classes": None, "segments": []})
+    assert no_classes.status_code == 422 and "'classes'" in no_classes.json()["detail"]
+    assert client.get("/docs").status_code == 404  # it would load its scripts from a CDN
+    assert client.get("/openapi.json").json()["info"]["title"] == "mser-serve"
     assert os.listdir(work) == []
 
 

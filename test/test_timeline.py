@@ -306,3 +306,25 @@ def test_data_dir_of_a_relative_path_reads_from_any_directory(tmp_path, monkeypa
     seg, command = next(iter(read_table("data/wav.scp").items()))
     if shutil.which("sox"):
         assert len(read_wav(seg, command)[0]) == int(1.5 * RATE)
+
+
+def test_each_rows_time_labels_stay_clear_of_the_next_row():
+    """In a timeline of several rows, the time tick labels under a row's transcripts are not
+    drawn under the next row's probability band (which would hide them)."""
+    from mser.timeline import Segment, timeline_figure
+
+    classes = ["ang", "hap", "neu", "sad"]
+    segments = [Segment(start, start + 4.0, "some words", "neu",
+                        {c: 0.25 for c in classes}, ("audio", "text"))
+                for start in np.arange(0.0, 170.0, 10.0)]
+    fig = timeline_figure(Timeline("call", 180.0, classes, segments))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    bands, strips = visible[0::2], visible[1::2]
+    assert len(bands) == len(strips) == 3
+    for strip, next_band in zip(strips, bands[1:]):
+        labels = [t for t in strip.get_xticklabels() if t.get_text()]
+        assert labels
+        lowest = min(t.get_window_extent(renderer).y0 for t in labels)
+        assert lowest > next_band.get_window_extent(renderer).y1  # display y grows upwards

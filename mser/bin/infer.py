@@ -25,7 +25,7 @@ import sys
 
 from tqdm import tqdm
 
-from mser.io.datadir import DataDirError, read_table
+from mser.io.datadir import read_table
 from mser.features.audio import BadUtteranceError, read_wav
 from mser.inference import EmotionRecognizer, Transcriber, plot_query_attention
 from mser.utils.fileio import atomic_open
@@ -70,7 +70,7 @@ def utterances(args):
     """[(utt, wav entry, transcript or None)] of the requested input."""
     if args.wav is not None:
         if not os.path.exists(args.wav):
-            raise FileNotFoundError(f"{args.wav}: no such file")
+            raise FileNotFoundError(f"{args.wav}: no such file; give the path of a recording")
         return [(os.path.splitext(os.path.basename(args.wav))[0], args.wav, args.text)]
     wav_scp = args.wav_scp or os.path.join(args.data_dir, "wav.scp")
     text_path = args.text_file or (os.path.join(args.data_dir, "text") if args.data_dir else None)
@@ -110,15 +110,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_args(parser, args)
     setup_logging()
-    recognizer = EmotionRecognizer(args.model_dir, args.checkpoint, args.device)
+    try:
+        items = utterances(args)
+        recognizer = EmotionRecognizer(args.model_dir, args.checkpoint, args.device)
+    except (OSError, ValueError) as e:  # a missing input, a model dir that is not one
+        sys.exit(f"mser-infer: {error_reason(e)}")
     if args.attention_plot and recognizer.config["model_conf"]["fusion"] != "query":
         parser.error(f"--attention-plot: fusion {recognizer.config['model_conf']['fusion']!r} "
                      f"has no emotion queries to plot; only 'query' fusion models have")
     transcriber = Transcriber(args.transcribe, args.device) if args.transcribe else None
-    try:
-        items = utterances(args)
-    except DataDirError as e:
-        sys.exit(f"mser-infer: {e}")
     lines, failed, plot = [], 0, args.attention_plot
     for utt, wav, text in tqdm(items, desc="mser-infer", unit="utt", disable=len(items) == 1):
         try:

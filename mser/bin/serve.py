@@ -1,7 +1,7 @@
 """A local web page for emotion timelines (mser-serve): upload or record audio, see its speech
 segments with their transcripts, emotions and probabilities on a timeline, play a segment, see
 where the emotion queries attend, download the table (TSV) or the JSON. The same as a JSON API
-(POST /api/timeline; reference at /docs)::
+(POST /api/timeline; its OpenAPI schema at /openapi.json)::
 
     mser-serve --model-dir exp/<tag>/fold1                 # then open http://127.0.0.1:8000
     curl -F audio=@call.wav http://127.0.0.1:8000/api/timeline

@@ -44,6 +44,10 @@ def main(argv=None):
     parser = get_parser()
     args = parse_args(parser, argv)
     check_args(parser, args)
+    if args.max_frames > 0 and any(a.split("=")[0] == "--batch-size" for a in argv):
+        parser.error(f"--batch-size is not used when batches are sized in frames (--max-frames "
+                     f"{args.max_frames}, e.g. from the config); give --max-frames instead, or "
+                     f"--max-frames 0 with --batch-size")
     world_size = distributed.world_size_for(args.ngpu, args.nproc)
     affinity_cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                      else os.cpu_count() or 1)

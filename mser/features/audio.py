@@ -4,6 +4,7 @@ A wav.scp value is a sound file path (anything libsndfile reads) or a Kaldi pipe
 in ``|`` whose standard output is a sound file. Multi-channel audio is averaged to mono.
 """
 import io
+import os
 import subprocess
 from fractions import Fraction
 
@@ -31,6 +32,9 @@ def _open(wav):
             raise RuntimeError(f"command failed (exit {out.returncode}): "
                                f"{out.stderr.decode(errors='replace').strip()[-300:]}")
         return io.BytesIO(out.stdout)
+    if not os.path.exists(wav):  # libsndfile would only say "System error."
+        raise FileNotFoundError("no such file; fix the path in wav.scp (relative paths are "
+                                "read from the current directory)")
     return wav
 
 

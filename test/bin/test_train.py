@@ -172,6 +172,16 @@ def test_unknown_yaml_key_is_an_error(fold, tmp_path):
     assert "unknown key 'num_querys'" in result.stderr and "num_queries" in result.stderr
 
 
+def test_batch_size_is_refused_where_max_frames_sizes_the_batches(fold, tmp_path):
+    """A config's max_frames wins over --batch-size: giving both is an error with the reason,
+    not a config.yaml that records a batch size the run never used."""
+    conf = tmp_path / "frames.yaml"
+    conf.write_text("epochs: 1\nmax_frames: 400\n")
+    result = run_train(fold, tmp_path / "exp", "--config", str(conf), check=False)
+    assert result.returncode != 0 and "--batch-size is not used" in result.stderr
+    assert not (tmp_path / "exp" / "config.yaml").exists()
+
+
 @pytest.mark.parametrize("scheduler", ["warmup", "cosine"])
 def test_learning_rate_schedules(scheduler):
     factor = lr_lambda(scheduler, warmup_steps=10, total_steps=5 * 20)
