@@ -20,13 +20,16 @@ longer than ``max_duration`` seconds is refused (413); audio that neither libsnd
 (PyAV) decodes is refused (415) with a message, a recording without samples with 400. Every
 error, a malformed request's (422) included, is JSON ``{"detail": "<one string>"}``, never a
 stack trace (it goes to the server's log). Uploads are written only under ``work_dir`` (a
-temporary dir, one per request, removed when it ends). Requests run one at a time through the
-model (``max_concurrent``); the others wait, so two requests at once both complete. A request
-whose client disconnects stops (waiting or working) within a batch of segments, freeing the model
-for the next; ``app.state.stopping.set()`` (mser-serve on SIGTERM / Ctrl-C) stops every request
+temporary dir, one per request, removed when it ends). Requests take turns through the model
+one batch of segments at a time (``max_concurrent`` batches at once, first come, first served),
+so a short recording is not stuck behind a long one; beyond ``max_requests`` in progress a new
+request is refused at once (503, ``Retry-After``). A request whose client disconnects stops
+(waiting or working) within a batch of segments, freeing the model for the next; ``app.state.stopping.set()`` (mser-serve on SIGTERM / Ctrl-C) stops every request
 the same way (503), so the server exits within seconds.
 """
 import asyncio
+import collections
+import contextlib
 import logging
 import os
 import re
@@ -42,6 +45,7 @@ WEB_DIR = "web"
 UPLOAD_CHUNK = 1 << 20
 DECODE_RATE = 16000
 DISCONNECT_POLL = 0.5   # seconds between checks of a request's client and of its slot
+RETRY_AFTER = 10        # seconds a refused request (503: full) is told to wait
 
 
 class UploadLimit:
@@ -79,6 +83,54 @@ class UploadLimit:
         return await self.app(scope, limited_receive, send)
 
 
+class FairSlots:
+    """At most ``size`` holders of the model at once, the others served first come, first
+    served: a request holds a slot for one batch of segments and queues again behind the
+    waiting ones for its next (a plain semaphore lets the releasing thread take the slot back at
+    once, so one long recording would starve every short request behind it)."""
+
+    def __init__(self, size):
+        self._lock = threading.Lock()
+        self._free = size
+        self._waiting = collections.deque()
+
+    def release(self):
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().set()  # handed over, never free in between
+            else:
+                self._free += 1
+
+    @contextlib.contextmanager
+    def slot(self, cancelled=None, name=""):
+        """Hold a slot for the ``with`` block; ``cancelled()`` is asked while waiting (True:
+        :class:`mser.timeline.Cancelled`, the place in the queue given up)."""
+        from mser.timeline import Cancelled, check_cancelled
+
+        with self._lock:
+            ticket = None
+            if self._free and not self._waiting:
+                self._free -= 1
+            else:
+                ticket = threading.Event()
+                self._waiting.append(ticket)
+        try:
+            while ticket is not None and not ticket.wait(DISCONNECT_POLL):
+                check_cancelled(cancelled, name)
+        except Cancelled:
+            with self._lock:
+                granted = ticket.is_set()
+                if not granted:
+                    self._waiting.remove(ticket)
+            if granted:  # handed over while giving up: pass it on
+                self.release()
+            raise
+        try:
+            yield
+        finally:
+            self.release()
+
+
 def recording_name(filename):
     stem = os.path.splitext(os.path.basename(filename or ""))[0]
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "upload"
@@ -110,17 +162,17 @@ def readable_audio(path, work):
 
 
 def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work_dir=None,
-               max_concurrent=1, on_shutdown=None):
+               max_concurrent=1, on_shutdown=None, max_requests=8):
     """The FastAPI app over a :class:`mser.timeline.TimelineRecognizer`; ``on_shutdown()`` runs
     when the server stops (uvicorn re-raises SIGTERM/SIGINT after that, so code after
-    ``uvicorn.run`` may never run)."""
-    import contextlib
-
+    ``uvicorn.run`` may never run). ``max_concurrent``: segment batches through the model at
+    once; ``max_requests``: timeline requests in progress (working or waiting) beyond which a
+    new one is refused at once (503 with Retry-After)."""
     from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
-    from mser.timeline import Cancelled, Timeline, check_cancelled
+    from mser.timeline import Cancelled, Timeline
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -133,7 +185,8 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
                   description="Emotion timeline of a recording: speech segments, transcripts, "
                               "emotions (see mser/serve.py)")
     app.add_middleware(UploadLimit, max_bytes=int(max_upload_mb * 1e6))
-    slots = threading.Semaphore(max_concurrent)
+    slots = FairSlots(max_concurrent)
+    admitted = threading.BoundedSemaphore(max_requests)
     stopping = app.state.stopping = threading.Event()  # set by mser-serve on SIGTERM / Ctrl-C
     recognizer = timeline_recognizer.recognizer
     page = resources.files("mser").joinpath(WEB_DIR, "index.html").read_text(encoding="utf-8")
@@ -176,6 +229,16 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
                        format: str = Query("json", description="json, tsv or csv")):
         if format not in ("json", "tsv", "csv"):
             raise HTTPException(400, f"format {format!r}: choose json, tsv or csv")
+        if not admitted.acquire(blocking=False):
+            raise HTTPException(503, f"busy: {max_requests} requests in progress (mser-serve "
+                                     f"--max-requests); try again later",
+                                headers={"Retry-After": str(RETRY_AFTER)})
+        try:
+            return await timeline_response(request, audio, attention, format)
+        finally:
+            admitted.release()
+
+    async def timeline_response(request, audio, attention, format):
         gone = threading.Event()  # the client disconnected: its work stops at the next batch
 
         async def watch_client():
@@ -188,10 +251,11 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
         try:
             result, seconds = await asyncio.to_thread(
                 run_request, audio, attention, lambda: gone.is_set() or stopping.is_set())
-        except Cancelled:
+        except Cancelled as e:
             if stopping.is_set():
                 raise HTTPException(503, "the server is stopping; try again later") from None
-            logging.info("%s: the client went away; its timeline was stopped", audio.filename)
+            logging.info("%s: the client went away; its timeline was stopped (%s)",
+                         audio.filename, e)
             return JSONResponse({"detail": "cancelled: the client went away"}, status_code=499)
         finally:
             gone.set()
@@ -226,16 +290,12 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
                 raise HTTPException(413, f"{name}: {seconds:.1f} s of audio; this server takes "
                                          f"at most {max_duration:.0f} s (mser-serve "
                                          f"--max-duration)")
-            while not slots.acquire(timeout=DISCONNECT_POLL):
-                check_cancelled(cancelled, name)
             try:
                 return timeline_recognizer.timeline_file(
                     path, recording_name(name), return_attention=attention, progress=False,
-                    cancelled=cancelled), seconds
+                    cancelled=cancelled, gate=lambda: slots.slot(cancelled, name)), seconds
             except BadUtteranceError as e:
                 raise HTTPException(415, f"{name}: corrupt audio ({e.reason})") from None
-            finally:
-                slots.release()
 
     @app.post("/api/table")
     def table(timeline: dict = Body(..., description="a timeline JSON"),

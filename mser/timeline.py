@@ -18,6 +18,7 @@ the model cannot take (e.g. too short for one feature frame) keeps its ``error``
 on the console, never dropped. :func:`write_outputs` writes a recording's table (TSV, CSV),
 JSON, timeline plot (PNG) and Kaldi data dir (segments, text, utt2emo, ...).
 """
+import contextlib
 import csv
 import dataclasses
 import io
@@ -26,6 +27,7 @@ import logging
 import os
 import shlex
 import textwrap
+import threading
 
 import numpy as np
 from tqdm import tqdm
@@ -159,6 +161,9 @@ class TimelineRecognizer:
         self.options = (options or SegmentOptions()).check()
         self.segmenter, self.window, self.batch_size = segmenter, window, batch_size
         self.detector = SpeechDetector() if segmenter == "vad" else None
+        # The VAD keeps state across a recording's blocks: one recording at a time through it
+        # (mser-serve runs requests in threads).
+        self.vad_lock = threading.Lock()
         self.asr_name = asr if asr and "text" in self.recognizer.modalities else None
         self.asr = None
         if self.asr_name:
@@ -179,8 +184,9 @@ class TimelineRecognizer:
         """[(start, end)] of ``source``: its speech (VAD) or fixed windows."""
         if self.segmenter == "fixed":
             return fixed_segments(source.duration, self.window, self.options.min_segment)
-        with tqdm(total=round(source.duration, 1), unit="s", desc=f"{source.name}: VAD",
-                  disable=not progress, mininterval=2, leave=False) as bar:
+        with self.vad_lock, tqdm(total=round(source.duration, 1), unit="s",
+                                 desc=f"{source.name}: VAD", disable=not progress,
+                                 mininterval=2, leave=False) as bar:
             def advance(seconds):
                 check_cancelled(cancelled, source.name)
                 bar.update(round(seconds, 1))
@@ -197,11 +203,13 @@ class TimelineRecognizer:
             return self.run(source, **kwargs)
 
     def run(self, source, segments=None, transcripts=None, return_attention=False,
-            progress=True, cancelled=None):
+            progress=True, cancelled=None, gate=None):
         """The :class:`Timeline` of an AudioSource; ``segments`` [(start, end)] replace the
         segmenter, ``transcripts`` (one per segment; None or "" for none) the ASR.
         ``cancelled()`` is asked between blocks of VAD and batches of segments: True raises
-        :class:`Cancelled` (mser-serve: the client went away or the server is stopping)."""
+        :class:`Cancelled` (mser-serve: the client went away or the server is stopping).
+        ``gate()``, if given, is a context manager held around each batch of segments (its
+        reading, ASR and classification; mser-serve: a turn with the model)."""
         segmenter = {"kind": "given"} if segments is not None else self.segmenter_info()
         if segments is None:
             segments = self.segments(source, progress, cancelled)
@@ -215,15 +223,18 @@ class TimelineRecognizer:
                    disable=not progress, mininterval=2, leave=False)
         with bar:
             for first in range(0, len(segments), self.batch_size):
-                check_cancelled(cancelled, source.name)
+                if cancelled is not None and cancelled():
+                    raise Cancelled(f"{source.name}: cancelled after {first} of "
+                                    f"{len(segments)} segment(s)")
                 batch = segments[first:first + self.batch_size]
-                waves = [source.read(round(s * READ_RATE), round(e * READ_RATE), READ_RATE)
-                         for s, e in batch]
-                texts = (transcripts[first:first + len(batch)] if transcripts is not None
-                         else self.transcribe(waves))
-                for (start, end), wave, text in zip(batch, waves, texts):
-                    timeline.segments.append(self._classify(start, end, wave, text,
-                                                            return_attention))
+                with gate() if gate else contextlib.nullcontext():
+                    waves = [source.read(round(s * READ_RATE), round(e * READ_RATE), READ_RATE)
+                             for s, e in batch]
+                    texts = (transcripts[first:first + len(batch)] if transcripts is not None
+                             else self.transcribe(waves))
+                    for (start, end), wave, text in zip(batch, waves, texts):
+                        timeline.segments.append(self._classify(start, end, wave, text,
+                                                                return_attention))
                 bar.update(len(batch))
         failed = timeline.failed()
         if failed:

@@ -262,7 +262,8 @@ def test_page_in_headless_chromium_shows_the_timeline(server, recording, tmp_pat
 
 class SlowTimeline:
     """A stand-in TimelineRecognizer: a recording named long* takes 60 s in batches of 0.1 s,
-    asking ``cancelled()`` before each (as TimelineRecognizer.run does); others answer at once."""
+    short* 0.5 s, asking ``cancelled()`` before each batch and holding ``gate()`` during it (as
+    TimelineRecognizer.run does); others answer at once."""
 
     def __init__(self):
         from types import SimpleNamespace
@@ -274,16 +275,21 @@ class SlowTimeline:
     def segmenter_info(self):
         return {"kind": "fixed"}
 
-    def timeline_file(self, path, name, return_attention=False, progress=True, cancelled=None):
+    def timeline_file(self, path, name, return_attention=False, progress=True, cancelled=None,
+                      gate=None):
+        import contextlib
+
         from mser.timeline import Cancelled, check_cancelled
 
-        for _ in range(600 if name.startswith("long") else 0):
+        batches = 600 if name.startswith("long") else 5 if name.startswith("short") else 0
+        for _ in range(batches):
             try:
                 check_cancelled(cancelled, name)
+                with gate() if gate else contextlib.nullcontext():
+                    time.sleep(0.1)
             except Cancelled:
                 self.stopped.set()
                 raise
-            time.sleep(0.1)
         return Timeline(name, 1.0, ["neu", "ang"], [])
 
 
@@ -348,3 +354,87 @@ def test_stopping_the_server_stops_the_request_in_flight(tmp_path):
     assert slow.stopped.is_set() and time.time() - start < 5
     assert answers[0].status_code == 503 and "stopping" in answers[0].json()["detail"]
     assert not thread.is_alive()
+
+
+def test_a_short_request_takes_turns_with_a_long_one_and_a_full_server_refuses_at_once(tmp_path):
+    """The model is held one batch at a time, first come, first served: a 0.5 s request sent
+    while a 60 s one runs is answered in about its own time, not after the long one. With
+    --max-requests 2 reached, a third request is refused at once: 503 with Retry-After."""
+    import httpx
+
+    wav = tmp_path / "a.wav"
+    soundfile.write(wav, np.zeros(RATE, np.float32), RATE)
+    slow = SlowTimeline()
+    server, thread, url = serve_in_thread(create_app(slow, work_dir=str(tmp_path),
+                                                     max_requests=2))
+    long_request = threading.Thread(target=lambda: httpx.post(
+        f"{url}/api/timeline", files={"audio": ("long.wav", wav.read_bytes())}, timeout=4.0),
+        daemon=True)  # gives up after 4 s: its work stops
+    try:
+        long_request.start()
+        time.sleep(0.5)
+        start = time.time()
+        short = httpx.post(f"{url}/api/timeline", files={"audio": ("short.wav", wav.read_bytes())},
+                           timeout=30)
+        assert short.status_code == 200 and time.time() - start < 1.5  # 5 turns of 0.1 s
+        holder = threading.Thread(target=lambda: httpx.post(
+            f"{url}/api/timeline", files={"audio": ("long2.wav", wav.read_bytes())},
+            timeout=4.0), daemon=True)
+        holder.start()
+        time.sleep(0.3)
+        start = time.time()
+        refused = httpx.post(f"{url}/api/timeline", files={"audio": ("short.wav",
+                                                                   wav.read_bytes())})
+        assert refused.status_code == 503 and time.time() - start < 1.0
+        assert refused.headers["Retry-After"] == "10" and "busy" in refused.json()["detail"]
+    finally:
+        long_request.join(10)
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_fair_slots_serve_waiters_in_order_and_a_cancelled_one_leaves_the_queue():
+    """A holder that releases and asks again queues behind the waiters (a, b, a, b, a), and a
+    waiter whose request is cancelled gives its place up without ever holding a slot."""
+    from mser.serve import DISCONNECT_POLL, FairSlots
+    from mser.timeline import Cancelled
+
+    slots, order = FairSlots(1), []
+
+    def turns(name, count, hold):
+        for _ in range(count):
+            with slots.slot(name=name):
+                order.append(name)
+                time.sleep(hold)
+
+    first = threading.Thread(target=turns, args=("a", 3, 0.2))
+    first.start()
+    time.sleep(0.05)
+    second = threading.Thread(target=turns, args=("b", 2, 0.2))
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert order == ["a", "b", "a", "b", "a"]
+
+    cancel, outcome = threading.Event(), []
+
+    def gives_up():
+        try:
+            with slots.slot(cancelled=cancel.is_set, name="quitter"):
+                outcome.append("held")
+        except Cancelled:
+            outcome.append("gave up")
+
+    holder = threading.Thread(target=turns, args=("c", 1, 3 * DISCONNECT_POLL))
+    holder.start()
+    time.sleep(0.05)
+    quitter = threading.Thread(target=gives_up)
+    quitter.start()
+    time.sleep(0.05)
+    cancel.set()  # noticed at its next poll, long before c's turn ends
+    quitter.join(5)
+    holder.join(5)
+    assert outcome == ["gave up"]
+    with slots.slot(name="d"):  # the slot is free again: nothing was lost
+        order.append("d")
+    assert order[-1] == "d"

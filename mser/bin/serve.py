@@ -32,7 +32,11 @@ def get_parser():
     parser.add_argument("--max-duration", type=float, default=600.0,
                         help="longest recording accepted (seconds)")
     parser.add_argument("--max-concurrent", type=int, default=1,
-                        help="requests through the model at once (the others wait)")
+                        help="batches of segments through the model at once; requests take "
+                             "turns batch by batch, first come, first served")
+    parser.add_argument("--max-requests", type=int, default=8,
+                        help="timeline requests in progress (working or waiting) beyond which "
+                             "a new one is refused at once (503 with Retry-After)")
     return parser
 
 
@@ -52,7 +56,8 @@ def main(argv=None):
         tempfile.tempdir = None
         shutil.rmtree(work, ignore_errors=True)
     app = create_app(recognizer, args.max_upload_mb, args.max_duration, work,
-                     args.max_concurrent, on_shutdown=remove_work_dir)
+                     args.max_concurrent, on_shutdown=remove_work_dir,
+                     max_requests=args.max_requests)
     logging.info("serving %s on http://%s:%d (uploads in %s)", args.model_dir, args.host,
                  args.port, work)
     try:
