@@ -160,10 +160,10 @@ class TimelineRecognizer:
         self.recognizer = recognizer or EmotionRecognizer(model_dir, checkpoint, device)
         self.options = (options or SegmentOptions()).check()
         self.segmenter, self.window, self.batch_size = segmenter, window, batch_size
-        self.detector = SpeechDetector() if segmenter == "vad" else None
-        # The VAD keeps state across a recording's blocks: one recording at a time through it
-        # (mser-serve runs requests in threads).
-        self.vad_lock = threading.Lock()
+        # The VAD keeps state across a recording's blocks: a detector per thread (mser-serve
+        # runs requests in threads; two recordings through one detector crash it).
+        self._detectors = threading.local()
+        self.detector = self.thread_detector() if segmenter == "vad" else None
         self.asr_name = asr if asr and "text" in self.recognizer.modalities else None
         self.asr = None
         if self.asr_name:
@@ -175,6 +175,13 @@ class TimelineRecognizer:
         if "audio" not in self.recognizer.modalities and not self.asr:
             raise ValueError("a text-only model needs transcripts: give it an ASR model")
 
+    def thread_detector(self):
+        """This thread's Silero VAD (loaded on first use; the constructing thread's is
+        ``self.detector``)."""
+        if not hasattr(self._detectors, "detector"):
+            self._detectors.detector = SpeechDetector()
+        return self._detectors.detector
+
     def segmenter_info(self):
         if self.segmenter == "fixed":
             return {"kind": "fixed", "window": self.window}
@@ -184,13 +191,12 @@ class TimelineRecognizer:
         """[(start, end)] of ``source``: its speech (VAD) or fixed windows."""
         if self.segmenter == "fixed":
             return fixed_segments(source.duration, self.window, self.options.min_segment)
-        with self.vad_lock, tqdm(total=round(source.duration, 1), unit="s",
-                                 desc=f"{source.name}: VAD", disable=not progress,
-                                 mininterval=2, leave=False) as bar:
+        with tqdm(total=round(source.duration, 1), unit="s", desc=f"{source.name}: VAD",
+                  disable=not progress, mininterval=2, leave=False) as bar:
             def advance(seconds):
                 check_cancelled(cancelled, source.name)
                 bar.update(round(seconds, 1))
-            return detect(source, self.detector, self.options, advance)
+            return detect(source, self.thread_detector(), self.options, advance)
 
     def timeline(self, waveform, sample_rate, name="recording", **kwargs):
         """The timeline of a waveform in memory (any rate); see :meth:`run`."""
