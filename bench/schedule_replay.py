@@ -1,8 +1,10 @@
-"""What a shorter schedule would have trained, replayed from runs that kept every epoch's
-checkpoint (``--train_opts "--keep-checkpoints <epochs>"``): per fold, the epoch at which
-``--epochs E --patience P`` would have stopped and its best.pt (the mean of the
+"""What a shorter schedule or another selection would have trained, replayed from runs that
+kept every epoch's checkpoint (``--train_opts "--keep-checkpoints <epochs>"``): per fold, the
+epoch at which ``--epochs E --patience P`` would have stopped and its best.pt (the mean of the
 ``--average-checkpoints`` best dev epochs up to there), written as a new tag that stages 4-5
-decode and score like any other.
+decode and score like any other. ``--select-conditions`` ranks the epochs by the mean dev
+metric of those conditions only (the history holds each condition's), e.g. without a
+text-only condition that is at chance on a corpus of fixed sentences.
 
     tools/venv/bin/python bench/schedule_replay.py --recipe egs/ravdess \\
         --source exp/train_whisper_base_minilm --tag sched_e10p3_whisper_base_minilm \\
@@ -47,7 +49,17 @@ def stop_epoch(history, metric, epochs, patience):
     return history[-1]["epoch"] if ended else None
 
 
-def replay_fold(source, target, epochs, patience, average):
+def with_selection(history, metric, conditions):
+    """``history`` with each epoch's dev_metric the mean ``metric`` of ``conditions``."""
+    missing = [c for c in conditions if c not in history[0]["dev_conditions"]]
+    if missing:
+        sys.exit(f"--select-conditions: {missing} not in the run's dev conditions "
+                 f"{list(history[0]['dev_conditions'])}")
+    return [{**h, "dev_metric": sum(h["dev_conditions"][c][metric] for c in conditions)
+             / len(conditions)} for h in history]
+
+
+def replay_fold(source, target, epochs, patience, average, conditions=None):
     with open(os.path.join(source, "config.yaml"), encoding="utf-8") as f:
         config = yaml.safe_load(f)
     if config["scheduler"] != "warmup":
@@ -56,6 +68,9 @@ def replay_fold(source, target, epochs, patience, average):
     kept = saved_epochs(source)
     history = load_checkpoint(checkpoint_path(source, max(kept)))["state"]["history"]
     metric = config["select_metric"]
+    if conditions:
+        history = with_selection(history, metric, conditions)
+        config["select_conditions"] = list(conditions)
     last = stop_epoch(history, metric, epochs, patience)
     ran_to = history[-1]["epoch"]
     if last is None:
@@ -89,6 +104,8 @@ def main():
     parser.add_argument("--patience", type=int, required=True)
     parser.add_argument("--average-checkpoints", type=int, default=5)
     parser.add_argument("--folds", default="", help="default: every fold<k> of --source")
+    parser.add_argument("--select-conditions", nargs="+",
+                        help="dev conditions whose mean metric selects (default: the run's)")
     args = parser.parse_args()
     recipe = os.path.join(ROOT, args.recipe)
     source = os.path.join(recipe, args.source)
@@ -103,10 +120,12 @@ def main():
         last, ran_to, chosen, share = replay_fold(os.path.join(source, f"fold{k}"),
                                                   os.path.join(target, f"fold{k}"),
                                                   args.epochs, args.patience,
-                                                  args.average_checkpoints)
+                                                  args.average_checkpoints,
+                                                  args.select_conditions)
         shares.append(share)
         print(f"| {k} | {last} ({ran_to}) | {' '.join(map(str, chosen))} | {share:.2f} |")
-    print(f"\n{args.tag}: --epochs {args.epochs} --patience {args.patience}: "
+    print(f"\n{args.tag}: --epochs {args.epochs} --patience {args.patience}"
+          f"{' --select-conditions ' + ' '.join(args.select_conditions) if args.select_conditions else ''}: "
           f"{sum(shares) / len(shares):.2f} of the source's epoch time (mean over folds)")
 
 

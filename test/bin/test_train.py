@@ -577,6 +577,12 @@ def test_a_replayed_shorter_schedule_equals_training_it(fold, tmp_path):
     assert replay.stop_epoch(history, "ua", 10, 2) == 4  # 2 epochs without a gain after epoch 2
     assert replay.stop_epoch(history, "ua", 3, 0) == 3
     assert replay.stop_epoch(history, "ua", 10, 5) is None  # the run ended before the rule did
+    # Selection on a subset of the dev conditions: each epoch's metric is their mean.
+    per_condition = [{"epoch": e, "dev_metric": None, "dev_conditions": {
+        "both": {"ua": b}, "text_only": {"ua": t}}} for e, b, t in ((1, 0.6, 0.9), (2, 0.7, 0.2))]
+    assert [h["dev_metric"] for h in replay.with_selection(per_condition, "ua", ["both"])] == [0.6, 0.7]
+    assert [h["dev_metric"] for h in replay.with_selection(
+        per_condition, "ua", ["both", "text_only"])] == pytest.approx([0.75, 0.45])
 
 
 def test_best_epochs_rank_by_the_metric_and_its_direction():
