@@ -120,7 +120,8 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [[ $modalities == *text* ]]; the
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  log "Stage 3: train $exp on folds $folds, $fold_jobs at once (logs: $exp/log/train.fold<k>.log)"
+  at_once="$fold_jobs at once"; [ $fold_jobs -eq 1 ] && at_once="one at a time"
+  log "Stage 3: train $exp on fold(s) $folds, $at_once (logs: $exp/log/train.fold<k>.log)"
   procs=$nproc; [ "$ngpu" -gt 0 ] && procs=$ngpu  # per node
   # --nproc-per-node: train's --nproc, spelt so that the logged command also runs under an
   # external torchrun (which rejects --nproc as ambiguous).

@@ -111,9 +111,9 @@ def main(argv=None):
     check_args(parser, args)
     setup_logging()
     try:
-        items = utterances(args)
         recognizer = EmotionRecognizer(args.model_dir, args.checkpoint, args.device)
-    except (OSError, ValueError) as e:  # a missing input, a model dir that is not one
+        items = utterances(args)
+    except (OSError, ValueError) as e:  # a model dir that is not one, a missing input
         sys.exit(f"mser-infer: {error_reason(e)}")
     if args.attention_plot and recognizer.config["model_conf"]["fusion"] != "query":
         parser.error(f"--attention-plot: fusion {recognizer.config['model_conf']['fusion']!r} "
