@@ -69,7 +69,7 @@ def test_recipe_stages_0_to_5(corpus, tmp_path, tone):
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     protocol = read_protocol(work / "data" / "protocol")
     assert protocol["tests"] == tests
-    tag = re.search(r"Stage 3: train exp/(\S+) on folds", result.stdout).group(1)
+    tag = re.search(r"Stage 3: train exp/(\S+) on fold", result.stdout).group(1)
     # the schedule each fold ran and its selected epoch, on the console
     assert re.search(r"Stage 3: fold 1: finished \(max_epochs\): best dev \w+ [0-9.]+ at epoch 1",
                      result.stdout), result.stdout[-2000:]
@@ -169,7 +169,7 @@ def test_setup_sh_recipe_of_own_clips_runs_stages_0_to_5(layout, opts, tmp_path,
                              "--train_opts", "--epochs 1 --min-steps 0"], cwd=recipe, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    assert "Stage 3: train exp/train_fbank on folds" in result.stdout
+    assert "Stage 3: train exp/train_fbank on fold(s) 1, one at a time" in result.stdout
     scores = json.loads((recipe / "exp" / "train_fbank" / "scores.json").read_text())
     assert scores["condition"] == "audio_only" and scores["probe_tag"] == "probe_audio_fbank"
     test_labels = (recipe / "data" / "fold1" / "test" / "utt2emo").read_text().split()[1::2]
