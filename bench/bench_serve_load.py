@@ -145,7 +145,8 @@ def main():
 
         status, _ = server.post(long, "gives_up.wav", 5)
         time.sleep(3)
-        stopped = re.search(r"gives_up\.wav: the client went away.*\((.*)\)", server.log_text())
+        stopped = re.search(r"gives_up\.wav: the client went away; its timeline was stopped "
+                            r"\((.+)\)\s*$", server.log_text(), re.M)
         rows.append(("a client that gives up after 5 s",
                      f"client {status}; server: {stopped.group(1) if stopped else 'NOT stopped'}"))
 
