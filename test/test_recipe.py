@@ -151,11 +151,13 @@ def infer_lines(model_dir, data_dir, capsys, *extra):
 
 
 def test_infer_reproduces_the_decoding_stage(recipe, capsys, tmp_path, monkeypatch):
-    """Raw wav + transcript through mser-infer == stored features through the decoding stage."""
+    """Raw wav + transcript through mser-infer == stored features through the decoding stage
+    (mser-infer's probabilities are calibrated with the fold's dev temperatures, as decoding's
+    posteriors_calibrated)."""
     monkeypatch.chdir(recipe)
     fold = recipe / "exp" / TAG / "fold1"
     data = recipe / "data" / "fold1" / "test"
-    decoded = read_posteriors(fold / "decode" / "both" / "posteriors")
+    decoded = read_posteriors(fold / "decode" / "both" / "posteriors_calibrated")
     got = infer_lines(fold, data, capsys)
     assert len(got) == 4
     for utt, probs in got.items():
@@ -164,7 +166,7 @@ def test_infer_reproduces_the_decoding_stage(recipe, capsys, tmp_path, monkeypat
     audio_data = tmp_path / "audio_only"
     audio_data.mkdir()
     shutil.copy(data / "wav.scp", audio_data / "wav.scp")
-    decoded_audio = read_posteriors(fold / "decode" / "audio_only" / "posteriors")
+    decoded_audio = read_posteriors(fold / "decode" / "audio_only" / "posteriors_calibrated")
     for utt, probs in infer_lines(fold, audio_data, capsys).items():
         np.testing.assert_allclose(probs, decoded_audio[utt], atol=2e-3, err_msg=utt)
     # An exported model dir gives the same answers.
