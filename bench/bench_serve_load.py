@@ -3,7 +3,8 @@ that gives up, more requests than the server admits, and SIGTERM under load.
 
     tools/venv/bin/python bench/bench_serve_load.py \\
         --model-dir egs/ravdess/exp/train_whisper_base_minilm/fold1 --data-dir egs/ravdess/data/all \\
-        [--long-seconds 600] [--short-seconds 10] [--short-requests 8] [--max-requests 4]
+        [--long-seconds 600] [--short-seconds 10] [--short-requests 8] [--max-requests 4] \\
+        [--serve-opts "--batch-size 4"]
 
 Recordings are the data dir's utterances joined by pauses (bench_timeline.make_recording). The
 server is a real ``mser-serve`` process (its own port on 127.0.0.1, nothing else is reached);
@@ -46,14 +47,14 @@ def free_port():
 class Server:
     """mser-serve in a subprocess, its log collected."""
 
-    def __init__(self, model_dir, max_requests, log_path):
+    def __init__(self, model_dir, max_requests, log_path, options=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mser.bin.serve", "--model-dir", model_dir, "--port",
              str(self.port), "--max-duration", "3600", "--max-upload-mb", "500",
-             "--max-requests", str(max_requests)],
+             "--max-requests", str(max_requests), *options],
             stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": ROOT})
         import httpx
 
@@ -114,13 +115,15 @@ def main():
     parser.add_argument("--short-seconds", type=float, default=10)
     parser.add_argument("--short-requests", type=int, default=8)
     parser.add_argument("--max-requests", type=int, default=4)
+    parser.add_argument("--serve-opts", default="", help="more options of mser-serve")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-serve-")
     short, long = os.path.join(work, "short.wav"), os.path.join(work, "long.wav")
     make_recording(args.data_dir, args.short_seconds / 60, short, seed=1)
     make_recording(args.data_dir, args.long_seconds / 60, long, seed=2)
     long_timeout = 20 * args.long_seconds + 300
-    server = Server(args.model_dir, args.max_requests, os.path.join(work, "serve.log"))
+    server = Server(args.model_dir, args.max_requests, os.path.join(work, "serve.log"),
+                    args.serve_opts.split())
     rows = []
     try:
         unloaded = [server.post(short, "short.wav", 300)[1] for _ in range(3)]
@@ -175,7 +178,7 @@ def main():
                                                          f"< 5 s); the request got {answer}"))
     finally:
         server.stop()
-    print(f"\nmser-serve load test, {args.model_dir}, recordings from {args.data_dir}, "
+    print(f"\nmser-serve load test, {args.model_dir} {args.serve_opts}, recordings from {args.data_dir}, "
           f"{os.cpu_count()} CPUs (server log: {server.log.name})\n")
     print("| what | result |")
     print("|---|---|")

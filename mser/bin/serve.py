@@ -34,6 +34,10 @@ def get_parser():
     parser.add_argument("--max-concurrent", type=int, default=1,
                         help="batches of segments through the model at once; requests take "
                              "turns batch by batch, first come, first served")
+    # A turn with the model is one batch: 4 segments keep a short request's wait behind a long
+    # one short (bench/bench_serve_load.py: p95 2.5-3.1x its unloaded latency, 3.4-4.5x with
+    # 8) for ~4 % more time on the long one.
+    parser.set_defaults(batch_size=4)
     parser.add_argument("--max-requests", type=int, default=8,
                         help="timeline requests in progress (working or waiting) beyond which "
                              "a new one is refused at once (503 with Retry-After)")
