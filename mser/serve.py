@@ -39,7 +39,7 @@ from importlib import resources
 
 import soundfile
 
-from mser.features.audio import BadUtteranceError, decode_with_av
+from mser.features.audio import BadUtteranceError, NoSamplesError, decode_with_av
 
 WEB_DIR = "web"
 UPLOAD_CHUNK = 1 << 20
@@ -136,26 +136,16 @@ def recording_name(filename):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "upload"
 
 
-def has_no_samples(path):
-    """Whether libsndfile reads ``path`` as audio of 0 frames (a header without samples)."""
-    try:
-        return soundfile.info(path).frames == 0
-    except Exception:  # not libsndfile's: readable_audio decides
-        return False
-
-
 def readable_audio(path, work):
-    """``path`` if libsndfile reads it, else a 16 kHz wav FFmpeg (PyAV) decoded it into; None
-    when neither can."""
+    """``path`` if libsndfile reads samples from it, else a 16 kHz wav FFmpeg (PyAV) decoded it
+    into (also a wav whose header says 0 frames, as a streaming writer leaves it). Raises
+    ValueError when neither can, :class:`NoSamplesError` when there is nothing to decode."""
     try:
         if soundfile.info(path).frames > 0:
             return path
     except Exception:  # soundfile raises several types for unreadable audio
         pass
-    try:
-        samples = decode_with_av(path, DECODE_RATE)
-    except ValueError:
-        return None
+    samples = decode_with_av(path, DECODE_RATE)
     decoded = os.path.join(work, "decoded.wav")
     soundfile.write(decoded, samples, DECODE_RATE, subtype="PCM_16")
     return decoded
@@ -278,13 +268,15 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
             name = audio.filename or "upload"
             if os.path.getsize(upload) == 0:
                 raise HTTPException(400, f"{name}: the upload is empty")
-            if has_no_samples(upload):
-                raise HTTPException(400, f"{name}: the recording has no samples (0 s of audio)")
-            path = readable_audio(upload, work)
-            if path is None:
+            try:
+                path = readable_audio(upload, work)
+            except NoSamplesError:
+                raise HTTPException(400, f"{name}: the recording has no samples (0 s of "
+                                         f"audio)") from None
+            except ValueError:
                 raise HTTPException(415, f"{name}: unsupported or corrupt audio (neither "
                                          f"libsndfile nor FFmpeg can decode it); send wav, flac, "
-                                         f"ogg, mp3, m4a or webm")
+                                         f"ogg, mp3, m4a or webm") from None
             seconds = soundfile.info(path).duration
             if seconds > max_duration:
                 raise HTTPException(413, f"{name}: {seconds:.1f} s of audio; this server takes "

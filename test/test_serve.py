@@ -114,6 +114,18 @@ def test_oversized_corrupt_and_unsupported_uploads_get_a_message(client, recordi
     response = upload(client, no_samples)
     assert response.status_code == 400
     assert response.json() == {"detail": "silent.wav: the recording has no samples (0 s of audio)"}
+    # A wav whose header says 0 frames but that holds samples (a streaming writer's) is decoded.
+    import struct
+
+    from mser.serve import readable_audio
+
+    streamed = bytearray(long.read_bytes())
+    data = streamed.find(b"data")
+    streamed[4:8] = streamed[data + 4:data + 8] = struct.pack("<I", 0)
+    (tmp_path / "streamed.wav").write_bytes(streamed)
+    assert soundfile.info(tmp_path / "streamed.wav").frames == 0
+    decoded = readable_audio(str(tmp_path / "streamed.wav"), str(tmp_path))
+    assert soundfile.info(decoded).frames == 25 * 16000  # 25 s at 8 kHz, read at 16 kHz
     missing_file = client.post("/api/timeline")
     assert missing_file.status_code == 422
     assert isinstance(missing_file.json()["detail"], str)  # one string, as every error

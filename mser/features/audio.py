@@ -15,6 +15,10 @@ from scipy.signal import resample_poly
 from mser.io.datadir import DataDirError
 
 
+class NoSamplesError(ValueError):
+    """A recording whose container decodes to no audio samples (a header without data)."""
+
+
 class BadUtteranceError(DataDirError):
     """An utterance whose audio or text cannot be turned into features."""
 
@@ -131,7 +135,8 @@ class AudioExtractor:
 
 def decode_with_av(path, sample_rate):
     """Any container FFmpeg reads (mp4, webm/opus, m4a, mp3, ...) as 16-bit mono samples at
-    ``sample_rate`` (PyAV, which bundles FFmpeg). Raises ValueError saying why it cannot."""
+    ``sample_rate`` (PyAV, which bundles FFmpeg). Raises ValueError saying why it cannot
+    (:class:`NoSamplesError` when the audio stream holds no samples)."""
     import av
 
     chunks, has_audio = [], True
@@ -149,7 +154,7 @@ def decode_with_av(path, sample_rate):
         raise ValueError("no audio stream")
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
     if samples.size == 0:
-        raise ValueError("no audio samples")
+        raise NoSamplesError("no audio samples")
     return samples
 
 
