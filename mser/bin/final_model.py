@@ -32,8 +32,9 @@ import yaml
 
 from mser.data.protocol import read_protocol
 from mser.io.datadir import UTT_FILES, read_classes, read_data_dir, write_data_dir
-from mser.scoring.aggregate import METRIC_NAMES, SUMMARY_METRICS
-from mser.scoring.decodes import decoded_conditions, load_condition, load_posteriors
+from mser.scoring.aggregate import METRIC_NAMES, SUMMARY_METRICS, score_condition
+from mser.scoring.decodes import decoded_conditions
+from mser.train.trainer import DONE, read_done
 from mser.utils.calibration import calibration_summary, fit_temperature, save_calibration
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_write_text
@@ -48,19 +49,14 @@ def fold_dirs(exp_dir, folds):
     return [os.path.join(exp_dir, f"fold{k}") for k in folds]
 
 
-def read_done(fold_dir):
-    path = os.path.join(fold_dir, ".done")
-    if not os.path.exists(path):
-        raise SystemExit(f"{path}: not found; train every fold (stage 3) before the final model")
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
-
-
 def training_plan(exp_dir, folds):
     """{epochs, average_checkpoints, folds: {fold: last averaged epoch}} from the folds' runs."""
     last = {}
     for k, fold_dir in zip(folds, fold_dirs(exp_dir, folds)):
         done = read_done(fold_dir)
+        if done is None:
+            raise SystemExit(f"{fold_dir}/{DONE}: not found; train every fold (stage 3) before "
+                             f"the final model")
         last[int(k)] = max(done.get("averaged_epochs") or [done["best_epoch"]])
     average = load_config(os.path.join(fold_dirs(exp_dir, folds)[0], "config.yaml")).get(
         "average_checkpoints", 1)
@@ -106,20 +102,19 @@ def prepare(args):
 
 
 def cross_validated_logits(exp_dir, folds):
-    """{condition: (log posteriors (N, C), labels (N,))} pooled over the folds' test sets."""
-    first = fold_dirs(exp_dir, folds)[0]
+    """{condition: (log posteriors (N, C), labels (N,))} pooled over the folds' test sets (as
+    stage 5 pools them: :func:`mser.scoring.aggregate.score_condition`)."""
     pooled = {}
-    for condition in decoded_conditions(first):
-        logs, labels = [], []
-        for fold_dir in fold_dirs(exp_dir, folds):
-            loaded = load_condition(fold_dir, condition)
-            if loaded is None:
-                raise SystemExit(f"{fold_dir}: {condition} not decoded; run stage 4 first")
-            utts, ref, _, _ = loaded
-            logs.append(np.log(np.maximum(load_posteriors(fold_dir, condition, utts),
-                                          LOG_FLOOR)))
-            labels.append(ref)
-        pooled[condition] = (np.concatenate(logs), np.concatenate(labels))
+    for condition in decoded_conditions(fold_dirs(exp_dir, folds)[0]):
+        try:
+            scored = score_condition(exp_dir, folds, condition)
+        except ValueError as e:  # decoded on some folds only
+            raise SystemExit(f"final model: {e}") from None
+        if scored is None or "_pooled_posteriors" not in scored:
+            raise SystemExit(f"{exp_dir}: {condition} not decoded with posteriors on folds "
+                             f"{' '.join(folds)}; run stage 4 first")
+        pooled[condition] = (np.log(np.maximum(scored["_pooled_posteriors"]["posteriors"],
+                                               LOG_FLOOR)), scored["_pooled_predictions"][1])
     return pooled
 
 
