@@ -665,13 +665,19 @@ def plot_curves(history, path):
     ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     if history[-1]["dev_metric"] is None:  # no dev set
-        ax_loss.grid(alpha=0.3)
-        ax_loss.legend()
         ax_acc.set_axis_off()
         ax_acc.text(0.5, 0.5, "no dev set (--no-dev)", ha="center", va="center")
-        fig.tight_layout()
-        save_figure(fig, path, dpi=100)
-        return
+    else:
+        plot_dev(ax_loss, ax_acc, epochs, history)
+    for ax in (ax_loss, ax_acc) if ax_acc.axison else (ax_loss,):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
+
+
+def plot_dev(ax_loss, ax_acc, epochs, history):
+    """The dev loss beside the training loss, and the dev accuracies."""
     ax_loss.plot(epochs, [h["dev_loss"] for h in history], "o-", label="dev")
     conditions = history[-1].get("dev_conditions", {})
     mean_of = f" (mean of {', '.join(conditions)})" if len(conditions) > 1 else ""
@@ -682,8 +688,3 @@ def plot_curves(history, path):
             ax_acc.plot(epochs, [h["dev_conditions"][condition]["ua"] for h in history], ":",
                         label=f"dev UA, {condition}")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="dev accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
