@@ -118,7 +118,7 @@ def child(model_dir, asr, wav, backend, window, anchor):
     meter = Meter()
     timeline = TimelineRecognizer(model_dir, asr=None if asr == "none" else asr,
                                   asr_backend=backend, asr_window=float(window))
-    meter.wrap(timeline.detector, "probabilities", "vad")
+    meter.wrap(timeline.thread_detector(), "probabilities", "vad")
     if timeline.asr:
         meter.wrap(timeline.asr, "transcribe", "asr")
     meter.wrap(timeline.recognizer, "predict", "model")

@@ -24,8 +24,9 @@ temporary dir, one per request, removed when it ends). Requests take turns throu
 one batch of segments at a time (``max_concurrent`` batches at once, first come, first served),
 so a short recording is not stuck behind a long one; beyond ``max_requests`` in progress a new
 request is refused at once (503, ``Retry-After``). A request whose client disconnects stops
-(waiting or working) within a batch of segments, freeing the model for the next; ``app.state.stopping.set()`` (mser-serve on SIGTERM / Ctrl-C) stops every request
-the same way (503), so the server exits within seconds.
+(waiting or working) within a batch of segments, freeing the model for the next;
+``app.state.stopping.set()`` (mser-serve on SIGTERM / Ctrl-C) stops every request the same way
+(503), so the server exits within seconds.
 """
 import asyncio
 import collections

@@ -137,9 +137,10 @@ class Cancelled(Exception):
     """A timeline given up before its end (see :meth:`TimelineRecognizer.run`)."""
 
 
-def check_cancelled(cancelled, name):
+def check_cancelled(cancelled, name, progress=""):
+    """Raise :class:`Cancelled` ("<name>: cancelled<progress>") when ``cancelled()`` says so."""
     if cancelled is not None and cancelled():
-        raise Cancelled(f"{name}: cancelled")
+        raise Cancelled(f"{name}: cancelled{progress}")
 
 
 class TimelineRecognizer:
@@ -163,7 +164,8 @@ class TimelineRecognizer:
         # The VAD keeps state across a recording's blocks: a detector per thread (mser-serve
         # runs requests in threads; two recordings through one detector crash it).
         self._detectors = threading.local()
-        self.detector = self.thread_detector() if segmenter == "vad" else None
+        if segmenter == "vad":
+            self.thread_detector()  # loaded now: a missing VAD package fails here, not later
         self.asr_name = asr if asr and "text" in self.recognizer.modalities else None
         self.asr = None
         if self.asr_name:
@@ -176,8 +178,7 @@ class TimelineRecognizer:
             raise ValueError("a text-only model needs transcripts: give it an ASR model")
 
     def thread_detector(self):
-        """This thread's Silero VAD (loaded on first use; the constructing thread's is
-        ``self.detector``)."""
+        """This thread's Silero VAD, loaded on its first use."""
         if not hasattr(self._detectors, "detector"):
             self._detectors.detector = SpeechDetector()
         return self._detectors.detector
@@ -229,9 +230,8 @@ class TimelineRecognizer:
                    disable=not progress, mininterval=2, leave=False)
         with bar:
             for first in range(0, len(segments), self.batch_size):
-                if cancelled is not None and cancelled():
-                    raise Cancelled(f"{source.name}: cancelled after {first} of "
-                                    f"{len(segments)} segment(s)")
+                check_cancelled(cancelled, source.name,
+                                f" after {first} of {len(segments)} segment(s)")
                 batch = segments[first:first + self.batch_size]
                 with gate() if gate else contextlib.nullcontext():
                     waves = [source.read(round(s * READ_RATE), round(e * READ_RATE), READ_RATE)
