@@ -3,7 +3,7 @@
 glibc serves every allocation above its mmap threshold (128 KiB, raised adaptively up to
 32 MiB) with a fresh ``mmap``, which the kernel zero-fills page by page on first touch and
 unmaps again on ``free``. A training step on stored features allocates and frees tensors of
-tens of MB many times, so a third of its time went to page faults (``/usr/bin/time``: 2.6M
+tens of MB many times, so a quarter of its time went to page faults (``/usr/bin/time``: 2.6M
 minor faults and 7.3 s of system time in 30 s on RAVDESS). Raising the thresholds once keeps
 that memory in the heap for reuse: the same numbers, fewer faults
 (``bench/bench_train_profile.py``). Not glibc (musl, macOS, Windows): nothing to do.
