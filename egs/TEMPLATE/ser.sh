@@ -23,6 +23,7 @@ text_feat=minilm           # linguistic features: conf/feats/<text_feat>.yaml
 train_text=gold            # transcripts of train/dev: gold (the corpus's) or asr (--asr_model's)
 test_text=gold             # transcripts of the test sets: gold or asr (gold/asr: as deployed)
 asr_model=packaged:whisper-tiny.en  # ASR of stage 2 when a text is asr: packaged:NAME or a dir
+context_turns=5            # a config with a 'context' stream (conf/tuning/text_context.yaml): previous turns of the dialogue per utterance, as text features (needs data/all/utt2turn)
 train_config=conf/train.yaml  # training YAML (a tuning YAML names its base)
 train_opts=                # extra options of mser.bin.train, e.g. "--epochs 5"
 tag=                       # experiment name; empty: <config name>_<features the config uses>
@@ -50,6 +51,7 @@ tag_of() {  # <config> <its modalities>
   local name; name=$(basename "${1%.yaml}")
   [[ $2 == *audio* ]] && name+=_$audio_feat
   [[ $2 == *text* ]] && name+=_$text_feat
+  [[ $2 == *context* ]] && name+=_ctx$context_turns
   # ASR transcripts anywhere: the text source of training and of testing, e.g. _traingold_testasr
   [[ $2 == *text* && "$train_text$test_text" != goldgold ]] && name+=_train${train_text}_test${test_text}
   echo "$name"
@@ -58,6 +60,7 @@ modalities=$(modalities_of "$train_config")
 tag=${tag:-$(tag_of "$train_config" "$modalities")}
 # The linear probe of the same modalities (conf/tuning/probe*.yaml), every tag's baseline.
 case $modalities in
+  *context*) probe_config=conf/tuning/probe_text_context.yaml ;;
   *audio*text*|*text*audio*) probe_config=conf/tuning/probe.yaml ;;
   *audio*) probe_config=conf/tuning/probe_audio.yaml ;;
   *) probe_config=conf/tuning/probe_text.yaml ;;
@@ -76,6 +79,13 @@ fold_dir() { [ "$1" = asr ] && echo data/foldJOB/asr || echo data/foldJOB; }  # 
 feats=()
 [[ $modalities == *audio* ]] && feats+=(--audio-feats dump/$audio_feat/feats.scp)
 [[ $modalities == *text* ]] && feats+=(--text-feats $(text_dump $train_text)/feats.scp)
+# The dialogue context (stage 2): data/all_context<N>, its text features dump/<text_feat>_context<N>.
+context_data=data/all_context$context_turns
+context_dump=dump/${text_feat}_context$context_turns
+if [[ $modalities == *context* ]]; then
+  [ "$train_text$test_text" = goldgold ] || die "a context stream is made of the gold transcripts; --train_text/--test_text asr is not supported with it"
+  feats+=(--stream-feats context=$context_dump/feats.scp)
+fi
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   [ -n "$corpus" ] || die "--corpus is empty: set the corpus dir in db.sh"
@@ -107,6 +117,12 @@ fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [[ $modalities == *text* ]]; then
   log "Stage 2: linguistic features ($text_feat) -> dump/$text_feat"
   utils/dump_feats.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu conf/feats/$text_feat.yaml data/all dump/$text_feat
+  if [[ $modalities == *context* ]]; then
+    log "Stage 2: dialogue context ($context_turns previous turns) -> $context_data, its $text_feat -> $context_dump"
+    python -m mser.bin.dialogue_context --turns $context_turns data/all $context_data
+    utils/dump_feats.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu --conf-opts truncation_side=left \
+      conf/feats/$text_feat.yaml $context_data $context_dump
+  fi
   if [ ${#asr_sets[@]} -gt 0 ]; then
     log "Stage 2: ASR transcripts ($asr_model) -> data/all_asr, their $text_feat -> dump/${text_feat}_asr"
     utils/transcribe.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu $asr_model data/all data/all_asr

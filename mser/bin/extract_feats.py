@@ -21,11 +21,27 @@ def add_common_args(parser):
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--nj", type=int, required=True, help="number of parallel jobs")
     parser.add_argument("--model-dir", default=None, help="overrides model_dir: of the config")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="overrides a key of the config (a YAML value), e.g. "
+                             "truncation_side=left; repeatable")
     parser.add_argument("--verbose", type=int, default=1)
 
 
+def parse_overrides(items):
+    """{key: YAML value} of ``KEY=VALUE`` strings."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise FeatureConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
 def load_config(args):
-    return load_config_file(args.config, {"model_dir": args.model_dir})
+    return load_config_file(args.config, {**parse_overrides(args.set), "model_dir": args.model_dir})
 
 
 def main(argv=None):

@@ -42,6 +42,7 @@ class Utterance:
     wav: str       # a file libsndfile reads; None in a text-only corpus (no wav.scp)
     duration: float  # seconds; None until read (IEMOCAP reads it for the selected classes only)
     split: str = ""  # official partition (train, dev, test, ...), "" for fold-based corpora
+    turn: tuple = None  # (dialogue id, position in it) in a corpus of dialogues (utt2turn)
 
 
 def speaker_token(name):
@@ -174,7 +175,8 @@ def skip_or_fail(name, problem, where, skips, documented_problem=None, skip_bad=
 
 def utterance_tables(utts):
     """The per-utterance tables of a data dir."""
-    tables = {name: {} for name in ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur")}
+    tables = {name: {} for name in ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur",
+                                    "utt2turn")}
     for u in utts:
         if u.utt_id in tables["utt2spk"]:
             raise DataDirError(f"utterance id {u.utt_id} occurs twice")
@@ -186,8 +188,14 @@ def utterance_tables(utts):
         tables["utt2emo"][u.utt_id] = u.label
         tables["utt2sess"][u.utt_id] = u.session
         tables["utt2dur"][u.utt_id] = f"{u.duration:.3f}"
+        if u.turn is not None:
+            tables["utt2turn"][u.utt_id] = f"{u.turn[0]} {u.turn[1]:g}"
     if not tables["text"]:
         del tables["text"]
+    if tables["utt2turn"] and len(tables["utt2turn"]) != len(utts):
+        raise DataDirError("some utterances have a dialogue turn and some none (utt2turn)")
+    if not tables["utt2turn"]:
+        del tables["utt2turn"]
     if not tables["wav.scp"]:  # a text-only corpus
         del tables["wav.scp"]
     elif len(tables["wav.scp"]) != len(utts):

@@ -51,7 +51,7 @@ SESSIONS = tuple(range(1, 6))
 COUNT_KEYS = ("utterances", "speakers")
 
 UTT_ID_RE = re.compile(r"Ses(\d\d)[FM]_\S+_([FM])\d{3}")
-LABEL_RE = re.compile(r"\[\s*\d+(?:\.\d*)?\s*-\s*\d+(?:\.\d*)?\s*\]\s+(\S+)\s+([A-Za-z]+)\s+\[[^\]]*\]")
+LABEL_RE = re.compile(r"\[\s*(\d+(?:\.\d*)?)\s*-\s*\d+(?:\.\d*)?\s*\]\s+(\S+)\s+([A-Za-z]+)\s+\[[^\]]*\]")
 LABEL_LIKE_RE = re.compile(r"^\[|Ses\d\d[FM]_\S*_[FM]\d{3}")
 TRANSCRIPT_RE = re.compile(r"(Ses\d\d[FM]_\S+_[FM]\d{3})\s*\[[^\]]*\]\s*:(.*)")
 NOISE_TAG_RE = re.compile(r"\[[A-Za-z_]+\]")
@@ -74,7 +74,8 @@ def _read_lines(path):
 
 
 def read_labels(path):
-    """Consensus labels of one EmoEvaluation file: ``({orig id: label}, bad lines)``; a bad line
+    """Consensus labels of one EmoEvaluation file: ``({orig id: (label, start in seconds)}, bad
+    lines)``; a bad line
     (``"path:line: ..."``) looks like a label line (starts with "[" or holds an utterance id)
     but does not parse."""
     labels, bad = {}, []
@@ -82,14 +83,14 @@ def read_labels(path):
         if not LABEL_LIKE_RE.search(line):  # header, blank and evaluator (C-E1:, A-E2:, ...) lines
             continue
         match = LABEL_RE.fullmatch(line)
-        if match is None or parse_utt_id(match.group(1)) is None:
+        if match is None or parse_utt_id(match.group(2)) is None:
             bad.append(f"{path}:{lineno}: cannot parse label line {line!r}; expected "
                        f"'[start - end]<TAB>SesNNX_<dialog>_XNNN<TAB>emo<TAB>[v, a, d]'")
             continue
-        orig_id, label = match.group(1), match.group(2).lower()
+        start, orig_id, label = float(match.group(1)), match.group(2), match.group(3).lower()
         if orig_id in labels:
             raise DataDirError(f"{path}:{lineno}: utterance {orig_id} is labelled twice")
-        labels[orig_id] = label
+        labels[orig_id] = label, start
     return labels, bad
 
 
@@ -234,7 +235,7 @@ def load_iemocap(root, improvised_only=False, skip_missing_wav=False, skip_missi
         for path in sorted(glob.glob(os.path.join(session_dir, "dialog", "transcriptions", "*.txt"))):
             texts.update(read_transcripts(path))
         unlabelled += _label_problems(session_dir, labels, texts, improvised_only)
-        for orig_id, label in labels.items():
+        for orig_id, (label, start) in labels.items():
             dialog = orig_id.rsplit("_", 1)[0]
             if improvised_only and "_impro" not in dialog:
                 continue
@@ -248,7 +249,7 @@ def load_iemocap(root, improvised_only=False, skip_missing_wav=False, skip_missi
                                                       dialog + ".txt")))
                 continue
             utts.append(Utterance(f"{speaker}_{orig_id}", speaker, session, label,
-                                  texts[orig_id][0], wav, duration=None))
+                                  texts[orig_id][0], wav, duration=None, turn=(dialog, start)))
     _report_unlabelled(unlabelled, skip_unlabelled)
     for missing, skip, what, option in ((no_wav, skip_missing_wav, "wav", "--skip-missing-wav"),
                                         (no_text, skip_missing_text, "transcript", "--skip-missing-text")):

@@ -27,6 +27,9 @@ Text-only (``text_only``): only the three CSVs are needed (no clips, nothing dec
 data dirs have ``text`` but no ``wav.scp``, durations come from the CSV's StartTime/EndTime, and
 a text-only model trains on them (``conf/tuning/text_only.yaml``; stage 1 is skipped).
 
+Dialogues: utt2turn holds each utterance's dialogue (``<split>_dia<D>``) and Utterance_ID, the
+order of the dialogue context stream (:mod:`mser.data.dialogue`).
+
 Protocol: the official split (dev = the official dev set; MELD is split by dialogue, so the main
 characters speak in all three), as EmoBox does; headline metric weighted F1.
 """
@@ -188,6 +191,11 @@ def subtitle_seconds(stamp, where):
     return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + float("0." + fraction)
 
 
+def dialogue_turn(row):
+    """(dialogue id, position) of a CSV row: dialogues are numbered per split."""
+    return f"{row['split']}_dia{row['dia']}", row["utt"]
+
+
 def text_utterances(rows, label):
     """(utterances, skips) of a text-only corpus: every CSV row, no audio; the duration is the
     subtitle's (EndTime - StartTime), 0.001 s where the CSV's times are not increasing."""
@@ -202,7 +210,7 @@ def text_utterances(rows, label):
         speaker = speaker_token(row["speaker"])
         utts.append(Utterance(f"{speaker}_{name.replace('/', '_')}", speaker,
                               f"{row['split']}_dia{row['dia']}", row[label], row["text"], None,
-                              duration, split=row["split"]))
+                              duration, split=row["split"], turn=dialogue_turn(row)))
     if bad_times:
         logging.warning("%d CSV row(s) end before they start (utt2dur 0.001 s; the text is "
                         "kept): %s", len(bad_times), ", ".join(bad_times[:5]))
@@ -283,7 +291,8 @@ def decode_clips(paths, rows, wav_dir, label="emotion", nj=1, skip_bad_audio=Fal
         speaker = speaker_token(row["speaker"])
         utts.append(Utterance(f"{speaker}_{name.replace('/', '_')}", speaker,
                               f"{key[0]}_dia{key[1]}", row[label], row["text"],
-                              os.path.abspath(wav), duration, split=key[0]))
+                              os.path.abspath(wav), duration, split=key[0],
+                              turn=dialogue_turn(row)))
     if bad:
         raise DataDirError(f"{len(bad)} clip(s) missing or undecodable; the first: {bad[0]}")
     if long_clips:

@@ -11,7 +11,8 @@ Transcript clean-up: matches of ``tag_pattern`` (default: IEMOCAP-style tags suc
 ``[LAUGHTER]``, ``[BREATHING]``, ``<noise>``) are removed and spaces collapsed. Transcripts that
 end up empty are encoded as special tokens only (the dump job counts and logs them); decode
 and mser-infer run such utterances audio-only (:mod:`mser.features.transcript`). Texts
-longer than ``max_length`` tokens are truncated (logged).
+longer than ``max_length`` tokens are truncated (logged): their end is cut, or their beginning
+with ``truncation_side: left`` (a dialogue context keeps its latest turns).
 """
 import logging
 import re
@@ -37,6 +38,7 @@ class TextEncoderExtractor:
         "layer_reduce": None,
         "batch_size": 32,
         "max_length": 512,               # tokens, including the special tokens
+        "truncation_side": "right",      # what a longer text loses; left keeps its end (context)
         "tag_pattern": DEFAULT_TAG_PATTERN,  # removed before tokenising; null keeps everything
     }
 
@@ -47,6 +49,10 @@ class TextEncoderExtractor:
         self.conf, self.device = conf, torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "right"
+        if conf["truncation_side"] not in ("left", "right"):
+            raise FeatureConfigError(f"truncation_side: {conf['truncation_side']!r}; expected "
+                                     f"left or right")
+        self.tokenizer.truncation_side = conf["truncation_side"]
         model = AutoModel.from_pretrained(path)
         self.layer_indices, self.layer_reduce = parse_layers(
             conf["layers"], conf["layer_reduce"], num_transformer_layers(model))

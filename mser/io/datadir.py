@@ -2,7 +2,9 @@
 
 A data dir holds one ``<utt-id> <value>`` table per file, sorted in C (byte) order:
 wav.scp, text, utt2spk, spk2utt, utt2emo, utt2sess, utt2dur (and, after feature
-extraction, feats.scp / utt2num_frames). Utterance ids begin with their speaker id so that
+extraction, feats.scp / utt2num_frames). A corpus of dialogues adds utt2turn,
+``<utt-id> <dialogue-id> <position>``: the utterance's dialogue and its place in it (a number
+that orders the dialogue's turns: MELD's Utterance_ID, IEMOCAP's start time). Utterance ids begin with their speaker id so that
 sorting by utterance also groups speakers.
 """
 import logging
@@ -13,7 +15,7 @@ import unicodedata
 from mser.utils.fileio import EncodingError, atomic_open, read_utf8_lines
 
 # Per-utterance tables, in the order problems are reported.
-UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur",
+UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur", "utt2turn",
              "feats.scp", "utt2num_frames")
 REQUIRED_FILES = ("utt2spk",)
 # What an utterance is made of: its audio, or for a text-only corpus (MELD's CSVs) its transcript.
@@ -83,6 +85,17 @@ def read_data_dir(data_dir, names=UTT_FILES):
         if os.path.exists(path):
             tables[name] = read_table(path, allow_empty_value=(name == "text"))
     return tables
+
+
+def parse_turn(value):
+    """(dialogue id, position) of an utt2turn value, None if malformed."""
+    fields = value.split()
+    if len(fields) != 2:
+        return None
+    try:
+        return fields[0], float(fields[1])
+    except ValueError:
+        return None
 
 
 def _check_sorted(path, keys, problems):
@@ -205,6 +218,10 @@ def validate_data_dir(data_dir, check_wavs=True):
             if not ok:
                 problems.append(f"{data_dir}/{name}:{lineno}: utterance {utt}: expected a positive "
                                 f"number, got {value!r}")
+    for lineno, (utt, value) in enumerate(tables.get("utt2turn", {}).items(), 1):
+        if parse_turn(value) is None:
+            problems.append(f"{data_dir}/utt2turn:{lineno}: utterance {utt}: expected "
+                            f"'<dialogue-id> <position>' (a number), got {value!r}")
     if check_wavs and "wav.scp" in tables:
         _check_wavs(os.path.join(data_dir, "wav.scp"), tables["wav.scp"], problems)
     return problems

@@ -12,6 +12,9 @@ TRAIN_OPTIONS = {
         "data_dir": Option(None, "fold dir holding train/ and dev/ (test/ is never read)"),
         "audio_feats": Option(None, "feats.scp of the acoustic features (dump/<name>/feats.scp)"),
         "text_feats": Option(None, "feats.scp of the linguistic features"),
+        "stream_feats": Option([], "feats.scp of declared streams as NAME=SCP (e.g. "
+                                   "context=dump/mpnet_context5/feats.scp), over the config's "
+                                   "streams.<name>.feats"),
         "exp_dir": Option(None, "output dir of this fold"),
         "ngpu": Option(0, "GPUs (one process each); 0 = CPU", resumable=True),
         "nproc": Option(1, "CPU processes (DDP over gloo) when --ngpu 0; per machine under an "
@@ -106,16 +109,29 @@ def model_conf_from_args(args):
 
 
 def feats_option(stream):
-    """Where a stream's feats.scp is given: --audio-feats, --text-feats, else the config."""
-    return f"--{stream}-feats" if stream in MODALITIES else f"streams.{stream}.feats"
+    """Where a stream's feats.scp is given: --audio-feats, --text-feats, else --stream-feats
+    or the config."""
+    return (f"--{stream}-feats" if stream in MODALITIES
+            else f"--stream-feats {stream}=SCP or streams.{stream}.feats")
+
+
+def parse_stream_feats(items):
+    """{stream: feats.scp} of --stream-feats NAME=SCP items; ValueError if malformed."""
+    given = {}
+    for item in items:
+        name, sep, scp = item.partition("=")
+        if not sep or not name or not scp:
+            raise ValueError(f"--stream-feats {item!r}: expected NAME=SCP")
+        given[name] = scp
+    return given
 
 
 def stream_feats(args, streams):
-    """{stream: feats.scp} of ``streams``: ``streams.<name>.feats``, or --audio-feats /
-    --text-feats."""
-    declared = args.streams or {}
-    return {m: (declared.get(m) or {}).get("feats") or getattr(args, f"{m}_feats", None)
-            for m in streams}
+    """{stream: feats.scp} of ``streams``: --stream-feats, ``streams.<name>.feats``, or
+    --audio-feats / --text-feats."""
+    declared, given = args.streams or {}, parse_stream_feats(args.stream_feats)
+    return {m: given.get(m) or (declared.get(m) or {}).get("feats")
+            or getattr(args, f"{m}_feats", None) for m in streams}
 
 
 def check_args(parser, args):
@@ -126,7 +142,15 @@ def check_args(parser, args):
     if not args.select_conditions or malformed:
         parser.error(f"--select-conditions {' '.join(malformed)}: give conditions such as both, "
                      f"all, <stream>_only, <stream>+<stream> (mser.utils.conditions)")
-    for stream, scp in stream_feats(args, model_conf_from_args(args)["streams"]).items():
+    streams = model_conf_from_args(args)["streams"]
+    try:
+        unknown = sorted(set(parse_stream_feats(args.stream_feats)) - set(streams))
+    except ValueError as e:
+        parser.error(str(e))
+    if unknown:
+        parser.error(f"--stream-feats {', '.join(unknown)}: no such stream in the model "
+                     f"(streams: {', '.join(streams)})")
+    for stream, scp in stream_feats(args, streams).items():
         if not scp:
             parser.error(f"the model uses {stream} but {feats_option(stream)} is not given")
 
