@@ -3,8 +3,8 @@
 The order comes from the data dir's utt2turn (``<utt> <dialogue> <position>``; MELD's
 Utterance_ID, IEMOCAP's start time). The context of an utterance is the text of up to ``turns``
 utterances before it in its dialogue, oldest first, each as ``<speaker>: <text>``, separated by
-`` | ``, then ``<its own speaker>:`` (whose turn comes next, so that the same speaker's earlier turns can be
-told apart); never the utterance itself or a later one. The first turn of a dialogue has only
+`` | ``, then ``<its own speaker>:`` (whose turn comes next, so that the same speaker's earlier
+turns can be told apart); never the utterance itself or a later one. The first turn of a dialogue has only
 that closing marker. Text features of the context keep its end when it is too long
 (``truncation_side: left`` of the text extractor).
 

@@ -96,6 +96,17 @@ def resolve_config(conf, overrides=None, source=None):
     return {**defaults, **conf}
 
 
+# Keys added after dumps of their extractor existed, with the value those dumps were made with;
+# at that value a key stays out of a dump's fingerprint, so that adding it redoes no dump.
+ADDED_KEYS = {"truncation_side": "right"}
+
+
+def dump_identity(conf):
+    """What of a resolved config identifies its dumps (their fingerprints): ``conf`` without
+    the ``ADDED_KEYS`` at their old value."""
+    return {k: v for k, v in conf.items() if k not in ADDED_KEYS or v != ADDED_KEYS[k]}
+
+
 def load_config_file(path, overrides=None):
     """A feature config YAML file (conf/feats/*.yaml, a feat_conf.yaml), resolved and checked."""
     import yaml

@@ -11,7 +11,7 @@ import os
 
 from tqdm import tqdm
 
-from mser.features import derived_info, extractor_class
+from mser.features import derived_info, dump_identity, extractor_class
 from mser.features.audio import BadUtteranceError, audio_info, batches_by_length, read_wav, \
     resampled_length
 from mser.features.transcript import is_empty_transcript
@@ -36,7 +36,7 @@ def run_job(conf, data_dir, out_dir, nj, job, device="cpu"):
     """Extract job ``job`` of ``nj``; returns False when it was already done."""
     part = job_slice(read_source(conf, data_dir), nj, job)
     paths = job_paths(out_dir, job)
-    if current_done(paths["done"], conf, part) and os.path.exists(paths["scp"]):
+    if current_done(paths["done"], dump_identity(conf), part) and os.path.exists(paths["scp"]):
         logging.info("job %d/%d: already done (%s); skipping", job, nj, paths["done"])
         return False
     start_job(out_dir, stale=("feats.scp",))
@@ -50,7 +50,7 @@ def run_job(conf, data_dir, out_dir, nj, job, device="cpu"):
     except BaseException:
         writer.abort()
         raise
-    write_done(paths["done"], fingerprint(conf, part), **derived_info(extractor))
+    write_done(paths["done"], fingerprint(dump_identity(conf), part), **derived_info(extractor))
     logging.info("job %d/%d: %d utterance(s) written, %d skipped -> %s", job, nj,
                  len(writer.num_frames), len(skipped), paths["scp"])
     return True
@@ -114,8 +114,8 @@ def _extract_text(extractor, text, writer, skipped, skip_bad):
 
 def is_done(conf, data_dir, out_dir):
     """Whether ``out_dir`` holds a merged dump of this config and data dir."""
-    return merged_is_done(out_dir, conf, read_source(conf, data_dir)) and os.path.exists(
-        os.path.join(out_dir, "feats.scp"))
+    return (merged_is_done(out_dir, dump_identity(conf), read_source(conf, data_dir))
+            and os.path.exists(os.path.join(out_dir, "feats.scp")))
 
 
 def merge(conf, data_dir, out_dir, nj):
@@ -123,7 +123,8 @@ def merge(conf, data_dir, out_dir, nj):
     checking every matrix's shape and that every utterance of the data dir is accounted for."""
     source = read_source(conf, data_dir)
     scp, num_frames, skipped, info = {}, {}, {}, None
-    dones = finished_jobs(out_dir, conf, source, nj, lambda job: job_paths(out_dir, job)["done"],
+    dones = finished_jobs(out_dir, dump_identity(conf), source, nj,
+                          lambda job: job_paths(out_dir, job)["done"],
                           lambda job: f"{out_dir}/log/extract.{job}.log")
     for job, done in enumerate(dones, 1):
         paths = job_paths(out_dir, job)
@@ -145,7 +146,7 @@ def merge(conf, data_dir, out_dir, nj):
     write_table(os.path.join(out_dir, "skipped"), skipped)
     write_table(os.path.join(out_dir, "feats.scp"), scp)
     write_feat_conf(out_dir, {**conf, "storage": storage_name(conf), **info})
-    write_merged_done(out_dir, conf, source)
+    write_merged_done(out_dir, dump_identity(conf), source)
     for utt, reason in skipped.items():
         logging.warning("skipped %s: %s", utt, reason)
     logging.info("%s: %d utterance(s), %d rows (frames or tokens) of %s x %s, %d skipped (listed "

@@ -14,6 +14,7 @@ from mser.train.schedule import lr_lambda, training_length
 from mser.train.trainer import selection_conditions
 from mser.bin.train import get_parser, main as train_main
 from mser.io.datadir import write_data_dir
+from mser.io.storage import open_feats
 from mser.train import trainer
 from mser.train.options import RESUMABLE
 from mser.nets import load_model
@@ -284,6 +285,27 @@ def test_a_three_stream_model_trains_decodes_and_scores_from_its_config_alone(fo
     row = next(line for line in lines if line.startswith("| three |"))
     assert header.endswith("| UA audio only | UA text only | UA video only |")
     assert row.split(" | ")[3] == "all" and row.count("|") == header.count("|")
+
+
+def test_stream_feats_on_the_command_line_win_over_the_config(fold, tmp_path):
+    """--stream-feats NAME=SCP gives a declared stream its features (a recipe's derived dump,
+    e.g. the dialogue context), over streams.<name>.feats; malformed or unknown names fail."""
+    extra = {utt: np.ones((3, 2), np.float32) for utt in open_feats(fold["text"])}
+    extra_scp = write_feats(str(tmp_path / "dump" / "extra"), extra, "text", 2, 1)
+    config = tmp_path / "extra.yaml"
+    config.write_text(yaml.safe_dump({"streams": {"audio": {}, "text": {},
+                                                  "extra": {"feats": "no/such/feats.scp"}}}))
+    exp = tmp_path / "exp"
+    run_train(fold, exp, "--config", str(config), "--epochs", "1",
+              "--stream-feats", f"extra={extra_scp}")
+    saved = yaml.safe_load((exp / "config.yaml").read_text())
+    assert saved["extra_feats"] == extra_scp and saved["extra_info"]["modality"] == "text"
+    for bad, message in ((["extra"], "expected NAME=SCP"),
+                         (["video=x.scp"], "--stream-feats video: no such stream in the model "
+                                           "(streams: audio, extra, text)")):
+        result = run_train(fold, tmp_path / "bad", "--config", str(config), "--stream-feats",
+                           *bad, check=False)
+        assert result.returncode and message in result.stderr, result.stderr[-2000:]
 
 
 def test_selection_on_the_mean_of_dev_conditions(fold, tmp_path):

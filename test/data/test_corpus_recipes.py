@@ -97,6 +97,38 @@ def test_recipe_stages_0_to_5(corpus, tmp_path, tone):
     assert f"selected on dev {select} of" in train_log  # the corpus's headline on dev
 
 
+def test_meld_dialogue_context_stream_stages_0_to_5(tmp_path, tone):
+    """conf/tuning/text_context.yaml on MELD's CSVs: stage 2 writes the previous turns of each
+    utterance (data/all_context<N>) and their text features (cut from the left), training and
+    decoding read them as the stream "context", scoring has its condition; ASR text is refused."""
+    root = fake_tree("meld", tmp_path / "corpus", tone)
+    work = copy_recipe("meld", tmp_path / "meld")
+    env = {k: v for k, v in os.environ.items() if k != "cmd_backend"}
+    env["MELD"] = str(root)
+    args = ["--local_data_opts", "--nj 1 --expected-counts none --text-only", "--nj", "1",
+            "--text_feat", "minilm", "--context_turns", "2",
+            "--train_config", "conf/tuning/text_context.yaml",
+            "--train_opts", "--epochs 1 --min-steps 0"]
+    result = subprocess.run(["./run.sh", *args], cwd=work, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    context = (work / "data" / "all_context2" / "text").read_text().splitlines()
+    assert ("Chandler_train_dia0_utt2 Chandler: also I was the point person | The-Interviewer: "
+            "You're a genius! | Chandler:") in context
+    feat_conf = work / "dump" / "minilm_context2" / "feat_conf.yaml"
+    assert "truncation_side: left" in feat_conf.read_text()
+    exp = work / "exp" / "text_context_minilm_ctx2"
+    config = (exp / "fold1" / "config.yaml").read_text()
+    assert "context_feats: dump/minilm_context2/feats.scp" in config
+    assert sorted(p.name for p in (exp / "fold1" / "decode").iterdir() if p.is_dir()) == [
+        "both", "context_only", "text_only"]
+    assert "| wF1 text only | wF1 context only |" in (work / "RESULTS.md").read_text()
+    assert "train the probe (--train_config conf/tuning/probe_text_context.yaml)" in result.stdout
+    refused = subprocess.run(["./run.sh", *args, "--stage", "3", "--test_text", "asr"], cwd=work,
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode and "context stream is made of the gold transcripts" in refused.stderr
+
+
 def test_setup_sh_makes_a_recipe_that_runs_stage_0(tmp_path, tone):
     """egs/TEMPLATE/setup.sh: shared scripts and configs linked, train.yaml of --like copied, a
     db.sh / run.sh that work and a local/data.sh that says what to write; re-running it keeps

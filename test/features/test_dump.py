@@ -179,3 +179,17 @@ def test_merge_checks_shapes_from_headers_only(make_data_dir, tmp_path, monkeypa
     with pytest.raises(DataDirError, match=r"feats.2.scp: utterance spk2_a has shape \(203, 80\), "
                                            r"expected \(202, 80\)"):
         dump.merge(conf, data, out, 2)
+
+
+def test_a_key_added_later_at_its_old_value_keeps_existing_dumps_done():
+    """truncation_side came after hf_text dumps existed: at "right" (what they were made with)
+    it leaves their fingerprint as it was, so upgrading redoes no dump; "left" is a new dump."""
+    from mser.features import dump_identity
+    from mser.io.shards import fingerprint
+
+    before = {"extractor": "hf_text", "layers": [3, 6, 9, 12], "max_length": 512}
+    source = {"spk1_a": "hello there"}
+    assert fingerprint(dump_identity({**before, "truncation_side": "right"}), source) == \
+        fingerprint(before, source)
+    assert fingerprint(dump_identity({**before, "truncation_side": "left"}), source) != \
+        fingerprint(before, source)

@@ -45,7 +45,7 @@ def test_dump_logs_empty_transcripts(make_data_dir, tmp_path, caplog):
     texts = {"spk1_a": "", "spk1_b": "[LAUGHTER]", "spk2_a": "yes of course"}
     data = make_data_dir({u: 0.5 for u in texts}, texts=texts)
     conf = {"extractor": "hf_text", "model_dir": None, "hf_repo": None, "layers": "last",
-            "layer_reduce": None, "batch_size": 2, "max_length": 512,
+            "layer_reduce": None, "batch_size": 2, "max_length": 512, "truncation_side": "right",
             "tag_pattern": r"\[[^\]]*\]|<[^>]*>", "compress": False, "compression_method": 2,
             "skip_bad": False}
     out = str(tmp_path / "dump")
@@ -69,3 +69,22 @@ def test_tag_pattern_rule_and_a_bad_pattern():
     assert not is_empty_transcript("[LAUGHTER]", {"tag_pattern": None})  # null keeps the tags
     with pytest.raises(FeatureConfigError, match=r"tag_pattern: '\[unclosed' is not a regular"):
         build_extractor({"extractor": "hf_text", "tag_pattern": "[unclosed"})
+
+
+def test_truncation_side_left_keeps_the_end_of_a_long_text():
+    """A dialogue context keeps its latest turns: truncation_side left cuts the beginning."""
+    from mser.features import FeatureConfigError
+
+    text = "one two three four five six seven"
+    ends = {}
+    for side in ("right", "left"):
+        extractor = build_extractor({"extractor": "hf_text", "max_length": 6,
+                                     "truncation_side": side})
+        tokens = extractor.tokens(text)
+        assert len(tokens) == 6 and tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
+        assert extractor.extract_text(text).shape == (6, 384)
+        ends[side] = tokens[1:-1]
+    assert ends == {"right": ["one", "two", "three", "four"],
+                    "left": ["four", "five", "six", "seven"]}
+    with pytest.raises(FeatureConfigError, match="truncation_side: 'middle'"):
+        build_extractor({"extractor": "hf_text", "truncation_side": "middle"})
