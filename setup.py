@@ -48,6 +48,9 @@ EXTRAS_REQUIRE = {
     "dev": [*TEST_REQUIRES, "ruff"],
     # the anchor of bench/bench_asr.py and bench/bench_timeline.py (MIT)
     "bench": ["faster-whisper==1.2.1"],
+    # mser-export-onnx (torch's dynamo exporter needs onnx and onnxscript) and the torch-free
+    # runner mser.utils.onnx_model (onnxruntime); MIT / Apache-2.0
+    "onnx": ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0"],
     # Optional: no torchaudio release on PyPI matches torch 2.13 on CPU; install it only
     # together with a torch build it was made for (see README, "torchaudio").
     "torchaudio": ["torchaudio"],
@@ -59,6 +62,7 @@ CONSOLE_SCRIPTS = [
     "mser-split-scp=mser.bin.split_scp:main",
     "mser-infer=mser.bin.infer:main",
     "mser-export-model=mser.bin.export_model:main",
+    "mser-export-onnx=mser.bin.export_onnx:main",
     "mser-timeline=mser.bin.timeline:main",
     "mser-serve=mser.bin.serve:main",
 ]

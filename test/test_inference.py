@@ -1,7 +1,11 @@
 """mser.inference and mser-infer on generated wavs: with and without a transcript, any sample
 rate, the attention plot, export (with bundled pre-trained models), --transcribe, bad inputs
-(per-utterance errors), empty transcripts as in the decoding stage, and long recordings."""
+(per-utterance errors), empty transcripts as in the decoding stage, and long recordings;
+mser-export-onnx: the exported graph gives torch's calibrated posteriors without torch."""
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,7 +19,8 @@ from mser.bin.decode import decode
 from mser.features import build_extractor, derived_info, resolve_config
 from mser.features.audio import resample
 from mser.inference import EmotionRecognizer, InputError, export_model
-from mser.nets import build_model, resolve_model_conf
+from mser.nets import build_model, load_model, resolve_model_conf
+from mser.utils.calibration import softmax
 
 CLASSES = ["neu", "hap", "ang", "sad"]
 TINY_MODEL = {"d_model": 32, "encoder_layers": 1, "encoder_heads": 2, "encoder_ff_dim": 64,
@@ -408,3 +413,93 @@ def test_probabilities_are_temperature_scaled_per_condition_and_exported(tmp_pat
     other = EmotionRecognizer(fold, checkpoint="checkpoints/epoch3.pt").predict(tone(), 16000, TEXT)
     assert not other.calibrated
     assert other.probabilities == pytest.approx(raw[TEXT].probabilities, abs=1e-6)
+
+
+# mser-export-onnx
+
+TEMPERATURES = {"both": 1.7, "audio_only": 0.8, "text_only": 2.5}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny audio + text model dir (frames averaged 4 at a time, the probe head on) with a
+    calibration.yaml, exported once."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e '.[onnx]'")
+    pytest.importorskip("onnxscript", reason="the onnx extra: pip install -e '.[onnx]'")
+    model_dir = save_model_dir(tmp_path_factory.mktemp("fold1"),
+                               {"extractor": "fbank", "use_pitch": True},
+                               {"probe_head": True, "audio_subsampling": 4})
+    with open(os.path.join(model_dir, "calibration.yaml"), "w") as f:
+        yaml.safe_dump({"conditions": {c: {"temperature": t} for c, t in TEMPERATURES.items()}},
+                       f)
+    result = subprocess.run([sys.executable, "-m", "mser.bin.export_onnx", "--model-dir",
+                             model_dir], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "onnxruntime = torch within" in result.stderr
+    return model_dir, os.path.join(model_dir, "model.onnx")
+
+
+def torch_posteriors(model_dir, samples):
+    """What mser-infer computes: each sample alone, the streams it has, its condition's T."""
+    model, _ = load_model(model_dir)
+    out = []
+    for sample in samples:
+        streams = [m for m in ("audio", "text") if sample.get(m) is not None]
+        batch = {}
+        for m in streams:
+            batch[m] = torch.from_numpy(sample[m])[None]
+            batch[f"{m}_lens"] = torch.tensor([len(sample[m])])
+        with torch.no_grad():
+            logits = model(batch, streams=streams)["logits"].numpy()
+        condition = "both" if len(streams) == 2 else f"{streams[0]}_only"
+        out.append(softmax(logits, TEMPERATURES[condition])[0])
+    return np.stack(out)
+
+
+def test_onnxruntime_gives_torchs_calibrated_posteriors(exported):
+    from mser.utils.onnx_model import OnnxEmotionModel
+
+    model_dir, path = exported
+    runner = OnnxEmotionModel(path)
+    assert runner.classes == CLASSES and list(runner.streams) == ["audio", "text"]
+    audio_dim, text_dim = runner.streams["audio"]["dim"], runner.streams["text"]["dim"]
+    assert runner.streams["audio"]["min_frames"] == 5 and runner.temperatures == TEMPERATURES
+    assert runner.feat_confs["audio"]["extractor"] == "fbank"
+    rng = np.random.default_rng(1)
+    # one batch of mixed lengths and conditions, a sample shorter than min_frames among them
+    samples = [{"audio": rng.standard_normal((n, audio_dim), dtype=np.float32),
+                "text": rng.standard_normal((k, text_dim), dtype=np.float32) if k else None}
+               for n, k in ((300, 12), (3, 4), (57, 0), (120, 2))]
+    samples.append({"audio": None, "text": rng.standard_normal((9, text_dim), dtype=np.float32)})
+    probs, conditions = runner.predict(samples)
+    assert conditions == ["both", "both", "audio_only", "both", "text_only"]
+    np.testing.assert_allclose(probs, torch_posteriors(model_dir, samples), atol=1e-5)
+    with pytest.raises(ValueError, match=r"sample 0: audio features of shape \(10, 3\)"):
+        runner.predict([{"audio": np.zeros((10, 3), np.float32)}])
+    with pytest.raises(ValueError, match="sample 1: none of the model's streams"):
+        runner.predict([samples[0], {"text": None}])
+
+
+def test_the_runner_needs_no_torch(exported):
+    """onnxruntime and numpy only: torch is never imported."""
+    _, path = exported
+    code = ("import sys, numpy as np\n"
+            "from mser.utils.onnx_model import OnnxEmotionModel\n"
+            f"m = OnnxEmotionModel({path!r})\n"
+            "p, c = m.predict([{'text': np.ones((4, m.streams['text']['dim']), np.float32)}])\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "print(c[0], round(float(p.sum()), 6))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["text_only", "1.0"]
+
+
+def test_metadata_names_the_source_and_a_missing_dir_is_clear(exported, tmp_path):
+    import onnx
+
+    model_dir, path = exported
+    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert json.loads(meta["mser_source"])["checkpoint"] == "best.pt"
+    bad = subprocess.run([sys.executable, "-m", "mser.bin.export_onnx", "--model-dir",
+                          str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert bad.returncode and "neither model.pt nor best.pt found" in bad.stderr

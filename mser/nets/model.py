@@ -100,7 +100,7 @@ class EmotionModel(nn.Module):
         empty transcript); training draws its own. Training with ``labels`` in the batch adds
         ``loss`` and ``stats`` (each head's loss, detached)."""
         used = self.used_streams(batch, streams)
-        size, device = len(batch[f"{used[0]}_lens"]), batch[f"{used[0]}_lens"].device
+        size, device = batch[f"{used[0]}_lens"].shape[0], batch[f"{used[0]}_lens"].device
         if self.training:  # drawn before the front ends' own random draws
             keep = self.training_keep_masks(size, device)
         output = self.classify(self.encode(batch, used), self.keep_masks(keep, used, size, device),
@@ -120,7 +120,7 @@ class EmotionModel(nn.Module):
         used = self.used_streams(batch, sorted({m for streams in condition_streams.values()
                                                 for m in streams}))
         encoded = self.encode(batch, used)
-        size, device = len(batch[f"{used[0]}_lens"]), batch[f"{used[0]}_lens"].device
+        size, device = batch[f"{used[0]}_lens"].shape[0], batch[f"{used[0]}_lens"].device
         logits = {}
         for condition, streams in condition_streams.items():
             keep = self.keep_masks(keep_for(batch, streams) if keep_for else None, streams,
