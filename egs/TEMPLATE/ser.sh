@@ -120,8 +120,10 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [[ $modalities == *text* ]]; the
   if [[ $modalities == *context* ]]; then
     log "Stage 2: dialogue context ($context_turns previous turns) -> $context_data, its $text_feat -> $context_dump"
     python -m mser.bin.dialogue_context --turns $context_turns data/all $context_data
-    utils/dump_feats.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu --conf-opts truncation_side=left \
-      conf/feats/$text_feat.yaml $context_data $context_dump
+    # cut from the left (the latest turns stay); float16: a context is several utterances long
+    utils/dump_feats.sh --cmd "$cpu_cmd" --nj $nj --gpu $ngpu \
+      --conf-opts "truncation_side=left storage=float16" conf/feats/$text_feat.yaml \
+      $context_data $context_dump
   fi
   if [ ${#asr_sets[@]} -gt 0 ]; then
     log "Stage 2: ASR transcripts ($asr_model) -> data/all_asr, their $text_feat -> dump/${text_feat}_asr"
