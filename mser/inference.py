@@ -26,12 +26,10 @@ per second of audio with the demo's fbank + pitch (0.3 MB/s without pitch: Kaldi
 keeps every frame's state; ``bench/bench_infer_memory.py``), and results are those of the whole
 recording, not of chunks.
 """
-import dataclasses
 import logging
 import os
 import shutil
 
-import numpy as np
 import torch
 
 from mser.features import build_extractor
@@ -45,30 +43,12 @@ from mser.utils.conditions import condition_name
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.plotting import fitted_title, pyplot, save_figure
+from mser.utils.prediction import (InputError, Prediction, check_utf8, mono_float,  # noqa: F401
+                                   usable_streams)
 
 EXPORTED_WEIGHTS = "model.pt"
 TRAINED_WEIGHTS = "best.pt"
 BUNDLED_PRETRAINED = "pretrained"
-
-
-class InputError(ValueError):
-    """An utterance the model cannot take (too short, a transcript that is not UTF-8)."""
-
-
-@dataclasses.dataclass
-class Prediction:
-    emotion: str
-    probabilities: dict            # class -> posterior
-    modalities: tuple              # the inputs the model used
-    attention: np.ndarray = None   # (K, Ta' + Tt) last decoder layer, if asked for
-    audio_frames: int = 0          # Ta': acoustic positions after subsampling
-    text_tokens: list = None       # token strings (rows of the text features), if text was used
-    duration: float = 0.0          # seconds of audio
-    calibrated: bool = False       # probabilities temperature-scaled (the model dir's calibration.yaml)
-
-    def format(self):
-        probs = " ".join(f"{c}={p:.3f}" for c, p in self.probabilities.items())
-        return f"{self.emotion} {probs} ({'+'.join(self.modalities)})"
 
 
 def default_weights(model_dir):
@@ -113,12 +93,7 @@ class EmotionRecognizer:
             if self.temperatures else f"as trained (no {CALIBRATION}: not calibrated)")
 
     def usable_modalities(self, has_audio, has_text):
-        available = {"audio": has_audio, "text": has_text}
-        used = tuple(m for m in self.modalities if available[m])
-        if not used:
-            need = " and/or ".join("a wav" if m == "audio" else "a transcript" for m in self.modalities)
-            raise ValueError(f"this model uses {'+'.join(self.modalities)}; give it {need}")
-        return used
+        return usable_streams(self.modalities, has_audio, has_text)
 
     def has_transcript(self, text):
         """Whether ``text`` counts as a transcript (:func:`is_empty_transcript`, decode's rule)."""
@@ -144,7 +119,7 @@ class EmotionRecognizer:
                     raise InputError(f"audio {problem}")
                 feats = extractor.extract_wav(waveform, sample_rate)
             else:
-                _check_utf8(text)
+                check_utf8(text)
                 feats = self.extractors[m].extract_text(text)
             batch[m] = torch.from_numpy(feats).to(self.device)[None]
             batch[f"{m}_lens"] = torch.tensor([len(feats)], device=self.device)
@@ -165,39 +140,6 @@ class EmotionRecognizer:
             if "text" in used:
                 prediction.text_tokens = self.extractors["text"].tokens(text)
         return prediction
-
-
-MAX_CHANNELS = 16
-
-
-def mono_float(waveform):
-    """A waveform as mono float32 in [-1, 1]: integer PCM (int16, int32, uint8) scaled as
-    soundfile reads it, a (samples, channels) or (channels, samples) array averaged over its
-    channels (the smaller dimension)."""
-    array = np.asarray(waveform)
-    if array.dtype.kind in "iu":
-        info = np.iinfo(array.dtype)
-        offset = 0 if array.dtype.kind == "i" else (int(info.max) + 1) // 2
-        array = (array.astype(np.float64) - offset) / (int(info.max) + 1 - offset)
-    elif array.dtype.kind != "f":
-        raise InputError(f"audio of dtype {array.dtype}: give float or integer PCM samples")
-    if array.ndim == 2 and min(array.shape) <= MAX_CHANNELS:
-        array = array.mean(axis=int(np.argmin(array.shape)))
-    if array.ndim != 1:
-        raise InputError(f"audio of shape {array.shape}: give mono samples (n,) or channels "
-                         f"(n, c) / (c, n) with at most {MAX_CHANNELS} channels")
-    return array.astype(np.float32)
-
-
-def _check_utf8(text):
-    """Undecodable bytes reach Python strings as lone surrogates (command-line arguments)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        char = ord(text[e.start])
-        byte = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"U+{char:04X}"
-        raise InputError(f"transcript is not UTF-8 ({byte} at character {e.start}); give it in "
-                         f"UTF-8, e.g. convert with iconv -f latin1 -t utf-8") from None
 
 
 class Transcriber:

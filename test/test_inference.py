@@ -436,7 +436,7 @@ def exported(tmp_path_factory):
                              model_dir], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "onnxruntime = torch within" in result.stderr
-    return model_dir, os.path.join(model_dir, "model.onnx")
+    return model_dir, os.path.join(model_dir, "onnx")
 
 
 def torch_posteriors(model_dir, samples):
@@ -459,8 +459,8 @@ def torch_posteriors(model_dir, samples):
 def test_onnxruntime_gives_torchs_calibrated_posteriors(exported):
     from mser.utils.onnx_model import OnnxEmotionModel
 
-    model_dir, path = exported
-    runner = OnnxEmotionModel(path)
+    model_dir, export_dir = exported
+    runner = OnnxEmotionModel(os.path.join(export_dir, "model.onnx"))
     assert runner.classes == CLASSES and list(runner.streams) == ["audio", "text"]
     audio_dim, text_dim = runner.streams["audio"]["dim"], runner.streams["text"]["dim"]
     assert runner.streams["audio"]["min_frames"] == 5 and runner.temperatures == TEMPERATURES
@@ -480,26 +480,86 @@ def test_onnxruntime_gives_torchs_calibrated_posteriors(exported):
         runner.predict([samples[0], {"text": None}])
 
 
-def test_the_runner_needs_no_torch(exported):
-    """onnxruntime and numpy only: torch is never imported."""
-    _, path = exported
-    code = ("import sys, numpy as np\n"
-            "from mser.utils.onnx_model import OnnxEmotionModel\n"
-            f"m = OnnxEmotionModel({path!r})\n"
-            "p, c = m.predict([{'text': np.ones((4, m.streams['text']['dim']), np.float32)}])\n"
-            "assert 'torch' not in sys.modules, 'torch imported'\n"
-            "print(c[0], round(float(p.sum()), 6))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["text_only", "1.0"]
+def test_the_onnx_recognizer_gives_the_torch_recognizers_prediction(exported, wav_path):
+    """From a wav at any rate and a transcript: fbank computed as in training, the MiniLM
+    encoder and the model as graphs; an empty transcript runs audio only, as in torch."""
+    from mser.onnx_inference import OnnxEmotionRecognizer
+
+    model_dir, export_dir = exported
+    onnx_recognizer, torch_recognizer = OnnxEmotionRecognizer(export_dir), EmotionRecognizer(model_dir)
+    waveform, rate = soundfile.read(wav_path, dtype="float32")
+    for inputs in ((waveform, rate, TEXT), (waveform, rate, "[LAUGHTER]"), (None, None, TEXT)):
+        got, expected = onnx_recognizer.predict(*inputs), torch_recognizer.predict(*inputs)
+        assert got.modalities == expected.modalities and got.calibrated
+        for c in CLASSES:
+            assert got.probabilities[c] == pytest.approx(expected.probabilities[c], abs=1e-4)
+    with pytest.raises(InputError, match="audio too short"):
+        onnx_recognizer.predict(np.zeros(100, np.float32), 16000, None)
+
+
+def test_mser_infer_onnxruntime_backend_never_imports_torch(exported, wav_path, tmp_path):
+    """mser-infer --backend onnxruntime with torch made unimportable: the same line as torch's."""
+    model_dir, export_dir = exported
+    code = ("import sys\n"
+            "class NoTorch:  # any import of torch fails\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n"
+            "            raise ImportError('torch is blocked in this test')\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "from mser.bin import infer\nsys.exit(infer.main(sys.argv[1:]))\n")
+    args = [wav_path, "--text", TEXT]
+    onnx_run = subprocess.run([sys.executable, "-c", code, "--backend", "onnxruntime",
+                               "--model-dir", export_dir, *args], capture_output=True, text=True)
+    assert onnx_run.returncode == 0, onnx_run.stderr[-2000:]
+    torch_run = subprocess.run([sys.executable, "-m", "mser.bin.infer", "--model-dir", model_dir,
+                                *args], capture_output=True, text=True)
+    got, expected = onnx_run.stdout.split(), torch_run.stdout.split()
+    assert got[0] == expected[0] and got[1] == expected[1] and got[-1] == "(audio+text)"
+    bad = subprocess.run([sys.executable, "-m", "mser.bin.infer", "--backend", "onnxruntime",
+                          "--model-dir", model_dir, *args], capture_output=True, text=True)
+    assert bad.returncode and "not an ONNX export" in bad.stderr
+    refused = subprocess.run([sys.executable, "-m", "mser.bin.infer", "--backend", "onnxruntime",
+                              "--model-dir", export_dir, wav_path, "--attention-plot", "a.png"],
+                             capture_output=True, text=True)
+    assert refused.returncode and "--attention-plot needs the torch backend" in refused.stderr
 
 
 def test_metadata_names_the_source_and_a_missing_dir_is_clear(exported, tmp_path):
     import onnx
 
-    model_dir, path = exported
-    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    model_dir, export_dir = exported
+    meta = {p.key: p.value for p in onnx.load(os.path.join(export_dir, "model.onnx")).metadata_props}
     assert json.loads(meta["mser_source"])["checkpoint"] == "best.pt"
     bad = subprocess.run([sys.executable, "-m", "mser.bin.export_onnx", "--model-dir",
                           str(tmp_path / "nothing")], capture_output=True, text=True)
     assert bad.returncode and "neither model.pt nor best.pt found" in bad.stderr
+
+
+def test_an_audio_only_whisper_model_exports_with_its_encoder_and_int8(tmp_path):
+    """The packaged Whisper tiny.en encoder (its stored layers on the utterance's own length,
+    log-mel in numpy) and an audio-only model: the recogniser equals torch's; int8 keeps the
+    emotion at a quarter of the size; a recording past Whisper's 30 s window is refused."""
+    pytest.importorskip("onnxscript", reason="the onnx extra: pip install -e '.[onnx]'")
+    from mser.onnx_inference import OnnxEmotionRecognizer
+
+    model_dir = save_model_dir(tmp_path / "fold1", {
+        "extractor": "hf_ssl", "model_dir": "packaged:whisper-tiny.en", "layers": "2-4",
+        "whisper_window": "utterance"}, {"modalities": ["audio"]})
+    sizes = {}
+    for name, extra in (("fp32", []), ("int8", ["--int8"])):
+        out = tmp_path / name
+        result = subprocess.run([sys.executable, "-m", "mser.bin.export_onnx", "--model-dir",
+                                 model_dir, "--out-dir", str(out), *extra], capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        sizes[name] = sum(f.stat().st_size for f in out.iterdir() if f.suffix == ".onnx")
+    expected = EmotionRecognizer(model_dir).predict(tone(3.0), 16000)
+    got = OnnxEmotionRecognizer(str(tmp_path / "fp32")).predict(tone(3.0), 16000)
+    assert got.modalities == ("audio",)
+    for c in CLASSES:
+        assert got.probabilities[c] == pytest.approx(expected.probabilities[c], abs=1e-3)
+    int8 = OnnxEmotionRecognizer(str(tmp_path / "int8"))
+    assert int8.predict(tone(3.0), 16000).emotion == expected.emotion
+    assert sizes["int8"] < 0.4 * sizes["fp32"]
+    with pytest.raises(InputError, match="too long .* 30 s window"):
+        int8.predict(np.zeros(16000 * 31, np.float32), 16000)

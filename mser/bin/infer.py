@@ -16,7 +16,10 @@ or ``<utt> ERROR <reason>`` for an utterance that cannot be recognised (unreadab
 audio, a transcript that is not UTF-8, ...): the reason also goes to stderr, the other
 utterances are still recognised and written, and the exit status is then 1. A transcript that
 is empty once its tags are removed ("[LAUGHTER]") counts as none, as in the decoding stage.
-Only the model dir's config.yaml and weights are read (see mser.inference).
+Only the model dir's config.yaml and weights are read (see mser.inference). An ONNX export
+(mser-export-onnx) runs on onnxruntime without torch::
+
+    mser-infer --backend onnxruntime --model-dir exp/<tag>/final/onnx happy.wav --text "..."
 """
 import argparse
 import logging
@@ -27,7 +30,6 @@ from tqdm import tqdm
 
 from mser.io.datadir import read_table
 from mser.features.audio import BadUtteranceError, read_wav
-from mser.inference import EmotionRecognizer, Transcriber, plot_query_attention
 from mser.utils.fileio import atomic_open
 from mser.utils.logging import setup_logging
 
@@ -40,6 +42,9 @@ def get_parser():
     parser.add_argument("--checkpoint", help="weights file inside --model-dir (default: model.pt "
                                              "or best.pt)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="onnxruntime: --model-dir is an ONNX export (mser-export-onnx); "
+                             "torch is not imported")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("wav", nargs="?", help="one recording (any format libsndfile reads)")
     source.add_argument("--wav-scp", help="batch mode: Kaldi wav.scp (paths or pipe commands)")
@@ -64,6 +69,12 @@ def check_args(parser, args):
         parser.error("--text-file goes with --wav-scp (a --data-dir brings its own text)")
     if args.transcribe and (args.text is not None or args.text_file):
         parser.error("--transcribe replaces --text / --text-file; give one or the other")
+    if args.backend == "onnxruntime":
+        for option in ("checkpoint", "transcribe", "attention_plot"):
+            if getattr(args, option):
+                parser.error(f"--{option.replace('_', '-')} needs the torch backend")
+        if args.device != "cpu":
+            parser.error("--backend onnxruntime runs on the CPU (--device cpu)")
 
 
 def utterances(args):
@@ -92,6 +103,8 @@ def recognize(recognizer, transcriber, utt, wav, text, plot):
         logging.info("%s: no transcript (or tags only), audio only", utt)
     prediction = recognizer.predict(waveform, rate, text, return_attention=bool(plot))
     if plot:
+        from mser.inference import plot_query_attention
+
         plot_query_attention(prediction, plot, title=utt)
         logging.info("%s: query attention plotted to %s", utt, plot)
     return prediction
@@ -111,14 +124,25 @@ def main(argv=None):
     check_args(parser, args)
     setup_logging()
     try:
-        recognizer = EmotionRecognizer(args.model_dir, args.checkpoint, args.device)
+        if args.backend == "onnxruntime":
+            from mser.onnx_inference import OnnxEmotionRecognizer
+
+            recognizer = OnnxEmotionRecognizer(args.model_dir)
+        else:
+            from mser.inference import EmotionRecognizer
+
+            recognizer = EmotionRecognizer(args.model_dir, args.checkpoint, args.device)
         items = utterances(args)
     except (OSError, ValueError) as e:  # a model dir that is not one, a missing input
         sys.exit(f"mser-infer: {error_reason(e)}")
     if args.attention_plot and recognizer.config["model_conf"]["fusion"] != "query":
         parser.error(f"--attention-plot: fusion {recognizer.config['model_conf']['fusion']!r} "
                      f"has no emotion queries to plot; only 'query' fusion models have")
-    transcriber = Transcriber(args.transcribe, args.device) if args.transcribe else None
+    transcriber = None
+    if args.transcribe:
+        from mser.inference import Transcriber
+
+        transcriber = Transcriber(args.transcribe, args.device)
     lines, failed, plot = [], 0, args.attention_plot
     for utt, wav, text in tqdm(items, desc="mser-infer", unit="utt", disable=len(items) == 1):
         try:

@@ -19,6 +19,17 @@ from mser.utils.calibration import softmax
 from mser.utils.conditions import condition_name
 
 
+def session_options(threads=None):
+    """onnxruntime session options with ``threads``, else OMP_NUM_THREADS, else its default."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    return options
+
+
 class OnnxEmotionModel:
     """An exported model: ``predict`` maps samples ({stream: (T, F) array or None}) to
     (posteriors (B, C), conditions). Threads: ``threads``, else OMP_NUM_THREADS, else
@@ -27,11 +38,7 @@ class OnnxEmotionModel:
     def __init__(self, path, threads=None):
         import onnxruntime
 
-        options = onnxruntime.SessionOptions()
-        threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-        if threads > 0:
-            options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(path, options,
+        self.session = onnxruntime.InferenceSession(path, session_options(threads),
                                                     providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
         missing = [k for k in ("mser_streams", "mser_classes") if k not in meta]
