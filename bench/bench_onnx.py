@@ -1,107 +1,127 @@
-"""The exported ONNX model (mser-export-onnx) against torch on the same stored features: the
-posteriors' largest difference, and utterances/s of each at batch 1 (a server, a timeline
-segment) and at a decoding batch, on the same cores in one run.
+"""The ONNX route (mser-export-onnx; mser-infer --backend onnxruntime) against torch, end to end
+from the recordings and transcripts of a data dir: utterances/s, peak RSS and the scores of
+each backend, each in its own process, one utterance at a time (as mser-infer and a server).
 
     tools/venv/bin/python bench/bench_onnx.py --model-dir egs/meld/exp/text_only_mpnet/fold1 \\
-        --data-dir egs/meld/data/fold1/test [--max-utts 500] [--batch-size 32] [--threads 2]
+        --data-dir egs/meld/data/fold1/test [--max-utts 500] [--threads 2]
 
-Run from the repository root; the model dir's feats.scp paths are relative to its recipe dir
-(exp/<tag>/fold<k> -> the recipe is two levels up). The ONNX file is written next to the model
-(<model-dir>/model.onnx) unless it exists. Torch runs the model as decoding does (eval mode,
-inference_mode, the streams each utterance has); both use --threads threads.
+Backends: torch (mser.inference.EmotionRecognizer), onnxruntime fp32 and int8 (exports written
+to <model-dir>/onnx and <model-dir>/onnx_int8 unless they exist; their export time printed).
+Each uses --threads threads. Prints per backend: utterances/s (after one warm-up utterance),
+peak RSS of its process, UA / WA / weighted F1 over the utterances, agreement of its emotions
+with torch's and the largest posterior difference from torch.
 """
 import argparse
+import json
 import os
+import resource
+import subprocess
 import sys
 import time
 
 import numpy as np
-import torch
 
-from mser.io.datadir import read_table
-from mser.io.storage import open_feats
-from mser.nets import load_model
-from mser.utils.calibration import softmax
-from mser.utils.onnx_model import OnnxEmotionModel
+BACKENDS = ("torch", "onnx_fp32", "onnx_int8")
 
 
-def read_samples(model_dir, config, streams, data_dir, max_utts):
-    recipe = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(model_dir))))
-    utts = sorted(read_table(os.path.join(data_dir, "utt2spk")))[:max_utts]
-    cwd = os.getcwd()
-    os.chdir(recipe)
-    try:
-        feats = {m: open_feats(config[f"{m}_feats"]) for m in streams}
-        return [{m: np.asarray(feats[m][u], np.float32) for m in streams} for u in utts]
-    finally:
-        os.chdir(cwd)
+def run_backend(args):
+    """One backend in this process: prints JSON of its predictions and measurements."""
+    import soundfile
+
+    from mser.io.datadir import read_table
+
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    start = time.perf_counter()
+    if args.backend == "torch":
+        import torch
+
+        from mser.inference import EmotionRecognizer
+
+        torch.set_num_threads(args.threads)
+        recognizer = EmotionRecognizer(args.model_dir)
+    else:
+        from mser.onnx_inference import OnnxEmotionRecognizer
+
+        recognizer = OnnxEmotionRecognizer(args.export_dir, threads=args.threads)
+    load_seconds = time.perf_counter() - start
+    utts = sorted(read_table(os.path.join(args.data_dir, "utt2emo")))[:args.max_utts]
+    wavs = (read_table(os.path.join(args.data_dir, "wav.scp"))
+            if "audio" in recognizer.modalities else {})
+    texts = (read_table(os.path.join(args.data_dir, "text"), allow_empty_value=True)
+             if "text" in recognizer.modalities else {})
+    inputs = []
+    for utt in utts:
+        waveform, rate = soundfile.read(wavs[utt], dtype="float32") if wavs else (None, None)
+        inputs.append((waveform, rate, texts.get(utt)))
+    recognizer.predict(*inputs[0])  # warm-up
+    start = time.perf_counter()
+    predictions = {utt: recognizer.predict(*x).probabilities for utt, x in zip(utts, inputs)}
+    seconds = time.perf_counter() - start
+    print(json.dumps({"load_seconds": load_seconds, "seconds": seconds,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "predictions": predictions}))
 
 
-def timed(function, batches, repeats=3):
-    """The best of ``repeats`` wall-clock passes over ``batches`` (the machine is shared)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for batch in batches:
-            function(batch)
-        best = min(best, time.perf_counter() - start)
-    return best
+def scores(predictions, labels, classes):
+    from mser.utils.metrics import score
 
-
-def torch_logits(model, streams):
-    def run(samples):
-        batch = {}
-        for m in streams:
-            lens = [len(s[m]) for s in samples]
-            padded = np.zeros((len(samples), max(lens), samples[0][m].shape[1]), np.float32)
-            for i, s in enumerate(samples):
-                padded[i, :lens[i]] = s[m]
-            batch[m], batch[f"{m}_lens"] = torch.from_numpy(padded), torch.tensor(lens)
-        with torch.inference_mode():
-            return model(batch, streams=streams)["logits"].float().numpy()
-    return run
+    utts = sorted(predictions)
+    truth = [classes.index(labels[u]) for u in utts]
+    guess = [int(np.argmax([predictions[u][c] for c in classes])) for u in utts]
+    return score(truth, guess, classes)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--data-dir", required=True, help="whose utterances are scored")
+    parser.add_argument("--data-dir", required=True, help="utt2emo and wav.scp and/or text")
     parser.add_argument("--max-utts", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
+    parser.add_argument("--backend", choices=BACKENDS, help=argparse.SUPPRESS)
+    parser.add_argument("--export-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    path = os.path.join(args.model_dir, "model.onnx")
-    if not os.path.exists(path):
-        from mser.onnx_export import export_onnx
+    if args.backend:
+        return run_backend(args)
 
-        start = time.perf_counter()
-        export_onnx(args.model_dir, path)
-        print(f"export: {time.perf_counter() - start:.1f} s, {os.path.getsize(path) / 1e6:.1f} MB")
-    model, config = load_model(args.model_dir)
-    streams = list(model.modalities)
-    samples = read_samples(args.model_dir, config, streams, args.data_dir, args.max_utts)
-    runner = OnnxEmotionModel(path, threads=args.threads)
-    run_torch = torch_logits(model, streams)
-    by_length = sorted(samples, key=lambda s: -len(s[streams[0]]))
-    batches = {1: [[s] for s in samples],
-               args.batch_size: [by_length[i:i + args.batch_size]
-                                 for i in range(0, len(by_length), args.batch_size)]}
-    difference = max(float(np.abs(softmax(runner.logits(b)) - softmax(run_torch(b))).max())
-                     for b in batches[args.batch_size])
-    frames = {m: np.mean([len(s[m]) for s in samples]) for m in streams}
-    print(f"{args.model_dir}: {len(samples)} utterances of {args.data_dir} "
-          f"(mean frames {', '.join(f'{m} {f:.0f}' for m, f in frames.items())}), "
-          f"{args.threads} thread(s); largest posterior difference onnxruntime - torch "
-          f"{difference:.2e}")
-    print(f"{'batch':>6} {'torch utt/s':>12} {'onnxruntime utt/s':>18} {'speed-up':>9}")
-    for size, groups in batches.items():
-        seconds = {name: timed(function, groups) for name, function in
-                   (("torch", run_torch), ("onnxruntime", runner.logits))}
-        print(f"{size:>6} {len(samples) / seconds['torch']:>12.1f} "
-              f"{len(samples) / seconds['onnxruntime']:>18.1f} "
-              f"{seconds['torch'] / seconds['onnxruntime']:>8.2f}x")
+    from mser.io.datadir import read_table
+    from mser.utils.config import load_config
+
+    exports = {"onnx_fp32": os.path.join(args.model_dir, "onnx"),
+               "onnx_int8": os.path.join(args.model_dir, "onnx_int8")}
+    for backend, directory in exports.items():
+        if not os.path.isdir(directory):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "mser.bin.export_onnx", "--model-dir",
+                            args.model_dir, "--out-dir", directory]
+                           + (["--int8"] if backend == "onnx_int8" else []), check=True)
+            print(f"{backend}: exported in {time.perf_counter() - start:.0f} s")
+    results = {}
+    for backend in BACKENDS:
+        command = [sys.executable, __file__, "--model-dir", args.model_dir, "--data-dir",
+                   args.data_dir, "--max-utts", str(args.max_utts), "--threads",
+                   str(args.threads), "--backend", backend,
+                   "--export-dir", exports.get(backend, "")]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results[backend] = json.loads(out.strip().splitlines()[-1])
+    labels = read_table(os.path.join(args.data_dir, "utt2emo"))
+    classes = load_config(os.path.join(args.model_dir, "config.yaml"))["classes"]
+    reference = results["torch"]["predictions"]
+    count = len(reference)
+    print(f"{args.model_dir} on {count} utterances of {args.data_dir}, {args.threads} thread(s), "
+          f"one utterance at a time (UA / WA / wF1 over these utterances, %)")
+    print(f"{'backend':>10} {'utt/s':>7} {'load s':>7} {'peak RSS MB':>12} {'UA':>6} {'WA':>6} "
+          f"{'wF1':>6} {'same emotion':>13} {'max |dp|':>9}")
+    for backend, result in results.items():
+        metrics = scores(result["predictions"], labels, classes)
+        same = np.mean([max(p, key=p.get) == max(reference[u], key=reference[u].get)
+                        for u, p in result["predictions"].items()])
+        worst = max(abs(p[c] - reference[u][c]) for u, p in result["predictions"].items()
+                    for c in classes)
+        print(f"{backend:>10} {count / result['seconds']:>7.1f} {result['load_seconds']:>7.1f} "
+              f"{result['peak_rss_mb']:>12.0f} {100 * metrics['ua']:>6.2f} "
+              f"{100 * metrics['wa']:>6.2f} {100 * metrics['weighted_f1']:>6.2f} "
+              f"{100 * same:>12.1f}% {worst:>9.1e}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from mser.data.dataset import LengthBucketBatchSampler, collate, dataset_from_config
+from mser.features import dump_identity
 from mser.features.transcript import is_empty_transcript
 from mser.io.datadir import read_table
 from mser.io.storage import load_feat_info
@@ -53,10 +54,12 @@ def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32,
     if text_feats:
         if "text" not in config["model_conf"]["modalities"]:
             raise SystemExit(f"decode: --text-feats {text_feats}, but {exp_dir} uses no text")
-        info = load_feat_info(text_feats)
-        if info != config["text_info"]:
-            raise SystemExit(f"decode: {text_feats}: its features ({info}) are not those "
-                             f"{exp_dir} was trained on ({config['text_info']})")
+        info, trained = load_feat_info(text_feats), config["text_info"]
+        if dump_identity(info) != dump_identity(trained):
+            differ = sorted(k for k in set(info) | set(trained) if info.get(k) != trained.get(k))
+            raise SystemExit(f"decode: {text_feats}: its features are not those {exp_dir} was "
+                             f"trained on: " + ", ".join(f"{k} {info.get(k)!r} (trained: "
+                                                         f"{trained.get(k)!r})" for k in differ))
         config["text_feats"] = text_feats
     dataset = dataset_from_config(config, data_dir)
     classes = config["classes"]

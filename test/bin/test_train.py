@@ -308,6 +308,28 @@ def test_stream_feats_on_the_command_line_win_over_the_config(fold, tmp_path):
         assert result.returncode and message in result.stderr, result.stderr[-2000:]
 
 
+def test_decode_takes_features_with_an_added_key_at_its_old_value(fold, tmp_path):
+    """A model trained before truncation_side existed decodes features dumped after it (at
+    "right", what the model saw); "left" is another feature and is refused, the key named."""
+    import shutil
+
+    exp = tmp_path / "exp"
+    run_train(fold, exp, "--epochs", "1")
+    for side, ok in (("right", True), ("left", False)):
+        dump = tmp_path / f"text_{side}"
+        shutil.copytree(os.path.dirname(fold["text"]), dump)
+        conf = yaml.safe_load((dump / "feat_conf.yaml").read_text())
+        (dump / "feat_conf.yaml").write_text(yaml.safe_dump({**conf, "truncation_side": side}))
+        (dump / "feats.scp").write_text((dump / "feats.scp").read_text().replace(
+            os.path.dirname(fold["text"]), str(dump)))
+        result = subprocess.run([sys.executable, "-m", "mser.bin.decode", "--exp-dir", str(exp),
+                                 "--data-dir", os.path.join(fold["data_dir"], "test"),
+                                 "--text-feats", str(dump / "feats.scp")],
+                                capture_output=True, text=True)
+        assert (result.returncode == 0) == ok, result.stderr[-2000:]
+    assert "truncation_side 'left' (trained: None)" in result.stderr
+
+
 def test_selection_on_the_mean_of_dev_conditions(fold, tmp_path):
     """With --select-conditions, the selection metric is the mean dev UA of the conditions
     (each evaluated with the other modality removed) and best.pt is the epoch that maximises it."""
