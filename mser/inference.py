@@ -75,6 +75,7 @@ class EmotionRecognizer:
         self.model, self.config = load_model(model_dir, self.device,
                                              checkpoint or default_weights(model_dir))
         self.classes = self.config["classes"]
+        self.has_attention = self.config["model_conf"]["fusion"] == "query"  # emotion queries
         self.modalities = tuple(self.config["model_conf"]["modalities"])
         others = [m for m in self.modalities if m not in MODALITIES]
         if others:

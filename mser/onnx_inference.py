@@ -119,6 +119,7 @@ class OnnxEmotionRecognizer:
             manifest = yaml.safe_load(f)
         self.model = OnnxEmotionModel(os.path.join(export_dir, manifest["model"]), threads)
         self.classes, self.modalities = self.model.classes, tuple(self.model.streams)
+        self.temperatures, self.has_attention = self.model.temperatures, False
         unknown = [m for m in self.modalities if m not in ("audio", "text")]
         if unknown:
             raise ValueError(f"{export_dir}: stream(s) {unknown} besides audio and text; run the "

@@ -203,7 +203,7 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
         return {"classes": list(recognizer.classes), "modalities": list(recognizer.modalities),
                 "asr": timeline_recognizer.asr_name,
                 "segmenter": timeline_recognizer.segmenter_info(),
-                "attention": recognizer.config["model_conf"]["fusion"] == "query",
+                "attention": recognizer.has_attention,
                 "max_upload_mb": max_upload_mb, "max_duration": max_duration}
 
     def table_response(timeline, fmt):

@@ -149,16 +149,25 @@ class TimelineRecognizer:
     ``recognizer``: an :class:`EmotionRecognizer` (or give ``model_dir``); ``asr``: a Whisper /
     CTC dir, ``packaged:NAME`` or None (no transcripts: audio only; a model without text needs
     none); ``segmenter``: ``vad`` (``options``: :class:`SegmentOptions`) or ``fixed``
-    (``window`` seconds); ``batch_size``: segments read and transcribed at once."""
+    (``window`` seconds); ``batch_size``: segments read and transcribed at once; ``backend``
+    onnxruntime: ``model_dir`` is an ONNX export (:mod:`mser.onnx_inference`)."""
 
     def __init__(self, model_dir=None, recognizer=None, asr=DEFAULT_ASR, device="cpu",
                  segmenter="vad", options=None, window=5.0, batch_size=8, language="en",
-                 checkpoint=None, asr_backend="auto", asr_window=None):
-        from mser.inference import EmotionRecognizer
-
+                 checkpoint=None, asr_backend="auto", asr_window=None, backend="torch"):
         if segmenter not in SEGMENTERS:
             raise ValueError(f"segmenter {segmenter!r}: choose one of {', '.join(SEGMENTERS)}")
-        self.recognizer = recognizer or EmotionRecognizer(model_dir, checkpoint, device)
+        if recognizer is None and backend == "onnxruntime":
+            from mser.onnx_inference import OnnxEmotionRecognizer
+
+            if checkpoint:
+                raise ValueError("checkpoint: an ONNX export holds one model; export another")
+            recognizer = OnnxEmotionRecognizer(model_dir)
+        elif recognizer is None:
+            from mser.inference import EmotionRecognizer
+
+            recognizer = EmotionRecognizer(model_dir, checkpoint, device)
+        self.recognizer = recognizer
         self.options = (options or SegmentOptions()).check()
         self.segmenter, self.window, self.batch_size = segmenter, window, batch_size
         # The VAD keeps state across a recording's blocks: a detector per thread (mser-serve
@@ -263,7 +272,7 @@ class TimelineRecognizer:
         from mser.inference import InputError
 
         segment = Segment(start, end, text)
-        attention = return_attention and self.recognizer.config["model_conf"]["fusion"] == "query"
+        attention = return_attention and self.recognizer.has_attention
         try:
             prediction = self.recognizer.predict(
                 wave if "audio" in self.recognizer.modalities else None, READ_RATE, text,

@@ -428,7 +428,7 @@ def exported(tmp_path_factory):
     pytest.importorskip("onnxscript", reason="the onnx extra: pip install -e '.[onnx]'")
     model_dir = save_model_dir(tmp_path_factory.mktemp("fold1"),
                                {"extractor": "fbank", "use_pitch": True},
-                               {"probe_head": True, "audio_subsampling": 4})
+                               {"probe_head": True, "audio_subsampling": 4, "projection": "pool"})
     with open(os.path.join(model_dir, "calibration.yaml"), "w") as f:
         yaml.safe_dump({"conditions": {c: {"temperature": t} for c, t in TEMPERATURES.items()}},
                        f)

@@ -152,6 +152,29 @@ def test_timeline_of_three_utterances_has_their_labels(demo_model, tmp_path):
             (segment.transcript, text)
 
 
+@needs_espeak
+def test_the_onnx_export_gives_the_timeline_of_the_torch_model(demo_model, tmp_path):
+    """mser-timeline --backend onnxruntime: the demo model's ONNX export labels the segments of
+    a recording as the torch model does, with the same calibrated probabilities."""
+    pytest.importorskip("onnxscript", reason="the onnx extra: pip install -e '.[onnx]'")
+    recognizer = EmotionRecognizer(demo_model["model_dir"])
+    waves, texts, _ = three_utterances(demo_model, recognizer)
+    recording, spans = concatenate(waves, [1.0, 1.5, 1.2, 1.0], noise_db=30)
+    export = tmp_path / "onnx"
+    result = subprocess.run([sys.executable, "-m", "mser.bin.export_onnx", "--model-dir",
+                             demo_model["model_dir"], "--out-dir", str(export)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    timelines = [TimelineRecognizer(recognizer=recognizer, asr=None),
+                 TimelineRecognizer(str(export), asr=None, backend="onnxruntime")]
+    torch_run, onnx_run = (t.timeline(recording, RATE, "three", segments=spans,
+                                      transcripts=texts) for t in timelines)
+    assert [s.emotion for s in onnx_run.segments] == [s.emotion for s in torch_run.segments]
+    for a, b in zip(onnx_run.segments, torch_run.segments):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)
+    assert onnx_run.calibration == torch_run.calibration and onnx_run.calibration
+
+
 def write_recordings(tmp_path, recognizer_data, n=3):
     """``n`` recordings of two demo utterances each, and their wav.scp."""
     data = recognizer_data / "fold1" / "test"

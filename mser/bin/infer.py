@@ -135,7 +135,7 @@ def main(argv=None):
         items = utterances(args)
     except (OSError, ValueError) as e:  # a model dir that is not one, a missing input
         sys.exit(f"mser-infer: {error_reason(e)}")
-    if args.attention_plot and recognizer.config["model_conf"]["fusion"] != "query":
+    if args.attention_plot and not recognizer.has_attention:
         parser.error(f"--attention-plot: fusion {recognizer.config['model_conf']['fusion']!r} "
                      f"has no emotion queries to plot; only 'query' fusion models have")
     transcriber = None

@@ -63,6 +63,8 @@ def add_model_options(parser):
                         help="exp/<tag>/fold<k> (uses best.pt) or an exported model dir")
     parser.add_argument("--checkpoint", help="weights file inside --model-dir")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="onnxruntime: --model-dir is an ONNX export (mser-export-onnx)")
     parser.add_argument("--asr", default="packaged:whisper-tiny.en",
                         help="speech recogniser: packaged:whisper-tiny.en (default), "
                              "packaged:whisper-base, a local Whisper/CTC dir, or none")
@@ -85,7 +87,7 @@ def build_recognizer(args, options):
         args.model_dir, asr=None if args.asr == "none" else args.asr, device=args.device,
         segmenter=args.segmenter, options=options, window=args.window,
         batch_size=args.batch_size, language=args.language or None, checkpoint=args.checkpoint,
-        asr_backend=args.asr_backend, asr_window=args.asr_window)
+        asr_backend=args.asr_backend, asr_window=args.asr_window, backend=args.backend)
 
 
 def get_parser():

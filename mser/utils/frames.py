@@ -37,9 +37,10 @@ def average_pool(x, lengths, factor):
     """(B, T, C) -> (B, ceil(T / factor), C): each group of ``factor`` frames averaged over its
     valid ones (padding never enters a mean); lengths ceil(length / factor)."""
     batch, time, width = x.shape
-    steps = -(-time // factor)
+    steps = (time + factor - 1) // factor  # ceil without negative floor division, which the
+    # ONNX export of a symbolic length turns into truncation
     valid = ~padding_mask(lengths, steps * factor)
     x = torch.nn.functional.pad(x, (0, 0, 0, steps * factor - time)) * valid[..., None].to(x.dtype)
     sums = x.view(batch, steps, factor, width).sum(2)
     counts = valid.view(batch, steps, factor).sum(2, keepdim=True).clamp_min(1)
-    return sums / counts.to(x.dtype), -(-lengths // factor)
+    return sums / counts.to(x.dtype), (lengths + factor - 1) // factor
