@@ -188,13 +188,16 @@ def compare_recognizers(onnx_recognizer, torch_recognizer):
 
 
 def quantize_graphs(directory):
-    """Every .onnx file of ``directory`` with its weights dynamically quantised to int8."""
+    """Every .onnx file of ``directory`` with its weights dynamically quantised to int8 (per
+    output channel)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     for name in sorted(os.listdir(directory)):
         if name.endswith(".onnx"):
             path = os.path.join(directory, name)
-            quantize_dynamic(path, path + ".int8", weight_type=QuantType.QInt8)
+            # per output channel: on MELD's MPNet text model 83.5 % of the emotions stay those
+            # of fp32, 75.5 % with one scale per tensor
+            quantize_dynamic(path, path + ".int8", weight_type=QuantType.QInt8, per_channel=True)
             os.replace(path + ".int8", path)
 
 
