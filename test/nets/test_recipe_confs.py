@@ -33,16 +33,18 @@ def test_conf_builds_a_model(conf):
     assert text.startswith("#"), "each conf opens with a comment saying what it is"
     assert not re.search(r"\b(UA|WA) \d", text), "results live in the generated RESULTS.md only"
     args = parse_args(get_parser(), ["--config", conf, "--data-dir", "d", "--exp-dir", "e"])
-    audio_info, text_info = AUDIO_INFO, TEXT_INFO
     conf = model_conf_from_args(args)
-    model = build_model(conf, {"audio": audio_info, "text": text_info}, 4).eval()
-    audio = torch.randn(2, 16, audio_info["dim"] * audio_info["num_layers"])
-    text = torch.randn(2, 4, text_info["dim"] * text_info["num_layers"])
+    # Streams other than audio (text, a dialogue's context) are token features.
+    infos = {name: AUDIO_INFO if name == "audio" else TEXT_INFO for name in conf["streams"]}
+    model = build_model(conf, infos, 4).eval()
+    lens = {"audio": [16, 9]}
+    batch = {}
+    for name, info in infos.items():
+        name_lens = lens.get(name, [4, 2])
+        batch[name] = torch.randn(2, max(name_lens), info["dim"] * info["num_layers"])
+        batch[f"{name}_lens"] = torch.tensor(name_lens)
     with torch.no_grad():
-        batch = {"audio": audio, "audio_lens": torch.tensor([16, 9]), "text": text,
-                 "text_lens": torch.tensor([4, 2])}
-        logits = model({k: v for k, v in batch.items() if k.split("_")[0] in conf["streams"]})[
-            "logits"]
+        logits = model(batch)["logits"]
     assert logits.shape == (2, 4) and torch.isfinite(logits).all()
 
 
