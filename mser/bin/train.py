@@ -75,6 +75,8 @@ def main(argv=None):
         train(args, ctx, threads)
     finally:
         distributed.destroy_process_group(ctx)
+    if launched_by:
+        distributed.exit_finished_worker()
 
 
 if __name__ == "__main__":
