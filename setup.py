@@ -1,5 +1,6 @@
-"""mser: a recipe toolkit for multimodal (speech + transcript) emotion recognition."""
-from setuptools import find_packages, setup
+"""mser: a recipe toolkit for multimodal (speech + transcript) emotion recognition.
+
+tools/install.sh reads ONNX_RUNTIME_REQUIRES with runpy (setuptools is imported only to build)."""
 
 # The one place runtime versions are pinned. torch is a range on purpose: tools/install.sh
 # installs the exact build first (CPU 2.13.0 by default, or the user's own CUDA build via
@@ -43,6 +44,17 @@ INSTALL_REQUIRES = [
 # checks the package's layers (.importlinter, test/test_layers.py)
 TEST_REQUIRES = ["pytest==9.2.0", "httpx==0.28.1", "selenium==4.51.0", "import-linter==2.17"]
 
+ONNXRUNTIME = "onnxruntime==1.32.0"
+# What the torch-free runner of an ONNX export imports (mser-infer --backend onnxruntime:
+# mser.onnx_inference); transformers for Whisper's log-mel front end only, itself without torch.
+# tools/install.sh --onnx-venv DIR installs these and mser-recipes with --no-deps: no torch.
+ONNX_RUNTIME_REQUIRES = [
+    *(r for r in INSTALL_REQUIRES if r.split("==")[0] in {
+        "numpy", "scipy", "soundfile", "PyYAML", "tqdm", "kaldiio", "kaldi-native-fbank",
+        "tokenizers", "transformers"}),
+    ONNXRUNTIME,
+]
+
 EXTRAS_REQUIRE = {
     "test": TEST_REQUIRES,
     "dev": [*TEST_REQUIRES, "ruff"],
@@ -50,7 +62,7 @@ EXTRAS_REQUIRE = {
     "bench": ["faster-whisper==1.2.1"],
     # mser-export-onnx (torch's dynamo exporter needs onnx and onnxscript) and the torch-free
     # runner mser.utils.onnx_model (onnxruntime); MIT / Apache-2.0
-    "onnx": ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0"],
+    "onnx": ["onnx==1.23.2", "onnxscript==0.7.2", ONNXRUNTIME],
     # Optional: no torchaudio release on PyPI matches torch 2.13 on CPU; install it only
     # together with a torch build it was made for (see README, "torchaudio").
     "torchaudio": ["torchaudio"],
@@ -67,17 +79,20 @@ CONSOLE_SCRIPTS = [
     "mser-serve=mser.bin.serve:main",
 ]
 
-setup(
-    name="mser-recipes",  # "mser" on PyPI is an unrelated project; the import name stays mser
-    version="0.1.0",
-    description="Multimodal speech emotion recognition recipes (emotion-query fusion of SSL features)",
-    long_description=open("README.md", encoding="utf-8").read(),
-    long_description_content_type="text/markdown",
-    python_requires=">=3.11",  # numpy 2.4 needs 3.11
-    packages=find_packages(include=["mser", "mser.*"]),
-    package_data={"mser": ["web/*"]},  # the page of mser-serve
-    install_requires=INSTALL_REQUIRES,
-    extras_require=EXTRAS_REQUIRE,
-    entry_points={"console_scripts": CONSOLE_SCRIPTS},
-    license="Apache-2.0",
-)
+if __name__ == "__main__":
+    from setuptools import find_packages, setup
+
+    setup(
+        name="mser-recipes",  # "mser" on PyPI is an unrelated project; the import name stays mser
+        version="0.1.0",
+        description="Multimodal speech emotion recognition recipes (emotion-query fusion of SSL features)",
+        long_description=open("README.md", encoding="utf-8").read(),
+        long_description_content_type="text/markdown",
+        python_requires=">=3.11",  # numpy 2.4 needs 3.11
+        packages=find_packages(include=["mser", "mser.*"]),
+        package_data={"mser": ["web/*"]},  # the page of mser-serve
+        install_requires=INSTALL_REQUIRES,
+        extras_require=EXTRAS_REQUIRE,
+        entry_points={"console_scripts": CONSOLE_SCRIPTS},
+        license="Apache-2.0",
+    )

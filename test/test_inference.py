@@ -524,6 +524,31 @@ def test_mser_infer_onnxruntime_backend_never_imports_torch(exported, wav_path, 
     assert refused.returncode and "--attention-plot needs the torch backend" in refused.stderr
 
 
+ONNX_VENV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                         "venv-onnx")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ONNX_VENV, "bin", "mser-infer")),
+                    reason="no tools/venv-onnx: bash tools/install.sh makes it")
+def test_torch_free_venv_runs_an_export(exported, wav_path):
+    """tools/venv-onnx (install.sh: setup.py's ONNX_RUNTIME_REQUIRES, mser --no-deps) has no
+    torch, and its mser-infer gives the torch backend's emotion and probability for a wav."""
+    model_dir, export_dir = exported
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    no_torch = subprocess.run([os.path.join(ONNX_VENV, "bin", "python"), "-c", "import torch"],
+                              capture_output=True, text=True, env=env)
+    assert no_torch.returncode and "No module named 'torch'" in no_torch.stderr
+    args = [wav_path, "--text", TEXT]
+    onnx_run = subprocess.run([os.path.join(ONNX_VENV, "bin", "mser-infer"), "--backend",
+                               "onnxruntime", "--model-dir", export_dir, *args],
+                              capture_output=True, text=True, env=env)
+    assert onnx_run.returncode == 0, onnx_run.stderr[-2000:]
+    torch_run = subprocess.run([sys.executable, "-m", "mser.bin.infer", "--model-dir", model_dir,
+                                *args], capture_output=True, text=True, check=True)
+    got, expected = onnx_run.stdout.split(), torch_run.stdout.split()
+    assert got[:2] == expected[:2] and got[-1] == "(audio+text)"
+
+
 def test_metadata_names_the_source_and_a_missing_dir_is_clear(exported, tmp_path):
     import onnx
 

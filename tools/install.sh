@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One-command, idempotent set-up: tools/venv with the pinned stack, mser in editable mode,
+# tools/venv-onnx (the torch-free runner of ONNX exports, mser-infer --backend onnxruntime),
 # and from apt when missing: espeak-ng + sox (the synthetic demo corpus) and chromium +
 # chromium-driver (the browser test of mser-serve's page; --no-browser leaves them out).
 #
 #   bash tools/install.sh                          # CPU torch 2.13.0 (default)
 #   MSER_TORCH="torch==2.5.1 --index-url <your CUDA wheel index>" bash tools/install.sh
 #   bash tools/install.sh --torch "torch==2.5.1" --python python3.11 [--no-browser]
+#   bash tools/install.sh --onnx-venv DIR          # only a torch-free venv for ONNX exports
 #
 # Re-running is cheap: nothing is reinstalled unless setup.py, this script or the torch spec
 # changed.
@@ -16,13 +18,15 @@ venv=$root/tools/venv
 torch_spec=${MSER_TORCH:-torch==2.13.0}
 python=${MSER_PYTHON:-python3}
 browser=true
+onnx_only=
 
 while [ $# -gt 0 ]; do
   case $1 in
     --torch) torch_spec=$2; shift 2 ;;
     --python) python=$2; shift 2 ;;
     --no-browser) browser=false; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --onnx-venv) onnx_only=$2; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 1 ;;
   esac
 done
@@ -53,19 +57,49 @@ install_apt_tools() {
   fi
 }
 
-install_apt_tools "the synthetic demo corpus" true espeak-ng:espeak-ng sox:sox
-if $browser; then
-  install_apt_tools "the browser test of mser-serve's page" false chromium:chromium \
-    chromedriver:chromium-driver
-fi
+# A venv without torch that runs ONNX exports: setup.py's ONNX_RUNTIME_REQUIRES, then mser
+# (editable) with --no-deps; refused if torch got in.
+install_onnx_venv() {
+  local dir=$1 stamp=$1/.mser_install_stamp want requires
+  want=$(cat "$root/setup.py" "${BASH_SOURCE[0]}")
+  if [ -x "$dir/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "$dir is up to date"
+    return 0
+  fi
+  [ -x "$dir/bin/python" ] || { log "Creating $dir (ONNX runtime, no torch)"; "$python" -m venv "$dir"; }
+  requires=$("$python" -c 'import runpy, sys
+print(" ".join(runpy.run_path(sys.argv[1])["ONNX_RUNTIME_REQUIRES"]))' "$root/setup.py")
+  log "Installing into $dir: $requires; mser --no-deps"
+  # shellcheck disable=SC2086  # one argument per requirement
+  "$dir/bin/python" -m pip install --compile --disable-pip-version-check -q $requires
+  "$dir/bin/python" -m pip install --disable-pip-version-check -q --no-deps -e "$root"
+  if "$dir/bin/python" -c 'import torch' 2>/dev/null; then
+    echo "install.sh: torch is importable in $dir; it must hold only the ONNX runtime" >&2
+    return 1
+  fi
+  printf '%s' "$want" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
+}
 
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "install.sh: '$python' is missing or older than Python 3.11 (numpy 2.4 needs it); pass --python /path/to/python3" >&2
   exit 1
 fi
 
+if [ -n "$onnx_only" ]; then
+  install_onnx_venv "$onnx_only"
+  log "Done: $onnx_only/bin/mser-infer --backend onnxruntime --model-dir <export> <wav>"
+  exit 0
+fi
+
+install_apt_tools "the synthetic demo corpus" true espeak-ng:espeak-ng sox:sox
+if $browser; then
+  install_apt_tools "the browser test of mser-serve's page" false chromium:chromium \
+    chromedriver:chromium-driver
+fi
+
 stamp=$venv/.mser_install_stamp
 want="$(cat "$root/setup.py" "${BASH_SOURCE[0]}") | $torch_spec"
+install_onnx_venv "$root/tools/venv-onnx"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   log "tools/venv is up to date ($torch_spec)"
   exit 0
