@@ -5,7 +5,8 @@ Endpoints (their OpenAPI schema is at ``/openapi.json``; the interactive ``/docs
 it loads its scripts from a CDN and would be blank offline):
 
 - ``GET /``: the page (``mser/web/index.html``);
-- ``GET /api/info``: the model's classes, modalities, ASR, segmenter and the server's limits;
+- ``GET /api/info``: the model's classes, modalities, ASR, segmenter, the temperature per stream
+  condition its probabilities are calibrated with (null: as trained) and the server's limits;
 - ``POST /api/timeline``: multipart form, ``audio`` = the recording (wav, flac, ogg, mp3, m4a,
   webm, ...), ``attention`` = true to add each segment's query attention; returns the timeline
   JSON (``mser-timeline``'s timeline.json), or with ``?format=tsv|csv`` its table::
@@ -204,6 +205,7 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
                 "asr": timeline_recognizer.asr_name,
                 "segmenter": timeline_recognizer.segmenter_info(),
                 "attention": recognizer.has_attention,
+                "calibration": dict(recognizer.temperatures) or None,
                 "max_upload_mb": max_upload_mb, "max_duration": max_duration}
 
     def table_response(timeline, fmt):

@@ -15,6 +15,7 @@ from mser.io.datadir import read_table
 from mser.features.audio import read_wav, resample
 from mser.serve import create_app
 from mser.timeline import Timeline, TimelineRecognizer
+from mser.utils.calibration import load_temperatures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(ROOT, "test", "artifacts")   # the browser test's screenshot
@@ -59,7 +60,7 @@ def upload(client, path, name=None, **data):
                            data=data)
 
 
-def test_upload_answers_the_timeline_json(client, recording):
+def test_upload_answers_the_timeline_json(client, recording, demo_model):
     client, work = client
     response = upload(client, recording, attention="true")
     assert response.status_code == 200, response.text
@@ -83,6 +84,8 @@ def test_upload_answers_the_timeline_json(client, recording):
     assert os.listdir(work) == []   # the request's temporary dir is gone
     info = client.get("/api/info").json()
     assert info["max_upload_mb"] == 2 and info["max_duration"] == 20 and info["attention"]
+    # the trained demo model's dev temperatures, one per stream condition
+    assert info["calibration"] == load_temperatures(demo_model["model_dir"]) != {}
 
 
 def test_oversized_corrupt_and_unsupported_uploads_get_a_message(client, recording, tmp_path):
@@ -249,6 +252,8 @@ def test_page_in_headless_chromium_shows_the_timeline(server, recording, tmp_pat
         driver.get(url + "/")
         WebDriverWait(driver, 30).until(
             lambda d: "classes: neu, hap, ang, sad" in d.find_element(By.ID, "info").text)
+        assert "probabilities: calibrated on dev (temperature both " in driver.find_element(
+            By.ID, "info").text
         driver.find_element(By.ID, "file").send_keys(str(recording))
         driver.find_element(By.ID, "analyse").click()
         WebDriverWait(driver, 240).until(
