@@ -5,8 +5,8 @@
 # Text-only from the three CSVs alone (no clips):
 #   ./run.sh --local_data_opts --text-only --train_config conf/tuning/text_only.yaml
 # Default features: the packaged Whisper base encoder, all 6 layers, on each utterance's own
-# length (conf/feats/whisper_base.yaml; multilingual) and the paper's MPNet (packaged; +5.4 wF1
-# and UA over MiniLM for the text model, 5x its extraction time: RESULTS.md; --text_feat minilm
+# length (conf/feats/whisper_base.yaml; multilingual) and the paper's MPNet (packaged; +5.4
+# wF1, +4.3 UA over MiniLM for the text model, 5x its extraction time: RESULTS.md; --text_feat minilm
 # is the light option); --audio_feat fbank for Kaldi fbank+pitch, hubert_large for the paper's
 # (local weights). Nothing is downloaded. The stages are egs/TEMPLATE/ser.sh; ./run.sh --help lists every option. Corpus
 # options (local/data.sh --help) go through --local_data_opts.
