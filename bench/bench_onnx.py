@@ -68,13 +68,18 @@ def run_backend(args):
                       "predictions": predictions}))
 
 
+def truth_and_guess(predictions, labels, classes):
+    """(gold class indices, argmax class indices) of ``predictions``' utterances, sorted."""
+    utts = sorted(predictions)
+    truth = np.array([classes.index(labels[u]) for u in utts])
+    guess = np.array([int(np.argmax([predictions[u][c] for c in classes])) for u in utts])
+    return truth, guess
+
+
 def scores(predictions, labels, classes):
     from mser.utils.metrics import score
 
-    utts = sorted(predictions)
-    truth = [classes.index(labels[u]) for u in utts]
-    guess = [int(np.argmax([predictions[u][c] for c in classes])) for u in utts]
-    return score(truth, guess, classes)
+    return score(*truth_and_guess(predictions, labels, classes), classes)
 
 
 def bench_model(model_dir, data_dir, max_utts, threads):
@@ -134,13 +139,10 @@ def print_pooled(per_fold, labels, classes):
         fold_ua = [100 * scores(r[backend]["predictions"], labels, classes)["ua"]
                    for r in per_fold]
         print(f"{backend:>10} UA fold mean {np.mean(fold_ua):.2f} ± {np.std(fold_ua, ddof=1):.2f}")
-    utts = sorted(pooled["torch"]["predictions"])
-    truth = np.array([classes.index(labels[u]) for u in utts])
-    guess = {b: np.array([int(np.argmax([pooled[b]["predictions"][u][c] for c in classes]))
-                          for u in utts]) for b in ("onnx_fp32", "onnx_int8")}
-    diff, (low, high), p = paired_bootstrap(truth, guess["onnx_int8"], guess["onnx_fp32"],
-                                            len(classes))
-    int8_only, fp32_only, p_mcnemar = mcnemar_test(truth, guess["onnx_int8"], guess["onnx_fp32"])
+    truth, fp32 = truth_and_guess(pooled["onnx_fp32"]["predictions"], labels, classes)
+    _, int8 = truth_and_guess(pooled["onnx_int8"]["predictions"], labels, classes)
+    diff, (low, high), p = paired_bootstrap(truth, int8, fp32, len(classes))
+    int8_only, fp32_only, p_mcnemar = mcnemar_test(truth, int8, fp32)
     print(f"int8 - fp32, pooled UA: {100 * diff:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}] "
           f"(bootstrap p {p:.3g}); right only with int8 / fp32: {int8_only} / {fp32_only} "
           f"(McNemar p {p_mcnemar:.3g})")

