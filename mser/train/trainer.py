@@ -303,8 +303,8 @@ class Trainer:
         else:
             state["bad_epochs"] += 1
         lr = self.optimizer.param_groups[0]["lr"]
-        entry = {"epoch": epoch, "train_loss": train_stats["loss"], "dev_metric": value,
-                 "lr": lr, "seconds": elapsed}
+        entry = {"epoch": epoch, "step": self.scheduler.last_epoch, "train_loss":
+                 train_stats["loss"], "dev_metric": value, "lr": lr, "seconds": elapsed}
         if dev is not None:
             entry.update(dev_loss=dev["loss"], dev_ua=dev["ua"], dev_wa=dev["wa"],
                          dev_conditions=dev["conditions"])
@@ -352,7 +352,8 @@ class Trainer:
         if improved:
             save_checkpoint(os.path.join(self.exp_dir, BEST), checkpoint)
         prune_checkpoints(self.exp_dir, args.keep_checkpoints, protect=set(best_epochs(
-            self.state["history"], args.select_metric, args.average_checkpoints)))
+            self.state["history"], args.select_metric, args.average_checkpoints,
+            args.warmup_steps)))
 
     def plot(self):
         with self.timer("plots"):
@@ -372,7 +373,7 @@ class Trainer:
                 with self.timer("checkpoints"):
                     summary["averaged_epochs"] = write_average(
                         self.exp_dir, state["history"], args.select_metric,
-                        args.average_checkpoints)
+                        args.average_checkpoints, args.warmup_steps)
         distributed.barrier(ctx)  # best.pt is final
         if state["history"] and self.dev_loader is not None:
             with self.timer("calibration"):
@@ -412,9 +413,18 @@ def selected_text(args, state):
     return f"best dev {args.select_metric} {state['best_metric']:.4f}"
 
 
-def best_epochs(history, metric, count):
+def after_warmup(history, warmup_steps):
+    """The epochs of ``history`` that ended after the learning-rate warm-up (all of them when
+    none did, or for a history without step counts)."""
+    return [h for h in history if h.get("step", warmup_steps) >= warmup_steps] or history
+
+
+def best_epochs(history, metric, count, warmup_steps=0):
     """The ``count`` epochs of ``history`` with the best dev ``metric``, best first (ties: the
-    earlier epoch); without dev metrics (no dev set), the last ``count`` epochs, latest first."""
+    earlier epoch); without dev metrics (no dev set), the last ``count`` epochs, latest first.
+    Epochs that ended within the first ``warmup_steps`` optimiser steps, trained at a rising
+    learning rate, are never mixed with later ones (unless no epoch left the warm-up)."""
+    history = after_warmup(history, warmup_steps)
     if any(h["dev_metric"] is None for h in history):
         return [h["epoch"] for h in history[::-1][:max(1, count)]]
     sign = 1 if metric == "loss" else -1
@@ -422,14 +432,22 @@ def best_epochs(history, metric, count):
     return [h["epoch"] for h in ranked[:max(1, count)]]
 
 
-def write_average(exp_dir, history, metric, count):
-    """best.pt := the mean of the ``count`` best epochs' models; returns their epochs."""
-    epochs = best_epochs(history, metric, count)
+def write_average(exp_dir, history, metric, count, warmup_steps=0):
+    """best.pt := the mean of the ``count`` best epochs' models after the warm-up; returns their
+    epochs."""
+    epochs = best_epochs(history, metric, count, warmup_steps)
     averaged = average_checkpoints([checkpoint_path(exp_dir, e) for e in epochs])
     save_checkpoint(os.path.join(exp_dir, BEST), averaged)
-    logging.info("%s: the mean of the %d %s (%s)", os.path.join(exp_dir, BEST), len(epochs),
+    warmup = [h["epoch"] for h in history if h.get("step", warmup_steps) < warmup_steps]
+    if len(warmup) == len(history):
+        logging.warning("every epoch ended within the %d-step warm-up: best.pt averages "
+                        "epochs at a rising learning rate; lower --warmup-steps or raise "
+                        "--min-steps", warmup_steps)
+    logging.info("%s: the mean of the %d %s (%s)%s", os.path.join(exp_dir, BEST), len(epochs),
                  "last epochs (no dev set)" if history[-1]["dev_metric"] is None else
-                 f"best epochs by dev {metric}", " ".join(map(str, epochs)))
+                 f"best epochs by dev {metric}", " ".join(map(str, epochs)),
+                 f", warm-up epochs 1-{len(warmup)} left out"
+                 if warmup and len(warmup) < len(history) else "")
     return epochs
 
 
