@@ -76,7 +76,7 @@ def replay_fold(source, target, epochs, patience, average, conditions=None):
     if last is None:
         sys.exit(f"{source}: stopped at epoch {ran_to}, before {epochs} epochs with patience "
                  f"{patience} would have: replay from a longer or more patient run")
-    chosen = best_epochs(history[:last], metric, average, config["warmup_steps"])
+    chosen = best_epochs(history[:last], metric, average)
     missing = [e for e in chosen if e not in kept]
     if missing:
         sys.exit(f"{source}: no checkpoint of epoch(s) {missing}; train the source with "

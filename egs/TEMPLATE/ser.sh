@@ -149,7 +149,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
       --exp-dir $exp/foldJOB --ngpu $ngpu --nproc-per-node $nproc --seed $seed $train_opts
   for k in $folds; do  # what each fold's schedule became and where its selection fell
     grep -h -o -e "[0-9]* epochs of .* fewer than --min-steps.*" -e "finished (.*): best dev .* at epoch [0-9]*" \
-      -e "the mean of the [0-9]* best epochs .*" -e "every epoch ended within the .*" \
+      -e "the mean of the [0-9]* best epochs .*" -e "best.pt averages .* within the .*" \
       $exp/fold$k/train.log 2>/dev/null | sed "s|^|fold $k: |" | while read -r line; do log "Stage 3: $line"; done
   done
 fi

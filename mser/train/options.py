@@ -83,10 +83,10 @@ TRAIN_OPTIONS = {
         "keep_checkpoints": Option(3, "epoch checkpoints kept besides the best (and the ones "
                                       "--average-checkpoints needs)", resumable=True),
         "average_checkpoints": Option(1, "best.pt of a finished run: the mean of the weights of "
-                                         "the N epochs with the best dev --select-metric among "
-                                         "those that ended after the --warmup-steps (all if none "
-                                         "did; 1: the best epoch itself); smooths the selection "
-                                         "noise of a small dev set", resumable=True),
+                                         "the N epochs with the best dev --select-metric (1: the "
+                                         "best epoch itself); smooths the selection noise of a "
+                                         "small dev set; the log names those that ended within "
+                                         "the warm-up", resumable=True),
     },
 }
 OPTIONS = {key: spec for options in TRAIN_OPTIONS.values() for key, spec in options.items()}

@@ -352,8 +352,7 @@ class Trainer:
         if improved:
             save_checkpoint(os.path.join(self.exp_dir, BEST), checkpoint)
         prune_checkpoints(self.exp_dir, args.keep_checkpoints, protect=set(best_epochs(
-            self.state["history"], args.select_metric, args.average_checkpoints,
-            args.warmup_steps)))
+            self.state["history"], args.select_metric, args.average_checkpoints)))
 
     def plot(self):
         with self.timer("plots"):
@@ -413,18 +412,9 @@ def selected_text(args, state):
     return f"best dev {args.select_metric} {state['best_metric']:.4f}"
 
 
-def after_warmup(history, warmup_steps):
-    """The epochs of ``history`` that ended after the learning-rate warm-up (all of them when
-    none did, or for a history without step counts)."""
-    return [h for h in history if h.get("step", warmup_steps) >= warmup_steps] or history
-
-
-def best_epochs(history, metric, count, warmup_steps=0):
+def best_epochs(history, metric, count):
     """The ``count`` epochs of ``history`` with the best dev ``metric``, best first (ties: the
-    earlier epoch); without dev metrics (no dev set), the last ``count`` epochs, latest first.
-    Epochs that ended within the first ``warmup_steps`` optimiser steps, trained at a rising
-    learning rate, are never mixed with later ones (unless no epoch left the warm-up)."""
-    history = after_warmup(history, warmup_steps)
+    earlier epoch); without dev metrics (no dev set), the last ``count`` epochs, latest first."""
     if any(h["dev_metric"] is None for h in history):
         return [h["epoch"] for h in history[::-1][:max(1, count)]]
     sign = 1 if metric == "loss" else -1
@@ -432,22 +422,29 @@ def best_epochs(history, metric, count, warmup_steps=0):
     return [h["epoch"] for h in ranked[:max(1, count)]]
 
 
-def write_average(exp_dir, history, metric, count, warmup_steps=0):
-    """best.pt := the mean of the ``count`` best epochs' models after the warm-up; returns their
-    epochs."""
-    epochs = best_epochs(history, metric, count, warmup_steps)
+def warmup_epochs(history, epochs, warmup_steps):
+    """Those of ``epochs`` that ended within the first ``warmup_steps`` optimiser steps (a
+    rising learning rate); none for a history without step counts (an older run)."""
+    steps = {h["epoch"]: h.get("step", warmup_steps) for h in history}
+    return [e for e in epochs if steps[e] < warmup_steps]
+
+
+def write_average(exp_dir, history, metric, count, warmup_steps):
+    """best.pt := the mean of the ``count`` best epochs' models; returns their epochs. Says so
+    when some of them ended within the warm-up."""
+    epochs = best_epochs(history, metric, count)
     averaged = average_checkpoints([checkpoint_path(exp_dir, e) for e in epochs])
     save_checkpoint(os.path.join(exp_dir, BEST), averaged)
-    warmup = [h["epoch"] for h in history if h.get("step", warmup_steps) < warmup_steps]
-    if len(warmup) == len(history):
-        logging.warning("every epoch ended within the %d-step warm-up: best.pt averages "
-                        "epochs at a rising learning rate; lower --warmup-steps or raise "
-                        "--min-steps", warmup_steps)
-    logging.info("%s: the mean of the %d %s (%s)%s", os.path.join(exp_dir, BEST), len(epochs),
+    logging.info("%s: the mean of the %d %s (%s)", os.path.join(exp_dir, BEST), len(epochs),
                  "last epochs (no dev set)" if history[-1]["dev_metric"] is None else
-                 f"best epochs by dev {metric}", " ".join(map(str, epochs)),
-                 f", warm-up epochs 1-{len(warmup)} left out"
-                 if warmup and len(warmup) < len(history) else "")
+                 f"best epochs by dev {metric}", " ".join(map(str, epochs)))
+    early = warmup_epochs(history, epochs, warmup_steps)
+    if early:
+        after = [h["epoch"] for h in history if h.get("step", warmup_steps) >= warmup_steps]
+        logging.warning("best.pt averages %d epoch(s) that ended within the %d-step learning-"
+                        "rate warm-up (%s); %s", len(early), warmup_steps,
+                        " ".join(map(str, early)), f"epoch {after[0]} was the first after it"
+                        if after else "no epoch ended after it")
     return epochs
 
 

@@ -562,7 +562,7 @@ def test_average_checkpoints_writes_the_mean_of_the_best_epochs(fold, tmp_path):
     history = load_checkpoint(str(exp / "checkpoints" / "epoch6.pt"))["state"]["history"]
     steps_per_epoch = history[0]["step"]
     assert [h["step"] for h in history] == [e * steps_per_epoch for e in range(1, 7)]
-    expected = trainer.best_epochs(history, "ua", 3, warmup_steps=2)
+    expected = trainer.best_epochs(history, "ua", 3)
     assert done["averaged_epochs"] == expected and len(set(expected)) == 3
     best = load_checkpoint(str(exp / "best.pt"))
     assert best["averaged_epochs"] == expected
@@ -638,30 +638,25 @@ def test_best_epochs_rank_by_the_metric_and_its_direction():
     assert trainer.best_epochs(history, "ua", 9) == [2, 3, 4, 1]
 
 
-def test_best_epochs_never_mix_warmup_epochs_with_later_ones():
-    """An epoch that ended within the warm-up (a rising learning rate) is left out of the
-    average, however well it scored on dev; if no epoch left the warm-up, all are candidates;
-    a history without step counts (an older run) ranks every epoch."""
-    history = [{"epoch": e, "step": 10 * e, "dev_metric": m}
-               for e, m in ((1, 0.4), (2, 0.9), (3, 0.5), (4, 0.7), (5, 0.6))]
-    assert trainer.best_epochs(history, "ua", 2, warmup_steps=30) == [4, 5]
-    assert trainer.best_epochs(history, "ua", 2, warmup_steps=0) == [2, 4]
-    assert trainer.best_epochs(history, "ua", 2, warmup_steps=1000) == [2, 4]
-    assert trainer.best_epochs(history[:2], "ua", 5, warmup_steps=15) == [2]
-    no_dev = [{**h, "dev_metric": None} for h in history]
-    assert trainer.best_epochs(no_dev, "ua", 9, warmup_steps=30) == [5, 4, 3]
+def test_warmup_epochs_are_those_that_ended_within_it():
+    history = [{"epoch": e, "step": 10 * e, "dev_metric": 0.5} for e in range(1, 6)]
+    assert trainer.warmup_epochs(history, [5, 2, 3, 1], warmup_steps=30) == [2, 1]
+    assert trainer.warmup_epochs(history, [5, 2], warmup_steps=0) == []
     older = [{k: v for k, v in h.items() if k != "step"} for h in history]
-    assert trainer.best_epochs(older, "ua", 2, warmup_steps=30) == [2, 4]
+    assert trainer.warmup_epochs(older, [1, 2], warmup_steps=30) == []
 
 
-def test_averaging_says_when_every_epoch_was_warmup(fold, tmp_path):
-    """A run that never leaves the warm-up averages its best epochs all the same and says so."""
+def test_averaging_names_the_epochs_it_took_from_the_warmup(fold, tmp_path):
+    """A run whose averaged epochs ended within the warm-up (here it never leaves it) averages
+    them all the same and says which on the console."""
     exp = tmp_path / "warm"
     result = run_train(fold, exp, "--epochs", "3", "--average-checkpoints", "2",
                        "--warmup-steps", "100000")
-    done = yaml.safe_load((exp / ".done").read_text())
-    assert len(done["averaged_epochs"]) == 2
-    assert "every epoch ended within the 100000-step warm-up" in result.stderr
+    averaged = yaml.safe_load((exp / ".done").read_text())["averaged_epochs"]
+    assert len(averaged) == 2
+    assert (f"best.pt averages 2 epoch(s) that ended within the 100000-step learning-rate "
+            f"warm-up ({' '.join(map(str, averaged))}); no epoch ended after it"
+            in result.stderr)
 
 
 def test_probe_config_trains(fold, tmp_path):
