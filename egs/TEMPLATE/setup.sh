@@ -46,8 +46,7 @@ for conf in "$template"/conf/feats/*.yaml "$template"/conf/tuning/*.yaml; do
 done
 if [ ! -e "$recipe/conf/train.yaml" ]; then
   if $audio_only; then  # one stream: nothing to mask it against
-    sed -e 's/^modalities: .*/modalities: [audio]  # --audio_only true/' \
-        -e 's/^mask_audio_prob: .*/mask_audio_prob: 0.0/' -e 's/^mask_text_prob: .*/mask_text_prob: 0.0/' \
+    sed -e '/^  text: /d' -e 's/^\(  audio: {.*\)mask_prob: [0-9.]*\(.*}\).*/\1mask_prob: 0.0\2  # --audio_only true/' \
         "$train_yaml" > "$recipe/conf/train.yaml"
   else
     cp "$train_yaml" "$recipe/conf/train.yaml"

@@ -9,10 +9,11 @@
 The infos are feat_conf.yaml dicts (``dim``, ``num_layers``). Variants are conf values:
 ``fusion`` picks from :data:`mser.nets.fusion.FUSIONS`, ``encoder_layers: 0`` removes the
 uni-modal encoders, ``num_queries`` is K. The streams are the conf's ``streams`` (name ->
-subsampling, normalize, mask_prob, spec_augment; any names, e.g. a third ``video`` stream), or of
-older configs ``modalities: [audio, text]`` with the flat ``audio_subsampling``,
-``normalize_audio``, ``mask_audio_prob`` ... keys, which also give the defaults of a declared
-``audio`` or ``text`` stream.
+subsampling, normalize, mask_prob, spec_augment; any names, e.g. a third ``video`` stream;
+default: audio and text). A model conf saved by an older version may instead hold
+``modalities: [audio, text]`` and the flat ``audio_subsampling``, ``normalize_audio``,
+``mask_audio_prob`` ... keys (:data:`LEGACY_STREAM_KEYS`): trained models keep loading; a
+training config in that form is refused (``python -m mser.bin.migrate_config`` rewrites it).
 """
 import os
 
@@ -23,16 +24,32 @@ from mser.utils.checkpoint import load_checkpoint
 from mser.utils.conditions import FULL_SET_NAMES, STREAM_NAME
 from mser.utils.config import load_config
 
-MODALITIES = ("audio", "text")  # the streams older configs and the flat keys know
+MODALITIES = ("audio", "text")  # the streams with their own feature options and defaults
+# A stream's options when the config leaves them out: audio and text as the paper's model,
+# any other stream unsubsampled, normalised, never masked.
+STREAM_DEFAULTS = {
+    "audio": {"subsampling": 4, "normalize": True, "mask_prob": 0.2, "spec_augment": True},
+    "text": {"subsampling": 1, "normalize": False, "mask_prob": 0.2, "spec_augment": False},
+}
+OTHER_STREAM_DEFAULTS = {"subsampling": 1, "normalize": True, "mask_prob": 0.0,
+                         "spec_augment": False}
+# The flat keys of older configs -> (stream, key); with ``modalities`` they are read only from
+# model confs saved by training (a model trained before streams: keeps loading).
+LEGACY_STREAM_KEYS = {
+    "normalize_audio": ("audio", "normalize"), "normalize_text": ("text", "normalize"),
+    "audio_subsampling": ("audio", "subsampling"), "text_subsampling": ("text", "subsampling"),
+    "mask_audio_prob": ("audio", "mask_prob"), "mask_text_prob": ("text", "mask_prob"),
+}
+LEGACY_KEYS = ("modalities", *LEGACY_STREAM_KEYS)
 
 # key -> (default, help). Every key is also a command-line option of mser.bin.train.
 MODEL_OPTIONS = {
-    "modalities": (["audio", "text"], "streams the model has (audio, text, or both), when "
-                                      "streams does not name them"),
     "streams": ({}, "the model's streams, in order: {name: {feats: <feats.scp>, subsampling: "
                     "1|2|4, normalize: bool, mask_prob: p, spec_augment: bool}}, each key "
-                    "optional (audio and text default from the flat keys, others to 1, true, 0, "
-                    "false); feats: the stream's feats.scp (audio and text: --audio-feats, "
+                    "optional (defaults: audio 4, true, 0.2, true; text 1, false, 0.2, false; "
+                    "others 1, true, 0, false); {} is audio and text; in a YAML with a base:, "
+                    "each stream's keys override the base's and '<name>: null' removes it; "
+                    "feats: the stream's feats.scp (audio and text: --audio-feats, "
                     "--text-feats)"),
     "fusion": ("query", f"fusion of the streams: {', '.join(FUSIONS)}"),
     "d_model": (128, "width of projections, encoders and decoder"),
@@ -53,11 +70,6 @@ MODEL_OPTIONS = {
                            "utterance)"),
     "feature_masks": (0, "training: SpecAugment masks of feature columns per utterance"),
     "feature_mask_width": (0, "widest feature mask, in columns of the layer-weighted features"),
-    "normalize_audio": (True, "global mean/variance normalisation of audio features "
-                              "(statistics from the training split)"),
-    "normalize_text": (False, "same for text features"),
-    "audio_subsampling": (4, "Conv1d subsampling of audio frames: 1, 2 or 4"),
-    "text_subsampling": (1, "Conv1d subsampling of text tokens: 1, 2 or 4"),
     "encoder_layers": (2, "uni-modal transformer encoder layers per stream (0: none)"),
     "encoder_heads": (4, "encoder attention heads"),
     "encoder_ff_dim": (256, "encoder feed-forward width"),
@@ -75,12 +87,8 @@ MODEL_OPTIONS = {
                           "refined stream beside the decoded queries"),
     "classifier_hidden": (128, "hidden width of the classifier MLP (0: linear)"),
     "dropout": (0.1, "dropout in encoders, decoder and classifier"),
-    "mask_audio_prob": (0.2, "training: probability of removing the audio stream of a sample"),
-    "mask_text_prob": (0.2, "training: probability of removing the text stream of a sample"),
 }
 MODEL_DEFAULTS = {key: default for key, (default, _) in MODEL_OPTIONS.items()}
-FLAT_STREAM_KEYS = ("normalize_audio", "normalize_text", "audio_subsampling", "text_subsampling",
-                    "mask_audio_prob", "mask_text_prob")
 
 
 class ModelConfigError(ValueError):
@@ -88,12 +96,14 @@ class ModelConfigError(ValueError):
 
 
 def resolve_model_conf(model_conf):
-    """Defaults filled in, ``streams`` resolved (:func:`resolve_streams`) and values checked;
-    unknown keys are an error. Resolving a resolved conf gives it back."""
-    unknown = sorted(set(model_conf) - set(MODEL_DEFAULTS))
+    """Defaults filled in, ``streams`` resolved (:func:`resolve_streams`; ``modalities`` names
+    them for readers) and values checked; unknown keys are an error. Resolving a resolved conf
+    gives it back."""
+    legacy = {key: model_conf[key] for key in LEGACY_KEYS if key in model_conf}
+    unknown = sorted(set(model_conf) - set(MODEL_DEFAULTS) - set(legacy))
     if unknown:
         raise ModelConfigError(f"unknown model key(s) {unknown}; allowed: {sorted(MODEL_DEFAULTS)}")
-    conf = {**MODEL_DEFAULTS, **model_conf}
+    conf = {**MODEL_DEFAULTS, **{k: v for k, v in model_conf.items() if k not in legacy}}
     # Older configs spell the layer weighting as a boolean.
     conf["layer_weighting"] = {True: "softmax", False: "mean"}.get(conf["layer_weighting"],
                                                                    conf["layer_weighting"])
@@ -103,10 +113,8 @@ def resolve_model_conf(model_conf):
     for key, allowed in choices.items():
         if conf[key] not in allowed:
             raise ModelConfigError(f"{key}: {conf[key]!r} is not one of {list(allowed)}")
-    conf["streams"] = resolve_streams(conf)
+    conf["streams"] = resolve_streams(conf["streams"], legacy)
     conf["modalities"] = list(conf["streams"])
-    for key in FLAT_STREAM_KEYS:  # now in conf["streams"]
-        conf.pop(key)
     if conf["d_model"] % conf["encoder_heads"] or conf["d_model"] % conf["decoder_heads"]:
         raise ModelConfigError(f"d_model ({conf['d_model']}) must be divisible by encoder_heads "
                                f"and decoder_heads")
@@ -118,50 +126,37 @@ def resolve_model_conf(model_conf):
     return conf
 
 
-def flat_stream_key(stream, key):
-    """The flat key of older configs for ``stream``'s ``key`` (audio and text only), or None."""
-    if stream not in MODALITIES or key == "spec_augment":
-        return None
-    return {"subsampling": f"{stream}_subsampling", "normalize": f"normalize_{stream}",
-            "mask_prob": f"mask_{stream}_prob"}[key]
-
-
-def stream_defaults(conf, stream):
-    defaults = {"subsampling": 1, "normalize": True, "mask_prob": 0.0,
-                "spec_augment": stream == "audio"}
-    for key in defaults:
-        if flat_stream_key(stream, key):
-            defaults[key] = conf[flat_stream_key(stream, key)]
-    return defaults
-
-
-def resolve_streams(conf):
-    """{stream: {subsampling, normalize, mask_prob, spec_augment}} of ``conf``: its declared
-    ``streams`` over the defaults, or the ``modalities`` of an older config."""
-    declared = conf["streams"] or {name: {} for name in conf["modalities"] or ()}
+def resolve_streams(declared, legacy=None):
+    """{stream: {subsampling, normalize, mask_prob, spec_augment}}: the ``declared`` streams
+    over the defaults (none declared: audio and text), or those an older conf's ``legacy`` keys
+    (``modalities`` and the flat per-stream keys) give."""
+    legacy = legacy or {}
+    modalities = legacy.get("modalities")
+    if declared and modalities is not None and list(declared) != list(modalities):
+        raise ModelConfigError(f"modalities {list(modalities)} and streams {list(declared)} "
+                               f"disagree; give only streams")
+    declared = declared or {name: {} for name in (modalities or MODALITIES)}
     if not isinstance(declared, dict) or not declared:
         raise ModelConfigError(f"streams: expected a non-empty mapping of stream name -> options, "
                                f"got {declared!r}")
-    if conf["streams"] and conf["modalities"] not in (MODEL_DEFAULTS["modalities"],
-                                                      list(declared)):
-        raise ModelConfigError(f"modalities {conf['modalities']} and streams {list(declared)} "
-                               f"disagree; give only streams")
     streams = {}
     for name, given in declared.items():
-        given = given or {}
-        defaults = stream_defaults(conf, name)
         if not STREAM_NAME.fullmatch(str(name)) or name in FULL_SET_NAMES:
             raise ModelConfigError(f"streams: {name!r} is no stream name (lower-case letters and "
                                    f"digits, not 'both' or 'all')")
+        defaults = STREAM_DEFAULTS.get(name, OTHER_STREAM_DEFAULTS)
+        given = dict(given or {})
+        for key, (stream, option) in LEGACY_STREAM_KEYS.items():
+            if stream != name or key not in legacy:
+                continue
+            if option in given and given[option] != legacy[key]:
+                raise ModelConfigError(f"streams.{name}.{option} ({given[option]!r}) and {key} "
+                                       f"({legacy[key]!r}) disagree; set one of them")
+            given.setdefault(option, legacy[key])
         unknown = sorted(set(given) - set(defaults))
         if unknown:
             raise ModelConfigError(f"streams.{name}: unknown key(s) {unknown}; allowed: "
                                    f"{sorted(defaults)} (and feats, a training option)")
-        for key in given:
-            flat = flat_stream_key(name, key)
-            if flat and conf[flat] != MODEL_DEFAULTS[flat] and conf[flat] != given[key]:
-                raise ModelConfigError(f"streams.{name}.{key} ({given[key]!r}) and {flat} "
-                                       f"({conf[flat]!r}) disagree; set one of them")
         stream = {**defaults, **given}
         if stream["subsampling"] not in (1, 2, 4):
             raise ModelConfigError(f"streams.{name}.subsampling: {stream['subsampling']!r} is "
@@ -169,9 +164,9 @@ def resolve_streams(conf):
         streams[name] = stream
     masks = {name: s["mask_prob"] for name, s in streams.items()}
     if min(masks.values()) < 0 or sum(masks.values()) > 1:
-        raise ModelConfigError(f"the streams' mask probabilities {masks} (mask_<stream>_prob, "
-                               f"streams.<stream>.mask_prob) must be probabilities summing to at "
-                               f"most 1 (a sample loses at most one stream, never all)")
+        raise ModelConfigError(f"the streams' mask probabilities {masks} (streams.<stream>."
+                               f"mask_prob) must be probabilities summing to at most 1 (a "
+                               f"sample loses at most one stream, never all)")
     return streams
 
 
@@ -204,5 +199,5 @@ def build_model(model_conf, infos, num_classes):
     return EmotionModel(conf, infos, num_classes)
 
 
-__all__ = ["MODALITIES", "MODEL_DEFAULTS", "MODEL_OPTIONS", "ModelConfigError", "build_model",
-           "feat_infos", "load_model", "resolve_model_conf"]
+__all__ = ["LEGACY_KEYS", "MODALITIES", "MODEL_DEFAULTS", "MODEL_OPTIONS", "ModelConfigError",
+           "build_model", "feat_infos", "load_model", "resolve_model_conf"]

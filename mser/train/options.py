@@ -3,9 +3,18 @@ whether a resumed run may change it), the checks on them, and the resolved confi
 import torch
 
 from mser.io.storage import load_feat_info
-from mser.nets import MODALITIES, MODEL_OPTIONS, resolve_model_conf
+from mser.nets import LEGACY_STREAM_KEYS, MODALITIES, MODEL_OPTIONS, resolve_model_conf
 from mser.utils.conditions import is_condition_name
-from mser.utils.config import Option, add_options, git_commit
+from mser.utils.config import Option, add_options, add_replaced, git_commit
+
+MIGRATE = "python -m mser.bin.migrate_config <yaml> rewrites a config of the older form"
+# The keys of the older config form -> what replaced them.
+REPLACED = {
+    "modalities": f"the model's streams are the names under streams: (audio: {{}}, text: {{}}; "
+                  f"'<name>: null' removes a base config's stream); {MIGRATE}",
+    **{key: f"streams: {{{stream}: {{{option}: ...}}}}; {MIGRATE}"
+       for key, (stream, option) in LEGACY_STREAM_KEYS.items()},
+}
 
 TRAIN_OPTIONS = {
     "run": {
@@ -99,6 +108,7 @@ def add_train_options(parser):
     for group, options in TRAIN_OPTIONS.items():
         add_options(parser, options, group)
     add_options(parser, MODEL_OPTIONS, "model")
+    add_replaced(parser, REPLACED)
 
 
 def model_conf_from_args(args):

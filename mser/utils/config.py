@@ -5,7 +5,9 @@ Precedence: command line > ``--config`` YAML > defaults. YAML keys use underscor
 that is no option is an error naming the file, the key and the closest option.
 
 A YAML may name a base config and hold only what differs (``base: ../train.yaml``, relative to the
-YAML; bases may have bases): its keys override the base's.
+YAML; bases may have bases): its keys override the base's; a mapping (``streams:``) is merged
+entry by entry, each entry's keys over the base's, and ``<entry>: null`` removes one. A key an
+entry point no longer knows (:func:`add_replaced`) fails with what replaced it.
 
     parser = make_parser(__doc__)
     add_options(parser, {"lr": (1e-3, "peak learning rate"), ...})
@@ -15,6 +17,7 @@ import dataclasses
 import difflib
 import os
 import subprocess
+import sys
 import tempfile
 
 import configargparse
@@ -111,6 +114,31 @@ def add_options(parser, options, group=None):
         target.add_argument(*option_strings(key), *spec.aliases, **kwargs)
 
 
+def add_replaced(parser, replaced):
+    """Keys (``key -> what replaced it``) that a YAML or command line of ``parser`` may no
+    longer give: :func:`parse_args` refuses them with that message."""
+    parser.replaced_keys = {**getattr(parser, "replaced_keys", {}), **replaced}
+
+
+def merge_configs(base, override):
+    """``override``'s keys over ``base``'s; a mapping in both is merged entry by entry (an entry
+    that is a mapping in both: its keys over the base's; ``None``: the entry removed)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            entries = dict(base[key])
+            for name, entry in value.items():
+                if entry is None:
+                    entries.pop(name, None)
+                elif isinstance(entry, dict) and isinstance(entries.get(name), dict):
+                    entries[name] = {**entries[name], **entry}
+                else:
+                    entries[name] = entry
+            value = entries
+        merged[key] = value
+    return merged
+
+
 def known_keys(parser):
     return {s.lstrip("-") for action in parser._actions for s in action.option_strings}
 
@@ -135,7 +163,7 @@ def read_config_file(path):
         path = os.path.normpath(os.path.join(os.path.dirname(path), str(base))) if base else None
     config, origin = {}, {}
     for source, conf in reversed(chain):
-        config.update(conf)
+        config = merge_configs(config, conf)
         origin.update(dict.fromkeys(conf, source))
     return config, origin
 
@@ -145,7 +173,10 @@ def check_config_file(parser, path):
     key that is not an option of ``parser``, naming the file that holds the key."""
     config, origin = read_config_file(path)
     keys = known_keys(parser)
+    replaced = getattr(parser, "replaced_keys", {})
     for key in config:
+        if key in replaced:
+            raise ConfigError(f"{origin[key]}: {key!r} is gone: {replaced[key]}")
         if str(key) not in keys:
             close = difflib.get_close_matches(str(key), sorted(keys), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -156,6 +187,11 @@ def check_config_file(parser, path):
 def parse_args(parser, argv=None):
     """Parse ``argv`` with strict YAML keys (see the module docstring); exits on errors.
     ``args.config`` is the path given, also when it names a base."""
+    for key, message in getattr(parser, "replaced_keys", {}).items():
+        given = [a for a in (sys.argv[1:] if argv is None else argv)
+                 if a.split("=")[0] in option_strings(key)]
+        if given:
+            parser.error(f"{given[0].split('=')[0]} is gone: {message}")
     pre = configargparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(argv)

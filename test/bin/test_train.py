@@ -151,7 +151,7 @@ def test_never_reads_the_test_split(fold, tmp_path):
 
 def test_single_modality_config_ignores_the_other_scp(fold, tmp_path):
     exp = tmp_path / "exp"
-    run_train(fold, exp, "--epochs", "1", "--modalities", "text", "--text-feats", fold["text"],
+    run_train(fold, exp, "--epochs", "1", "--streams", "{text: {}}", "--text-feats", fold["text"],
               "--audio-feats", "/nonexistent/feats.scp")
     model, config = load_model(str(exp))
     assert "audio_info" not in config and list(model.frontends) == ["text"]
