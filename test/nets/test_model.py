@@ -13,14 +13,15 @@ VARIANTS = {
     "no_encoders": {"encoder_layers": 0},
     "concat_pool": {"fusion": "concat_pool"},
     "cross_attention": {"fusion": "cross_attention"},
-    "audio_only": {"modalities": ["audio"]},
-    "text_only": {"modalities": ["text"]},
+    "audio_only": {"streams": {"audio": {}}},
+    "text_only": {"streams": {"text": {}}},
     "one_query": {"num_queries": 1},
     "sixteen_queries_flatten": {"num_queries": 16, "pool": "flatten"},
-    "learnable_positions_sub2": {"positional": "learnable", "audio_subsampling": 2,
-                                 "text_subsampling": 2, "layer_weighting": False},
-    "no_positions_linear_head": {"positional": "none", "audio_subsampling": 1,
-                                 "classifier_hidden": 0},
+    "learnable_positions_sub2": {"positional": "learnable", "layer_weighting": False,
+                                 "streams": {"audio": {"subsampling": 2},
+                                             "text": {"subsampling": 2}}},
+    "no_positions_linear_head": {"positional": "none", "classifier_hidden": 0,
+                                 "streams": {"audio": {"subsampling": 1}, "text": {}}},
     "stats_pool": {"fusion": "stats_pool"},
     "attentive_stats_pool": {"fusion": "stats_pool", "stats_attention": 8},
     "query_and_stream_stats": {"fuse_stats": True, "stats_attention": 8},
@@ -28,19 +29,25 @@ VARIANTS = {
     "probe": {"projection": "none", "encoder_layers": 0, "fusion": "stats_pool",
               "classifier_hidden": 0},
     "concat_layers_pooled": {"layer_weighting": "concat", "projection": "pool",
-                             "audio_subsampling": 4, "text_subsampling": 2},
+                             "streams": {"audio": {"subsampling": 4}, "text": {"subsampling": 2}}},
     "probe_head": {"probe_head": True, "layer_weighting": "concat", "projection": "pool"},
     "probe_concat_layers": {"projection": "none", "encoder_layers": 0, "fusion": "stats_pool",
                             "classifier_hidden": 0, "layer_weighting": "concat"},
     "spec_augment": {"time_masks": 2, "time_mask_width": 4, "feature_masks": 1,
                      "feature_mask_width": 2},
 }
-TWO_STREAM = [name for name, v in VARIANTS.items() if "modalities" not in v]
+TWO_STREAM = [name for name, v in VARIANTS.items()
+              if len(v.get("streams", {"audio": {}, "text": {}})) == 2]
 
 
-def make(variant, num_classes=4, **overrides):
+def make(variant, num_classes=4, masks=None, **overrides):
+    """The variant's model; ``masks``: stream -> its training mask probability."""
     torch.manual_seed(0)
-    conf = {**TINY, **VARIANTS[variant], **overrides}
+    streams = {m: dict(s) for m, s in (VARIANTS[variant].get("streams")
+                                       or {"audio": {}, "text": {}}).items()}
+    for m, p in (masks or {}).items():
+        streams[m]["mask_prob"] = p
+    conf = {**TINY, **VARIANTS[variant], **overrides, "streams": streams}
     return build_model(conf, {"audio": AUDIO, "text": TEXT}, num_classes)
 
 
@@ -104,9 +111,8 @@ def test_condition_logits_equal_one_forward_per_condition(variant):
 def test_masked_stream_cannot_change_outputs(variant, masked):
     """Training-time masking (probability 1 here, dropout 0, no SpecAugment) removes the stream
     entirely."""
-    model = make(variant, dropout=0.0, input_dropout=0.0, time_masks=0, feature_masks=0, **{f"mask_{masked}_prob": 1.0,
-                                                            "mask_audio_prob" if masked == "text"
-                                                            else "mask_text_prob": 0.0}).train()
+    model = make(variant, dropout=0.0, input_dropout=0.0, time_masks=0, feature_masks=0,
+                 masks={m: 1.0 if m == masked else 0.0 for m in ("audio", "text")}).train()
     audio, audio_lens, text, text_lens = batch()
     reference = model(as_batch(audio, audio_lens, text, text_lens))["logits"]
     if masked == "audio":
@@ -122,13 +128,13 @@ def test_masked_stream_cannot_change_outputs(variant, masked):
 
 
 def test_training_masking_never_removes_both_streams():
-    model = make("full", mask_audio_prob=0.5, mask_text_prob=0.5)
+    model = make("full", masks={"audio": 0.5, "text": 0.5})
     torch.manual_seed(0)
     keep = model.training_keep_masks(20000, torch.device("cpu"))
     assert (keep["audio"] | keep["text"]).all()
     assert abs((~keep["audio"]).float().mean() - 0.5) < 0.02
     with pytest.raises(ModelConfigError, match="summing to at most 1"):
-        make("full", mask_audio_prob=0.6, mask_text_prob=0.5)
+        make("full", masks={"audio": 0.6, "text": 0.5})
 
 
 VIDEO = {"dim": 3, "num_layers": 2}
