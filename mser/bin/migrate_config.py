@@ -16,8 +16,8 @@ import sys
 
 import yaml
 
-from mser.nets import LEGACY_KEYS, LEGACY_STREAM_KEYS, MODALITIES, resolve_streams
-from mser.utils.config import ConfigError, read_config_file
+from mser.nets import LEGACY_KEYS, LEGACY_STREAM_KEYS, MODALITIES, legacy_keys, resolve_streams
+from mser.utils.config import ConfigError, merge_configs, read_config_file
 from mser.utils.fileio import atomic_write_text
 
 
@@ -103,10 +103,6 @@ def migrate_file(path, dry_run=False):
     return new
 
 
-def legacy_keys(config):
-    return {key: config[key] for key in LEGACY_KEYS if key in config}
-
-
 def older_form_streams(base_streams, conf):
     """The streams the older form of ``conf`` gives over its base's resolved streams (None: no
     base): its ``modalities`` pick them, its flat keys override them."""
@@ -127,13 +123,7 @@ def patched_streams(base_streams, patch):
     base), merged as a config with a base: is read."""
     if base_streams is None:
         return resolve_streams(patch)
-    streams = {name: dict(entry) for name, entry in base_streams.items()}
-    for name, entry in patch.items():
-        if entry is None:
-            streams.pop(name, None)
-        else:
-            streams[name] = {**streams.get(name, {}), **entry}
-    return resolve_streams(streams)
+    return resolve_streams(merge_configs({"streams": base_streams}, {"streams": patch})["streams"])
 
 
 def main(argv=None):

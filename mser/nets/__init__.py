@@ -99,7 +99,7 @@ def resolve_model_conf(model_conf):
     """Defaults filled in, ``streams`` resolved (:func:`resolve_streams`; ``modalities`` names
     them for readers) and values checked; unknown keys are an error. Resolving a resolved conf
     gives it back."""
-    legacy = {key: model_conf[key] for key in LEGACY_KEYS if key in model_conf}
+    legacy = legacy_keys(model_conf)
     unknown = sorted(set(model_conf) - set(MODEL_DEFAULTS) - set(legacy))
     if unknown:
         raise ModelConfigError(f"unknown model key(s) {unknown}; allowed: {sorted(MODEL_DEFAULTS)}")
@@ -124,6 +124,11 @@ def resolve_model_conf(model_conf):
                                f"needs encoder_layers: 0 (got {conf['encoder_layers']}) and "
                                f"fusion: stats_pool or concat_pool (got {conf['fusion']!r})")
     return conf
+
+
+def legacy_keys(conf):
+    """The keys of the older form (:data:`LEGACY_KEYS`) that ``conf`` holds."""
+    return {key: conf[key] for key in LEGACY_KEYS if key in conf}
 
 
 def resolve_streams(declared, legacy=None):
