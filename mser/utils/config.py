@@ -1,4 +1,4 @@
-"""Configs of entry points: YAML file + command line via configargparse, strictly checked.
+"""Configs of entry points: YAML file + command line (configargparse), strictly checked.
 
 Precedence: command line > ``--config`` YAML > defaults. YAML keys use underscores
 (``batch_size``); on the command line both ``--batch-size`` and ``--batch_size`` work. A YAML key
@@ -13,12 +13,12 @@ entry point no longer knows (:func:`add_replaced`) fails with what replaced it.
     add_options(parser, {"lr": (1e-3, "peak learning rate"), ...})
     args = parse_args(parser, argv)
 """
+import argparse
 import dataclasses
 import difflib
 import os
 import subprocess
 import sys
-import tempfile
 
 import configargparse
 import yaml
@@ -181,7 +181,32 @@ def check_config_file(parser, path):
             close = difflib.get_close_matches(str(key), sorted(keys), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"{origin[key]}: unknown key {key!r}{hint} (see --help for the options)")
-    return config
+    return config, origin
+
+
+def config_values(parser, config, origin):
+    """``{dest: value}`` of a checked config (:func:`check_config_file`), each YAML value
+    converted and checked by its option's type and choices as the same value on the command
+    line would be; ConfigError naming the file and key."""
+    actions = {s.lstrip("-"): action for action in parser._actions for s in action.option_strings}
+    values = {}
+    for key, value in config.items():
+        action = actions[str(key)]
+        listed = action.nargs in ("*", "+") or (isinstance(action.nargs, int) and action.nargs > 0)
+        items = (value if isinstance(value, list) else [value]) if listed else [value]
+        convert = action.type or (str2bool if isinstance(action.const, bool) else str)
+        try:
+            # Scalars as the command line gives them (text), so an option's type decides:
+            # 'epochs: 1.5' is refused as '--epochs 1.5' is; mappings and booleans as they are.
+            items = [v if v is None else convert(v if isinstance(v, (dict, bool)) else str(v))
+                     for v in items]
+        except (configargparse.ArgumentTypeError, TypeError, ValueError) as e:
+            raise ConfigError(f"{origin[key]}: {key}: {value!r}: {e}") from None
+        if action.choices is not None and any(v not in action.choices for v in items):
+            raise ConfigError(f"{origin[key]}: {key}: {value!r}: choose from "
+                              f"{', '.join(map(str, action.choices))}")
+        values[action.dest] = items if listed else items[0]
+    return values
 
 
 def parse_args(parser, argv=None):
@@ -198,16 +223,11 @@ def parse_args(parser, argv=None):
     if not known.config:
         return parser.parse_args(argv)
     try:
-        config = check_config_file(parser, known.config)
+        values = config_values(parser, *check_config_file(parser, known.config))
     except ConfigError as e:
         parser.error(str(e))
-    # configargparse reads the merged config (one place converts YAML values to options).
-    with tempfile.TemporaryDirectory() as tmp:
-        merged = os.path.join(tmp, os.path.basename(known.config))
-        save_config(merged, config)
-        args = parser.parse_args(["--config", merged, *rest])
-    args.config = known.config
-    return args
+    # The config's values stand where the defaults would; the command line goes over them.
+    return parser.parse_args(rest, namespace=argparse.Namespace(config=known.config, **values))
 
 
 def save_config(path, config):

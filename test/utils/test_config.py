@@ -36,6 +36,29 @@ def test_unknown_key_names_the_key_file_and_closest_option(tmp_path, capsys):
     assert "unknown key 'batch_sise'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("line, message", [
+    ("batch_size: 1.5", "batch_size: 1.5: invalid literal for int()"),
+    ("bucketing: maybe", "bucketing: 'maybe': expected true or false"),
+    ("lr: fast", "lr: 'fast': could not convert string to float"),
+])
+def test_yaml_value_of_the_wrong_type_names_the_file_and_key(tmp_path, capsys, line, message):
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"name: x\n{line}\n")
+    with pytest.raises(SystemExit):
+        parse_args(parser(), ["--config", str(conf)])
+    assert f"{conf}: {message}" in capsys.readouterr().err
+
+
+def test_yaml_values_arrive_as_the_command_line_would_give_them(tmp_path):
+    """Each YAML value goes through its option's type (no temporary file re-read by the
+    parser): a scalar for a list option is a list of one, numbers for a text option are text,
+    a YAML 1.1 '1e-3' (a string to the YAML reader) is a float."""
+    conf = tmp_path / "c.yaml"
+    conf.write_text("lr: 1e-3\nmodalities: audio\nname: 7\n")
+    args = parse_args(parser(), ["--config", str(conf)])
+    assert (args.lr, args.modalities, args.name, args.config) == (0.001, ["audio"], "7", str(conf))
+
+
 def test_bad_boolean_is_an_error(capsys):
     with pytest.raises(SystemExit):
         parse_args(parser(), ["--bucketing", "maybe"])
