@@ -115,6 +115,12 @@ def resolve_model_conf(model_conf):
             raise ModelConfigError(f"{key}: {conf[key]!r} is not one of {list(allowed)}")
     conf["streams"] = resolve_streams(conf["streams"], legacy)
     conf["modalities"] = list(conf["streams"])
+    if conf["projection"] == "conv":  # stride-2 convolutions: one or two
+        for name, stream in conf["streams"].items():
+            if stream["subsampling"] not in (1, 2, 4):
+                raise ModelConfigError(f"streams.{name}.subsampling: {stream['subsampling']} "
+                                       f"with projection: conv must be 1, 2 or 4 (projection: "
+                                       f"pool averages any number of frames)")
     if conf["d_model"] % conf["encoder_heads"] or conf["d_model"] % conf["decoder_heads"]:
         raise ModelConfigError(f"d_model ({conf['d_model']}) must be divisible by encoder_heads "
                                f"and decoder_heads")
@@ -163,9 +169,9 @@ def resolve_streams(declared, legacy=None):
             raise ModelConfigError(f"streams.{name}: unknown key(s) {unknown}; allowed: "
                                    f"{sorted(defaults)} (and feats, a training option)")
         stream = {**defaults, **given}
-        if stream["subsampling"] not in (1, 2, 4):
+        if not isinstance(stream["subsampling"], int) or stream["subsampling"] < 1:
             raise ModelConfigError(f"streams.{name}.subsampling: {stream['subsampling']!r} is "
-                                   f"not one of [1, 2, 4]")
+                                   f"not a positive integer")
         streams[name] = stream
     masks = {name: s["mask_prob"] for name, s in streams.items()}
     if min(masks.values()) < 0 or sum(masks.values()) > 1:

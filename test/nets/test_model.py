@@ -194,6 +194,27 @@ def test_declared_streams_resolve_like_the_flat_keys_of_older_configs():
         resolve_model_conf({"streams": {"video": {}}, "modalities": ["audio"]})
 
 
+def test_a_pooling_front_end_averages_any_number_of_frames():
+    """projection: pool averages any positive number of frames (a convolution: 1, 2 or 4):
+    the embeddings have ceil(T / 8) steps and the model trains from them."""
+    from mser.nets import resolve_model_conf
+
+    with pytest.raises(ModelConfigError, match="projection: conv must be 1, 2 or 4"):
+        resolve_model_conf({"streams": {"audio": {"subsampling": 8}}, "projection": "conv"})
+    for bad in (0, 2.5):
+        with pytest.raises(ModelConfigError, match="not a positive integer"):
+            resolve_model_conf({"streams": {"audio": {"subsampling": bad}}, "projection": "pool"})
+    torch.manual_seed(0)
+    model = build_model({**TINY, **VARIANTS["full"], "projection": "pool",
+                         "streams": {"audio": {"subsampling": 8}, "text": {}}},
+                        {"audio": AUDIO, "text": TEXT}, 4)
+    audio, audio_lens, text, text_lens = batch()
+    out = model.train()(as_batch(audio, audio_lens, text, text_lens)
+                        | {"labels": torch.tensor([0, 1, 2])})
+    assert out["audio_lens_out"].tolist() == [5, 3, 2]  # ceil((40, 17, 9) / 8)
+    out["loss"].backward()
+
+
 def test_eval_time_modality_dropping_accepts_none_inputs():
     model = make("full").eval()
     audio, audio_lens, text, text_lens = batch()
@@ -382,6 +403,16 @@ def test_probe_head_is_a_second_classifier_with_its_own_loss():
     # The probe head sees each stream's combined input frames: 3 audio layers x 6 side by side
     # (concat) and the text's 5 columns, mean and std of each.
     assert model.probe_classifier[-1].in_features == 2 * (18 + 5)
+    # Logit adjustment: each head's cross-entropy of its logits plus the log prior; the
+    # outputs (predictions) are the same logits.
+    log_prior = torch.log(torch.tensor([0.5, 0.25, 0.125, 0.125]))
+    model.eval().set_loss(None, label_smoothing=0.1, logit_offset=log_prior)
+    adjusted, _ = model.loss(out, labels)
+    plain = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    torch.testing.assert_close(adjusted, (plain(main + log_prior, labels)
+                                          + plain(probe + log_prior, labels)) / 2)
+    torch.testing.assert_close(model(as_batch(audio, audio_lens, text, text_lens))["logits"],
+                               out["logits"])
 
 
 def test_spec_augment_in_one_multiplication_equals_filling_each_span():
