@@ -61,17 +61,22 @@ class EmotionModel(nn.Module):
         return {m: (self.normalizer(m).mean, self.normalizer(m).std)
                 for m in input_normalization(self.conf)}
 
-    def set_loss(self, class_weight=None, label_smoothing=0.0):
-        """The training loss: cross-entropy with ``class_weight`` (C,) and ``label_smoothing``
-        (the weights are a buffer outside the state dict: they come from the training data)."""
+    def set_loss(self, class_weight=None, label_smoothing=0.0, logit_offset=None):
+        """The training loss: cross-entropy with ``class_weight`` (C,) and ``label_smoothing``,
+        of the logits plus ``logit_offset`` (C,) (logit adjustment: the log training prior, so
+        that the logits themselves fit a uniform prior; Menon et al., ICLR 2021). Both are
+        buffers outside the state dict: they come from the training data, and only the loss
+        sees them."""
         self.register_buffer("class_weight", class_weight, persistent=False)
+        self.register_buffer("logit_offset", logit_offset, persistent=False)
         self.label_smoothing = label_smoothing
 
     def loss(self, output, labels):
         """The mean loss of the heads (one, or the classifier and the probe head), and each
         head's own."""
         heads = output.get("head_logits", {"classifier": output["logits"]})
-        losses = {name: nn.functional.cross_entropy(logits.float(), labels,
+        offset = 0.0 if self.logit_offset is None else self.logit_offset
+        losses = {name: nn.functional.cross_entropy(logits.float() + offset, labels,
                                                     weight=self.class_weight,
                                                     label_smoothing=self.label_smoothing)
                   for name, logits in heads.items()}

@@ -84,8 +84,10 @@ TRAIN_OPTIONS = {
                                 "0: use --batch-size"),
         "bucketing": Option(True, "batch utterances of similar length"),
         "grad_clip": Option(5.0, "gradient norm clipping (0: off)"),
-        "class_weight": Option("none", "loss class weights (balanced: from the training label "
-                                       "counts)", choices=("none", "balanced")),
+        "class_weight": Option("none", "class balance of the loss, from the training label "
+                                       "counts: balanced (inverse-frequency class weights) or "
+                                       "logit_adjusted (the log prior added to the logits in the "
+                                       "loss)", choices=("none", "balanced", "logit_adjusted")),
         "label_smoothing": Option(0.0, "cross-entropy label smoothing"),
         "amp": Option("none", "mixed precision on GPU (fp16 with GradScaler)",
                       choices=("none", "fp16", "bf16")),

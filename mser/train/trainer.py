@@ -207,8 +207,8 @@ class Trainer:
         args, conf = self.args, self.model_conf
         torch.manual_seed(args.seed)  # identical initialisation on every rank
         self.model = build_model(conf, feat_infos(self.config), len(self.train_set.classes))
-        self.model.set_loss(class_weights(self.train_set, args.class_weight),
-                            args.label_smoothing)
+        weights, offsets = class_balance(self.train_set, args.class_weight)
+        self.model.set_loss(weights, args.label_smoothing, logit_offset=offsets)
         self.model.to(self.device)
         logging.info("model: %s fusion, %s; %.2fM parameters; selected on dev %s of %s",
                      conf["fusion"], "+".join(conf["streams"]),
@@ -582,14 +582,22 @@ def compute_normalization(ctx, model, train_set, streams, fill_cache):
                      modality, int(count), len(train_set))
 
 
-def class_weights(train_set, mode):
+def class_balance(train_set, mode):
+    """``(class weights, logit offsets)`` of the loss (:meth:`EmotionModel.set_loss`) from the
+    training label counts: ``balanced``: inverse-frequency weights; ``logit_adjusted``: the log
+    prior added to the logits; ``none``: neither."""
     if mode == "none":
-        return None
+        return None, None
     counts = train_set.label_counts()
+    if mode == "logit_adjusted":
+        prior = np.maximum(counts, 1) / max(counts.sum(), 1)
+        logging.info("logit adjustment: log prior %s", ", ".join(
+            f"{c} {np.log(p):.2f} ({n} utts)" for c, p, n in zip(train_set.classes, prior, counts)))
+        return None, torch.tensor(np.log(prior), dtype=torch.float32)
     weights = len(train_set) / (len(counts) * np.maximum(counts, 1))
     logging.info("class weights (%s): %s", mode, ", ".join(
         f"{c} {w:.3f} ({n} utts)" for c, w, n in zip(train_set.classes, weights, counts)))
-    return torch.tensor(weights, dtype=torch.float32)
+    return torch.tensor(weights, dtype=torch.float32), None
 
 
 def autocast(args, device):

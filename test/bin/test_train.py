@@ -668,3 +668,25 @@ def test_probe_config_trains(fold, tmp_path):
     config = yaml.safe_load((exp / "config.yaml").read_text())
     assert config["model_conf"]["fusion"] == "stats_pool"
     assert yaml.safe_load((exp / ".done").read_text())["best_dev_ua"] > 0.6
+
+
+class _Labels:
+    classes = ["neu", "ang", "sad"]
+
+    def __len__(self):
+        return 8
+
+    def label_counts(self):
+        return np.array([4, 3, 1])
+
+
+def test_class_balance_of_the_loss_from_the_training_counts():
+    """balanced: inverse-frequency weights (a class's weights sum to the same); logit_adjusted:
+    no weights, the log training prior as logit offsets; none: neither."""
+    weights, offset = trainer.class_balance(_Labels(), "balanced")
+    assert offset is None
+    torch.testing.assert_close(weights * torch.tensor([4.0, 3.0, 1.0]), torch.full((3,), 8 / 3))
+    weights, offset = trainer.class_balance(_Labels(), "logit_adjusted")
+    assert weights is None
+    torch.testing.assert_close(offset, torch.log(torch.tensor([0.5, 0.375, 0.125])))
+    assert trainer.class_balance(_Labels(), "none") == (None, None)
