@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from mser.data.protocol import read_protocol
-from mser.io.datadir import UTT_FILES, read_classes, read_data_dir, write_data_dir
+from mser.io.datadir import read_classes, read_data_dir, write_data_dir
 from mser.scoring.aggregate import METRIC_NAMES, SUMMARY_METRICS, score_condition
 from mser.scoring.decodes import decoded_conditions
 from mser.train.trainer import DONE, read_done
@@ -74,7 +74,7 @@ def union_of_training_sets(data, folds, out_dir):
             source = os.path.join(data, f"fold{k}", subset)
             if not os.path.isdir(source):
                 continue
-            for name, table in read_data_dir(source, UTT_FILES).items():
+            for name, table in read_data_dir(source).items():
                 tables.setdefault(name, {}).update(table)
             subset_classes = read_classes(os.path.join(source, "classes.txt"))
             if classes is not None and subset_classes != classes:

@@ -23,7 +23,8 @@ from typing import Callable
 
 import soundfile
 
-from mser.io.datadir import DataDirError, c_sort_key, validate_data_dir, write_data_dir
+from mser.io.datadir import (TASK_LABELS, UTT_FILES, DataDirError, c_sort_key,
+                              validate_data_dir, write_data_dir)
 from mser.data.folds import missing_classes
 from mser.data.protocol import write_protocol
 from mser.utils.fileio import atomic_write_text
@@ -43,6 +44,7 @@ class Utterance:
     duration: float  # seconds; None until read (IEMOCAP reads it for the selected classes only)
     split: str = ""  # official partition (train, dev, test, ...), "" for fold-based corpora
     turn: tuple = None  # (dialogue id, position in it) in a corpus of dialogues (utt2turn)
+    targets: dict = None  # labels of other tasks, {task: value} (utt2<task>: TASK_LABELS)
 
 
 def speaker_token(name):
@@ -190,6 +192,16 @@ def utterance_tables(utts):
         tables["utt2dur"][u.utt_id] = f"{u.duration:.3f}"
         if u.turn is not None:
             tables["utt2turn"][u.utt_id] = f"{u.turn[0]} {u.turn[1]:g}"
+        for task, value in (u.targets or {}).items():
+            tables.setdefault(f"utt2{task}", {})[u.utt_id] = value
+    for name in set(tables) - {"wav.scp", "text", "utt2turn", *UTT_FILES}:
+        if name not in TASK_LABELS:
+            raise DataDirError(f"{name}: no task label table of mser.io.datadir.TASK_LABELS")
+        if len(tables[name]) != len(utts):
+            missing = next(u.utt_id for u in utts if u.utt_id not in tables[name])
+            raise DataDirError(f"{name}: {len(utts) - len(tables[name])} utterance(s) have no "
+                               f"{name[4:]} label (e.g. {missing}); a corpus gives a task's "
+                               f"label for every utterance or for none")
     if not tables["text"]:
         del tables["text"]
     if tables["utt2turn"] and len(tables["utt2turn"]) != len(utts):

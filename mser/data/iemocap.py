@@ -51,7 +51,9 @@ SESSIONS = tuple(range(1, 6))
 COUNT_KEYS = ("utterances", "speakers")
 
 UTT_ID_RE = re.compile(r"Ses(\d\d)[FM]_\S+_([FM])\d{3}")
-LABEL_RE = re.compile(r"\[\s*(\d+(?:\.\d*)?)\s*-\s*\d+(?:\.\d*)?\s*\]\s+(\S+)\s+([A-Za-z]+)\s+\[[^\]]*\]")
+LABEL_RE = re.compile(r"\[\s*(\d+(?:\.\d*)?)\s*-\s*\d+(?:\.\d*)?\s*\]\s+(\S+)\s+([A-Za-z]+)\s+"
+                      r"\[\s*(\d+(?:\.\d*)?)\s*,\s*(\d+(?:\.\d*)?)\s*,\s*(\d+(?:\.\d*)?)\s*\]")
+DIMENSIONS = ("valence", "arousal", "dominance")  # the [V, A, D] of a label line, 1-5 scale
 LABEL_LIKE_RE = re.compile(r"^\[|Ses\d\d[FM]_\S*_[FM]\d{3}")
 TRANSCRIPT_RE = re.compile(r"(Ses\d\d[FM]_\S+_[FM]\d{3})\s*\[[^\]]*\]\s*:(.*)")
 NOISE_TAG_RE = re.compile(r"\[[A-Za-z_]+\]")
@@ -74,8 +76,8 @@ def _read_lines(path):
 
 
 def read_labels(path):
-    """Consensus labels of one EmoEvaluation file: ``({orig id: (label, start in seconds)}, bad
-    lines)``; a bad line
+    """Consensus labels of one EmoEvaluation file: ``({orig id: (label, start in seconds,
+    {valence, arousal, dominance: their mean rating as text})}, bad lines)``; a bad line
     (``"path:line: ..."``) looks like a label line (starts with "[" or holds an utterance id)
     but does not parse."""
     labels, bad = {}, []
@@ -90,7 +92,8 @@ def read_labels(path):
         start, orig_id, label = float(match.group(1)), match.group(2), match.group(3).lower()
         if orig_id in labels:
             raise DataDirError(f"{path}:{lineno}: utterance {orig_id} is labelled twice")
-        labels[orig_id] = label, start
+        labels[orig_id] = label, start, {dim: f"{float(value):g}" for dim, value in
+                                         zip(DIMENSIONS, match.group(4, 5, 6))}
     return labels, bad
 
 
@@ -235,7 +238,7 @@ def load_iemocap(root, improvised_only=False, skip_missing_wav=False, skip_missi
         for path in sorted(glob.glob(os.path.join(session_dir, "dialog", "transcriptions", "*.txt"))):
             texts.update(read_transcripts(path))
         unlabelled += _label_problems(session_dir, labels, texts, improvised_only)
-        for orig_id, (label, start) in labels.items():
+        for orig_id, (label, start, dimensions) in labels.items():
             dialog = orig_id.rsplit("_", 1)[0]
             if improvised_only and "_impro" not in dialog:
                 continue
@@ -249,7 +252,8 @@ def load_iemocap(root, improvised_only=False, skip_missing_wav=False, skip_missi
                                                       dialog + ".txt")))
                 continue
             utts.append(Utterance(f"{speaker}_{orig_id}", speaker, session, label,
-                                  texts[orig_id][0], wav, duration=None, turn=(dialog, start)))
+                                  texts[orig_id][0], wav, duration=None, turn=(dialog, start),
+                                  targets=dimensions))
     _report_unlabelled(unlabelled, skip_unlabelled)
     for missing, skip, what, option in ((no_wav, skip_missing_wav, "wav", "--skip-missing-wav"),
                                         (no_text, skip_missing_text, "transcript", "--skip-missing-text")):

@@ -210,7 +210,8 @@ def text_utterances(rows, label):
         speaker = speaker_token(row["speaker"])
         utts.append(Utterance(f"{speaker}_{name.replace('/', '_')}", speaker,
                               f"{row['split']}_dia{row['dia']}", row[label], row["text"], None,
-                              duration, split=row["split"], turn=dialogue_turn(row)))
+                              duration, split=row["split"], turn=dialogue_turn(row),
+                              targets={"sentiment": row["sentiment"]}))
     if bad_times:
         logging.warning("%d CSV row(s) end before they start (utt2dur 0.001 s; the text is "
                         "kept): %s", len(bad_times), ", ".join(bad_times[:5]))
@@ -292,7 +293,7 @@ def decode_clips(paths, rows, wav_dir, label="emotion", nj=1, skip_bad_audio=Fal
         utts.append(Utterance(f"{speaker}_{name.replace('/', '_')}", speaker,
                               f"{key[0]}_dia{key[1]}", row[label], row["text"],
                               os.path.abspath(wav), duration, split=key[0],
-                              turn=dialogue_turn(row)))
+                              turn=dialogue_turn(row), targets={"sentiment": row["sentiment"]}))
     if bad:
         raise DataDirError(f"{len(bad)} clip(s) missing or undecodable; the first: {bad[0]}")
     if long_clips:

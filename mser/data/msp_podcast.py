@@ -34,6 +34,7 @@ CLASS_SETS = {"8class": ("neu", "hap", "sad", "ang", "sur", "fea", "dis", "con")
 PARTITIONS = {"Train": "train", "Development": "dev", "Validation": "dev", "Test1": "test",
               "Test2": "test2"}
 COLUMNS = ("FileName", "EmoClass", "SpkrID", "Split_Set")
+DIMENSIONS = {"arousal": "EmoAct", "valence": "EmoVal", "dominance": "EmoDom"}  # utt2<task>
 
 
 def speaker_id(spkr_id, stem):
@@ -62,6 +63,20 @@ def iter_rows(path):
                                f"MSP-Podcast header FileName,EmoClass,...,SpkrID,Gender,Split_Set")
         for row in reader:
             yield reader.line_num, row
+
+
+def dimensions(row, where):
+    """{arousal, valence, dominance} of a row (EmoAct, EmoVal, EmoDom: mean ratings, 1-7), or
+    None when the CSV has no such columns."""
+    if not all(column in row for column in DIMENSIONS.values()):
+        return None
+    values = {dim: (row[column] or "").strip() for dim, column in DIMENSIONS.items()}
+    for dim, value in values.items():
+        try:
+            float(value)
+        except ValueError:
+            raise DataDirError(f"{where}: {DIMENSIONS[dim]} {value!r} is not a number") from None
+    return values
 
 
 def load_msp_podcast(root, class_set="8class", skip_bad_audio=False):
@@ -96,7 +111,8 @@ def load_msp_podcast(root, class_set="8class", skip_bad_audio=False):
             no_text.append(stem)
         utt_id = speaker if speaker.startswith("unknown-") else f"{speaker}_{stem}"
         utts.append(Utterance(utt_id, speaker, stem.rsplit("_", 1)[0], CODES[code], text or "",
-                              os.path.abspath(wav), duration, split=PARTITIONS[partition]))
+                              os.path.abspath(wav), duration, split=PARTITIONS[partition],
+                              targets=dimensions(row, f"{labels}:{lineno}")))
     if dropped:
         logging.info("%s: rows of other classes dropped: %s", class_set,
                      ", ".join(f"{c} {n}" for c, n in sorted(dropped.items())))

@@ -27,6 +27,7 @@ EMOTIONS = {"01": "neu", "02": "cal", "03": "hap", "04": "sad", "05": "ang", "06
             "07": "dis", "08": "sur"}
 CLASSES = tuple(EMOTIONS.values())
 STATEMENTS = {"01": "Kids are talking by the door.", "02": "Dogs are sitting by the door."}
+INTENSITIES = {"01": "normal", "02": "strong"}  # the neutral class is recorded at normal only
 DOCUMENTED_TOTALS = {"files": 1440, "actors": 24}
 # EmoBox's RAVDESS test groups (data/ravdess/fold_1..6, actor numbers)
 EMOBOX_GROUPS = ((1, 11, 20, 21), (4, 10, 12, 14), (8, 9, 19, 23), (3, 5, 7, 24), (2, 15, 16, 18),
@@ -63,7 +64,7 @@ def load_ravdess(root, skip_bad_audio=False):
                                 f"not in the audio-only speech set")
                 continue
             if (actor != dir_actor or emotion not in EMOTIONS or statement not in STATEMENTS
-                    or intensity not in ("01", "02")):
+                    or intensity not in INTENSITIES):
                 raise DataDirError(f"{path}: invalid field (emotion 01-08, intensity 01-02, "
                                    f"statement 01-02, actor = the directory's {dir_actor})")
             files += 1
@@ -72,7 +73,8 @@ def load_ravdess(root, skip_bad_audio=False):
             duration = audio_duration(path, stem, skips, skip_bad=skip_bad_audio)
             if duration is not None:
                 utts.append(Utterance(f"{speaker}_{stem}", speaker, speaker, EMOTIONS[emotion],
-                                      STATEMENTS[statement], os.path.abspath(path), duration))
+                                      STATEMENTS[statement], os.path.abspath(path), duration,
+                                      targets={"intensity": INTENSITIES[intensity]}))
     return utts, skips, {"files": files, "actors": len(actors)}
 
 

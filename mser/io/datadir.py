@@ -2,7 +2,10 @@
 
 A data dir holds one ``<utt-id> <value>`` table per file, sorted in C (byte) order:
 wav.scp, text, utt2spk, spk2utt, utt2emo, utt2sess, utt2dur (and, after feature
-extraction, feats.scp / utt2num_frames). A corpus of dialogues adds utt2turn,
+extraction, feats.scp / utt2num_frames). Labels of other tasks are tables too, ``utt2<task>``
+(:data:`TASK_LABELS`: IEMOCAP's utt2valence / utt2arousal / utt2dominance, MELD's
+utt2sentiment, RAVDESS's utt2intensity), written where a corpus has them. A corpus of dialogues
+adds utt2turn,
 ``<utt-id> <dialogue-id> <position>``: the utterance's dialogue and its place in it (a number
 that orders the dialogue's turns: MELD's Utterance_ID, IEMOCAP's start time). Utterance ids begin with their speaker id so that
 sorting by utterance also groups speakers.
@@ -20,6 +23,8 @@ UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur", "ut
 REQUIRED_FILES = ("utt2spk",)
 # What an utterance is made of: its audio, or for a text-only corpus (MELD's CSVs) its transcript.
 CONTENT_FILES = ("wav.scp", "text")
+# Per-utterance labels of tasks besides the emotion class, as the corpora give them.
+TASK_LABELS = ("utt2valence", "utt2arousal", "utt2dominance", "utt2sentiment", "utt2intensity")
 
 
 class DataDirError(ValueError):
@@ -77,7 +82,7 @@ def write_data_dir(data_dir, tables):
         write_table(os.path.join(data_dir, "spk2utt"), utt2spk_to_spk2utt(tables["utt2spk"]))
 
 
-def read_data_dir(data_dir, names=UTT_FILES):
+def read_data_dir(data_dir, names=UTT_FILES + TASK_LABELS):
     """Read the per-utterance tables of ``names`` that exist in ``data_dir``."""
     tables = {}
     for name in names:
@@ -176,7 +181,7 @@ def validate_data_dir(data_dir, check_wavs=True):
         problems.append(f"{data_dir}: neither wav.scp nor text; a data dir needs the audio, or "
                         f"for a text-only corpus the transcripts")
     tables = {}
-    for name in UTT_FILES + ("spk2utt",):
+    for name in UTT_FILES + TASK_LABELS + ("spk2utt",):
         path = os.path.join(data_dir, name)
         if not os.path.exists(path):
             continue
@@ -217,6 +222,13 @@ def validate_data_dir(data_dir, check_wavs=True):
                 ok = False
             if not ok:
                 problems.append(f"{data_dir}/{name}:{lineno}: utterance {utt}: expected a positive "
+                                f"number, got {value!r}")
+    for name in ("utt2valence", "utt2arousal", "utt2dominance"):
+        for lineno, (utt, value) in enumerate(tables.get(name, {}).items(), 1):
+            try:
+                float(value)
+            except ValueError:
+                problems.append(f"{data_dir}/{name}:{lineno}: utterance {utt}: expected a "
                                 f"number, got {value!r}")
     for lineno, (utt, value) in enumerate(tables.get("utt2turn", {}).items(), 1):
         if parse_turn(value) is None:

@@ -191,3 +191,23 @@ def test_validator_lists_pipe_commands(tmp_path):
                                 "validate_data_dir as v; v.MAX_LISTED_COMMANDS = 2; v.main()",
                                 str(data)], capture_output=True, text=True)
     assert "  cat: 3 command(s)\n" in with_many.stderr and "grep '|$'" in with_many.stderr
+
+
+def test_task_labels_cover_every_utterance_or_none(tmp_path):
+    """utt2<task> tables from a corpus's Utterance.targets: all or none of the utterances, a
+    known task; validation checks their ids, and numbers where a dimension is rated."""
+    from mser.data.corpus import Utterance, utterance_tables
+
+    def utt(name, targets):
+        return Utterance(f"spk1_{name}", "spk1", "s1", "neu", "hi", None, 1.0, targets=targets)
+
+    tables = utterance_tables([utt("a", {"arousal": "2.5"}), utt("b", {"arousal": "4"})])
+    assert tables["utt2arousal"] == {"spk1_a": "2.5", "spk1_b": "4"}
+    with pytest.raises(DataDirError, match="1 utterance.s. have no arousal label .e.g. spk1_b"):
+        utterance_tables([utt("a", {"arousal": "2.5"}), utt("b", None)])
+    with pytest.raises(DataDirError, match="utt2mood: no task label table"):
+        utterance_tables([utt("a", {"mood": "x"})])
+    write_data_dir(str(tmp_path), {**tables, "utt2arousal": {"spk1_a": "2.5", "spk1_b": "high"}})
+    problems = validate_data_dir(str(tmp_path), check_wavs=False)
+    assert any("utt2arousal:2: utterance spk1_b: expected a number, got 'high'" in p
+               for p in problems), problems

@@ -38,7 +38,7 @@ def write_dialog(root, session, dialog, utts, wav=True, newline="\n"):
     labels = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
     transcripts = [f"{dialog}_MXX0 [000.0000-000.5000]: Hm.", "some stray line without an id"]
     for i, (orig_id, label, text) in enumerate(utts):
-        labels += [f"[{i}.0000 - {i}.9000]\t{orig_id}\t{label}\t[2.5000, 2.5000, 2.5000]  ",
+        labels += [f"[{i}.0000 - {i}.9000]\t{orig_id}\t{label}\t[2.5000, {1 + i / 2:.4f}, 4.0000]  ",
                    "C-E1:\tNeutral;\t()", "A-E2:\tval 3; act 2; dom  2;\t()", ""]
         transcripts.append(f"{orig_id} [00{i}.0000-00{i}.9000]: {text}")
         if wav:
@@ -92,6 +92,14 @@ def test_ids_speakers_labels_4class(corpus, tmp_path, caplog):
     assert tables["wav.scp"]["Ses01F_Ses01F_impro01_F000"].endswith(
         "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav")
     assert validate_data_dir(out / "all") == []
+    # The [V, A, D] of each label line (mean ratings, 1-5): utt2valence, utt2arousal,
+    # utt2dominance for every utterance, in the fold dirs too.
+    utt = "Ses01M_Ses01F_impro01_M001"  # the 4th line of its file: arousal 1 + 3 / 2
+    assert (tables["utt2valence"][utt], tables["utt2arousal"][utt],
+            tables["utt2dominance"][utt]) == ("2.5", "2.5", "4")
+    assert tables["utt2arousal"]["Ses01F_Ses01F_impro01_F000"] == "1"
+    fold = read_data_dir(out / "fold1" / "test")
+    assert set(fold["utt2arousal"]) == set(fold["utt2spk"])
 
 
 def test_class_sets_and_options(corpus, tmp_path):

@@ -105,6 +105,8 @@ def test_official_split(corpus, tmp_path, caplog, prepared):
     assert tables["text"]["Monica_test_dia0_utt0"] == 'Ew "gross" - no'
     assert tables["utt2spk"]["Mr.-Geller_dev_dia0_utt1"] == "Mr.-Geller"
     assert tables["utt2emo"]["Mr.-Geller_dev_dia0_utt1"] == "surprise"
+    assert set(tables["utt2sentiment"]) == set(tables["utt2emo"])  # each row's Sentiment
+    assert set(tables["utt2sentiment"].values()) <= {"neutral", "positive", "negative"}
     assert tables["utt2sess"]["Ross_test_dia0_utt1"] == "test_dia0"
     wav = tables["wav.scp"]["Ross_test_dia0_utt1"]
     audio, rate = soundfile.read(wav)

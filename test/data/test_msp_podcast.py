@@ -62,6 +62,10 @@ def test_8class(corpus, tmp_path, caplog, prepared, speaker_independent):
     assert tables["utt2sess"]["spk00012_MSP-PODCAST_0002_0001"] == "MSP-PODCAST_0002"
     unknown = "unknown-MSP-PODCAST_0003_0003"
     assert tables["utt2spk"][unknown] == unknown and tables["utt2emo"][unknown] == "con"
+    # EmoAct, EmoVal, EmoDom (1-7) of every kept row
+    assert {t: tables[f"utt2{t}"][unknown] for t in ("arousal", "valence", "dominance")} == \
+        {"arousal": "3.2", "valence": "4.0", "dominance": "3.8"}
+    assert set(tables["utt2valence"]) == set(tables["utt2spk"])
     assert "MSP-PODCAST_0006_0001 partition 'Test3' is not used" in (out / "skipped").read_text()
     folds, protocol = prepared(out)
     assert {k: len(v) for k, v in folds["fold1"].items()} == {"train": 4, "dev": 2, "test": 2,

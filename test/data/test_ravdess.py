@@ -43,6 +43,8 @@ def test_emobox_folds(corpus, tmp_path, caplog, prepared, speaker_independent):
     assert tables["text"][utt] == "Dogs are sitting by the door."
     assert tables["text"]["Actor_07_03-01-01-01-01-01-07"] == "Kids are talking by the door."
     assert tables["utt2emo"]["Actor_07_03-01-02-01-02-02-07"] == "cal"
+    assert tables["utt2intensity"][utt] == "strong"  # the file name's 4th field, 02
+    assert tables["utt2intensity"]["Actor_07_03-01-02-01-02-02-07"] == "normal"
     assert abs(float(tables["utt2dur"][utt]) - 0.1) < 1e-3
     assert "03-02-03-01-01-01-03 song file" in (out / "skipped").read_text()
     folds, protocol = prepared(out)
