@@ -23,7 +23,9 @@ Text: sentences "<subject> <verb> the <object>" with a leading or trailing phras
 class; the phrases of all classes have the same shape and length, so the audio does not reveal
 which one was said by its rhythm.
 
-Besides the IEMOCAP files, ``utt2cue`` lists ``<utt> <cue> <text class> <voice class>``, where
+The [V, A, D] of each label line follow the cues: valence from the words' class, activation and
+dominance from the voice's (:func:`dimensions`), so a dimensional model has something to learn
+from each modality. Besides the IEMOCAP files, ``utt2cue`` lists ``<utt> <cue> <text class> <voice class>``, where
 the cue says which modality alone identifies the emotion: text, voice, both, fusion (neither
 alone), none (neutral) or mixed (fru, xxx).
 """
@@ -44,7 +46,7 @@ from tqdm import tqdm
 
 from mser.utils.fileio import atomic_open, atomic_write_text
 
-GENERATOR_VERSION = 2  # bump when the output for given options changes
+GENERATOR_VERSION = 3  # bump when the output for given options changes
 SAMPLE_RATE = 16000
 ESPEAK_RATE = 22050
 SESSIONS = tuple(range(1, 6))
@@ -147,11 +149,19 @@ PHRASES = {
 }
 NOISE_TAGS = ("[LAUGHTER]", "[BREATHING]", "[GARBAGE]")
 NOISE_TAG_PROB = 0.03
-# Emotion category names and (valence, activation, dominance) written to EmoEvaluation.
-EVALUATION = {"neu": ("Neutral", (2.5, 2.5, 2.5)), "hap": ("Happiness", (4.0, 3.0, 3.0)),
-              "exc": ("Excited", (4.0, 4.0, 3.5)), "ang": ("Anger", (1.5, 4.0, 4.0)),
-              "sad": ("Sadness", (1.5, 2.0, 2.0)), "fru": ("Frustration", (2.0, 3.5, 3.0)),
-              "xxx": ("Other", (2.5, 3.0, 3.0))}
+# Emotion category names written to EmoEvaluation.
+CATEGORIES = {"neu": "Neutral", "hap": "Happiness", "exc": "Excited", "ang": "Anger",
+              "sad": "Sadness", "fru": "Frustration", "xxx": "Other"}
+# The [V, A, D] written to EmoEvaluation (1-5) follow the cues, as the modalities carry them:
+# valence from the words' class, activation and dominance from the voice's.
+VALENCE = {"neu": 2.5, "hap": 4.0, "ang": 1.5, "sad": 1.5, "neg": 1.75}
+AROUSAL_DOMINANCE = {"neu": (2.5, 2.5), "hap": (3.0, 3.0), "exc": (4.0, 3.5), "ang": (4.0, 4.0),
+                     "sad": (2.0, 2.0), "high": (3.75, 3.5)}
+
+
+def dimensions(utt):
+    """(valence, activation, dominance) of a planned utterance, from its text and voice class."""
+    return (VALENCE[utt.text_class], *AROUSAL_DOMINANCE[utt.voice_class])
 
 
 class SynthError(RuntimeError):
@@ -359,11 +369,11 @@ def write_annotations(corpus_dir, plan, seed):
         start = rng.uniform(0.5, 3.0)
         for utt in utts:
             end = start + soundfile.info(_wav_path(corpus_dir, utt)).duration
-            category, vad = EVALUATION[utt.label]
+            category, vad = CATEGORIES[utt.label], dimensions(utt)
             labels.append(f"[{start:.4f} - {end:.4f}]\t{utt.orig_id}\t{utt.label}\t"
                           f"[{', '.join(f'{v:.4f}' for v in vad)}]")
             # Evaluator lines: categories (C-), attributes (A-); xxx means they disagreed.
-            second = EVALUATION[str(rng.choice(["neu", "fru", "sad"]))][0] if utt.label == "xxx" else category
+            second = CATEGORIES[str(rng.choice(["neu", "fru", "sad"]))] if utt.label == "xxx" else category
             for evaluator, said in (("E1", category), ("E2", second), (utt.orig_id[-4] + "1", category)):
                 labels.append(f"C-{evaluator}:\t{said};\t()")
             labels.append(f"A-E1:\tval {vad[0]:.0f}; act {vad[1]:.0f}; dom  {vad[2]:.0f};\t()")

@@ -76,6 +76,17 @@ def test_layout_prepares_and_drops_fru_xxx(corpus, tmp_path):
     assert set(tables["utt2spk"].values()) == set(SPEAKER_VOICES)
     info = soundfile.info(next(iter(tables["wav.scp"].values())))
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+    # The dimensions follow the cues: arousal the voice (an aroused voice, angry or merely
+    # "high", above a sad one), valence the words (negative words below neutral ones).
+    by_cue = {}
+    for utt, (_, text_class, voice_class) in cues.items():
+        utt_id = next((u for u in tables["utt2spk"] if u.endswith(utt)), None)
+        if utt_id is not None:
+            by_cue.setdefault(("voice", voice_class), set()).add(tables["utt2arousal"][utt_id])
+            by_cue.setdefault(("text", text_class), set()).add(tables["utt2valence"][utt_id])
+    assert by_cue[("voice", "sad")] == {"2"} and by_cue[("voice", "ang")] == {"4"}
+    assert by_cue[("text", "neu")] == {"2.5"} and by_cue[("text", "sad")] == {"1.5"}
+    assert set(tables["utt2dominance"]) == set(tables["utt2spk"])
 
 
 def test_each_speaker_has_its_own_voice():
