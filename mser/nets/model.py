@@ -75,11 +75,13 @@ class EmotionModel(nn.Module):
         """The mean loss of the heads (one, or the classifier and the probe head), and each
         head's own."""
         heads = output.get("head_logits", {"classifier": output["logits"]})
-        offset = 0.0 if self.logit_offset is None else self.logit_offset
-        losses = {name: nn.functional.cross_entropy(logits.float() + offset, labels,
-                                                    weight=self.class_weight,
-                                                    label_smoothing=self.label_smoothing)
-                  for name, logits in heads.items()}
+        losses = {}
+        for name, logits in heads.items():
+            logits = logits.float()
+            if self.logit_offset is not None:  # without it, not even an addition of zeros
+                logits = logits + self.logit_offset
+            losses[name] = nn.functional.cross_entropy(logits, labels, weight=self.class_weight,
+                                                       label_smoothing=self.label_smoothing)
         return sum(losses.values()) / len(losses), losses
 
     def training_keep_masks(self, batch, device):
