@@ -194,7 +194,7 @@ def utterance_tables(utts):
             tables["utt2turn"][u.utt_id] = f"{u.turn[0]} {u.turn[1]:g}"
         for task, value in (u.targets or {}).items():
             tables.setdefault(f"utt2{task}", {})[u.utt_id] = value
-    for name in set(tables) - {"wav.scp", "text", "utt2turn", *UTT_FILES}:
+    for name in set(tables) - set(UTT_FILES):
         if name not in TASK_LABELS:
             raise DataDirError(f"{name}: no task label table of mser.io.datadir.TASK_LABELS")
         if len(tables[name]) != len(utts):

@@ -25,9 +25,9 @@ which one was said by its rhythm.
 
 The [V, A, D] of each label line follow the cues: valence from the words' class, activation and
 dominance from the voice's (:func:`dimensions`), so a dimensional model has something to learn
-from each modality. Besides the IEMOCAP files, ``utt2cue`` lists ``<utt> <cue> <text class> <voice class>``, where
-the cue says which modality alone identifies the emotion: text, voice, both, fusion (neither
-alone), none (neutral) or mixed (fru, xxx).
+from each modality. Besides the IEMOCAP files, ``utt2cue`` lists ``<utt> <cue> <text class>
+<voice class>``, where the cue says which modality alone identifies the emotion: text, voice,
+both, fusion (neither alone), none (neutral) or mixed (fru, xxx).
 """
 import hashlib
 import io

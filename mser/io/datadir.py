@@ -23,8 +23,10 @@ UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sess", "utt2dur", "ut
 REQUIRED_FILES = ("utt2spk",)
 # What an utterance is made of: its audio, or for a text-only corpus (MELD's CSVs) its transcript.
 CONTENT_FILES = ("wav.scp", "text")
-# Per-utterance labels of tasks besides the emotion class, as the corpora give them.
-TASK_LABELS = ("utt2valence", "utt2arousal", "utt2dominance", "utt2sentiment", "utt2intensity")
+# Per-utterance labels of tasks besides the emotion class, as the corpora give them; the rated
+# dimensions are numbers.
+RATED_LABELS = ("utt2valence", "utt2arousal", "utt2dominance")
+TASK_LABELS = (*RATED_LABELS, "utt2sentiment", "utt2intensity")
 
 
 class DataDirError(ValueError):
@@ -214,22 +216,16 @@ def validate_data_dir(data_dir, check_wavs=True):
                                 f"compared with {reference} (e.g. {example}); run utils/fix_data_dir.sh")
     if "utt2emo" in tables:
         _check_labels(data_dir, tables["utt2emo"], problems)
-    for name in ("utt2dur", "utt2num_frames"):
+    numeric = {"utt2dur": True, "utt2num_frames": True, **dict.fromkeys(RATED_LABELS, False)}
+    for name, positive in numeric.items():  # table -> whether its numbers must be positive
         for lineno, (utt, value) in enumerate(tables.get(name, {}).items(), 1):
             try:
-                ok = float(value) > 0
+                ok = float(value) > 0 or not positive
             except ValueError:
                 ok = False
             if not ok:
-                problems.append(f"{data_dir}/{name}:{lineno}: utterance {utt}: expected a positive "
-                                f"number, got {value!r}")
-    for name in ("utt2valence", "utt2arousal", "utt2dominance"):
-        for lineno, (utt, value) in enumerate(tables.get(name, {}).items(), 1):
-            try:
-                float(value)
-            except ValueError:
-                problems.append(f"{data_dir}/{name}:{lineno}: utterance {utt}: expected a "
-                                f"number, got {value!r}")
+                problems.append(f"{data_dir}/{name}:{lineno}: utterance {utt}: expected "
+                                f"{'a positive number' if positive else 'a number'}, got {value!r}")
     for lineno, (utt, value) in enumerate(tables.get("utt2turn", {}).items(), 1):
         if parse_turn(value) is None:
             problems.append(f"{data_dir}/utt2turn:{lineno}: utterance {utt}: expected "

@@ -45,7 +45,8 @@ LEGACY_KEYS = ("modalities", *LEGACY_STREAM_KEYS)
 # key -> (default, help). Every key is also a command-line option of mser.bin.train.
 MODEL_OPTIONS = {
     "streams": ({}, "the model's streams, in order: {name: {feats: <feats.scp>, subsampling: "
-                    "1|2|4, normalize: bool, mask_prob: p, spec_augment: bool}}, each key "
+                    "frames per step (projection: pool any; conv 1|2|4), normalize: bool, "
+                    "mask_prob: p, spec_augment: bool}}, each key "
                     "optional (defaults: audio 4, true, 0.2, true; text 1, false, 0.2, false; "
                     "others 1, true, 0, false); {} is audio and text; in a YAML with a base:, "
                     "each stream's keys override the base's and '<name>: null' removes it; "

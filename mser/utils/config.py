@@ -139,8 +139,9 @@ def merge_configs(base, override):
     return merged
 
 
-def known_keys(parser):
-    return {s.lstrip("-") for action in parser._actions for s in action.option_strings}
+def option_actions(parser):
+    """{key as a YAML gives it (each spelling of an option, without dashes): its action}."""
+    return {s.lstrip("-"): action for action in parser._actions for s in action.option_strings}
 
 
 def read_config_file(path):
@@ -172,7 +173,7 @@ def check_config_file(parser, path):
     """The merged config of ``path`` (see read_config_file); ConfigError for a missing file or a
     key that is not an option of ``parser``, naming the file that holds the key."""
     config, origin = read_config_file(path)
-    keys = known_keys(parser)
+    keys = option_actions(parser)
     replaced = getattr(parser, "replaced_keys", {})
     for key in config:
         if key in replaced:
@@ -188,7 +189,7 @@ def config_values(parser, config, origin):
     """``{dest: value}`` of a checked config (:func:`check_config_file`), each YAML value
     converted and checked by its option's type and choices as the same value on the command
     line would be; ConfigError naming the file and key."""
-    actions = {s.lstrip("-"): action for action in parser._actions for s in action.option_strings}
+    actions = option_actions(parser)
     values = {}
     for key, value in config.items():
         action = actions[str(key)]
