@@ -28,11 +28,12 @@ from mser.io.datadir import read_table
 from mser.io.storage import load_feat_info
 from mser.nets import load_model
 from mser.scoring.decodes import CALIBRATED_POSTERIORS, decode_name
-from mser.train.evaluate import condition_logits
+from mser.train.evaluate import condition_outputs
 from mser.utils.calibration import load_temperatures, softmax
 from mser.utils.conditions import conditions_for
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.logging import setup_logging
+from mser.utils.tasks import PRIMARY, auxiliary, labels_file, task_type
 
 
 def untranscribed(config, data_dir):
@@ -75,22 +76,31 @@ def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32,
         return {"text": torch.tensor([u not in no_text for u in batch["utts"]], device=device)}
 
     temperatures = load_temperatures(exp_dir)
+    tasks = auxiliary(model.tasks)
     posteriors = {c: {} for c in conditions}
     calibrated = {c: {} for c in conditions if c in temperatures}
-    for batch, logits in condition_logits(model, tqdm(loader, desc=f"decode {exp_dir}",
-                                                      unit="batch"), device, conditions,
-                                          keep_for):
+    task_outputs = {c: {t: {} for t in tasks} for c in conditions}
+    for batch, outputs in condition_outputs(model, tqdm(loader, desc=f"decode {exp_dir}",
+                                                        unit="batch"), device, conditions,
+                                            keep_for):
         for condition in conditions:
-            posteriors[condition].update(zip(batch["utts"], softmax(logits[condition].cpu())))
+            logits = outputs[condition][PRIMARY].cpu()
+            posteriors[condition].update(zip(batch["utts"], softmax(logits)))
             if condition in calibrated:
                 calibrated[condition].update(zip(batch["utts"], softmax(
-                    logits[condition].cpu(), temperatures[condition])))
+                    logits, temperatures[condition])))
+            for task in tasks:
+                task_outputs[condition][task].update(zip(batch["utts"],
+                                                         outputs[condition][task].cpu().numpy()))
     out_dir = os.path.join(exp_dir, decode_name(subset))
     os.makedirs(out_dir, exist_ok=True)
     atomic_write_text(os.path.join(out_dir, "classes.txt"), "\n".join(classes) + "\n")
-    with atomic_open(os.path.join(out_dir, "utt2emo"), "wb") as f, \
-            open(os.path.join(data_dir, "utt2emo"), "rb") as src:
-        shutil.copyfileobj(src, f)
+    for task in (PRIMARY, *tasks):  # the references, where the data dir has them
+        reference = os.path.join(data_dir, labels_file(task))
+        if task == PRIMARY or os.path.exists(reference):
+            with atomic_open(os.path.join(out_dir, labels_file(task)), "wb") as f, \
+                    open(reference, "rb") as src:
+                shutil.copyfileobj(src, f)
     for condition, table in posteriors.items():
         cond_dir = os.path.join(out_dir, condition)
         os.makedirs(cond_dir, exist_ok=True)
@@ -106,7 +116,20 @@ def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32,
                 f.writelines(f"{u} {' '.join(f'{p:.6f}' for p in probs[u])}\n" for u in utts)
         with atomic_open(os.path.join(cond_dir, "predictions"), "w", encoding="utf-8") as f:
             f.writelines(f"{u} {classes[int(table[u].argmax())]}\n" for u in utts)
+        for task, spec in tasks.items():
+            write_task_predictions(cond_dir, task, spec, task_outputs[condition][task],
+                                   model.task_classes.get(task))
     logging.info("%s: decoded %d utterance(s) under %s", out_dir, len(dataset), ", ".join(conditions))
+
+
+def write_task_predictions(cond_dir, task, spec, outputs, classes):
+    """<cond_dir>/predictions_<task>: an auxiliary task's decoded output per utterance (a
+    class, or a number), and, for a classification, classes_<task>.txt beside it."""
+    kind = task_type(spec)
+    with atomic_open(os.path.join(cond_dir, f"predictions_{task}"), "w", encoding="utf-8") as f:
+        f.writelines(f"{u} {kind.prediction(outputs[u], classes)}\n" for u in sorted(outputs))
+    if classes:
+        atomic_write_text(os.path.join(cond_dir, f"classes_{task}.txt"), "\n".join(classes) + "\n")
 
 
 def main(argv=None):

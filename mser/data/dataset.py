@@ -7,12 +7,12 @@
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
     for epoch ...: sampler.set_epoch(epoch)
 
-Each item is ``{"utt", "label", <stream>: matrix, ...}`` for the streams of ``feats`` (any
+Each item is ``{"utt", "label", <stream>: matrix, ...[, "targets": {task: label}]}`` for the streams of ``feats`` (any
 names: audio, text, video, ...), each matrix as stored (``storage: float16`` stays float16, half
 the memory of a cached item), or, for a stream in ``pool``, its frames averaged ``pool[stream]``
 at a time (float32; what a ``projection: pool`` front end does first, done once per utterance
 instead of on every batch: the same numbers); a batch is ``{"utts", "labels", <stream>,
-<stream>_lens[, <stream>_pooled], ...}``, float32, ready for ``model(batch)``.
+<stream>_lens[, <stream>_pooled], ...[, "targets"]}``, float32, ready for ``model(batch)``.
 """
 import logging
 import os
@@ -23,6 +23,7 @@ import torch
 from mser.io.datadir import DataDirError, read_classes, read_table
 from mser.io.storage import open_feats, read_headers, read_shapes
 from mser.utils.frames import average_pool, input_pooling
+from mser.utils.tasks import auxiliary, labels_file, task_type
 
 SHOWN_DROPPED = 5  # utterances without features named in the warning
 
@@ -37,10 +38,13 @@ class EmotionDataset(torch.utils.data.Dataset):
     ``utt2num_frames`` or the matrix headers. ``pool``: stream -> frames averaged on reading
     (:func:`~mser.utils.frames.input_pooling` of the model conf), and after
     :meth:`normalize_with` normalised; :meth:`read` gives the frames as stored, ``lengths``
-    stay in stored frames (the batch budget is the same).
+    stay in stored frames (the batch budget is the same). ``tasks`` (a resolved model conf's)
+    adds each auxiliary task's labels (``utt2<task>``) as ``targets``, a classification's as
+    indices into ``task_classes[task]`` (default: the labels found here, sorted).
     """
 
-    def __init__(self, data_dir, feats, classes=None, cache=False, pool=None):
+    def __init__(self, data_dir, feats, classes=None, cache=False, pool=None, tasks=None,
+                 task_classes=None):
         self.data_dir = data_dir
         self.pool = {m: factor for m, factor in (pool or {}).items() if m in feats}
         self.statistics = {}  # stream -> (mean, std) applied after pooling
@@ -85,6 +89,37 @@ class EmotionDataset(torch.utils.data.Dataset):
         # Bucketing length: the first stream's (audio when used: the long one).
         self.lengths = self.num_frames[next(iter(self.scps))]
         self.cache = {} if cache else None
+        self.task_classes, self.targets = {}, {}
+        for task, spec in auxiliary(tasks or {}).items():
+            self.task_classes[task], self.targets[task] = self._read_targets(
+                task, spec, (task_classes or {}).get(task))
+
+    def _read_targets(self, task, spec, classes):
+        """(classes (a classification's) or None, each utterance's target) of a task's labels;
+        an utterance without one gets the task type's missing value, counted in the log."""
+        kind = task_type(spec)
+        path = os.path.join(self.data_dir, labels_file(task))
+        if not os.path.exists(path):
+            raise DataDirError(f"{path}: not found, but the config has a task {task!r}; stage 0 "
+                               f"writes it where the corpus has these labels (drop the task "
+                               f"from the config's tasks: otherwise)")
+        table = read_table(path)
+        if spec["type"] == "classification" and not classes:
+            classes = sorted({table[u] for u in self.utts if u in table})
+        targets = []
+        for utt in self.utts:
+            value = kind.target(table[utt], classes) if utt in table else kind.missing
+            if value is None:
+                raise DataDirError(f"{path}: utterance {utt} has {task} {table[utt]!r}, which is "
+                                   f"not " + (f"one of {' '.join(classes)} (the training "
+                                              f"labels)" if classes else "a number"))
+            targets.append(value)
+        unlabelled = sum(u not in table for u in self.utts)
+        if unlabelled:
+            logging.warning("%s: %d of %d utterance(s) have no %s label (e.g. %s); they add "
+                            "nothing to its loss or scores", path, unlabelled, len(self.utts),
+                            task, next(u for u in self.utts if u not in table))
+        return classes, targets
 
     def _label_index(self, utt, label, utt2emo_path):
         if label is None:
@@ -165,6 +200,8 @@ class EmotionDataset(torch.utils.data.Dataset):
         """Item ``index`` from disk, bypassing the cache."""
         utt = self.utts[index]
         item = {"utt": utt, "label": self.labels[index]}
+        if self.targets:
+            item["targets"] = {task: values[index] for task, values in self.targets.items()}
         for modality, reader in self.readers.items():
             item[modality] = reader[utt]
         return item
@@ -198,8 +235,11 @@ def collate(items):
         batch[f"{modality}_pooled"] = factor
     for modality in items[0].get("normalized", ()):
         batch[f"{modality}_normalized"] = True
+    if "targets" in items[0]:  # class indices (long) or numbers (float)
+        batch["targets"] = {task: torch.tensor([it["targets"][task] for it in items])
+                            for task in items[0]["targets"]}
     for modality in (key for key in items[0]
-                     if key not in ("utt", "label", "pooled", "normalized")):
+                     if key not in ("utt", "label", "pooled", "normalized", "targets")):
         mats = [torch.from_numpy(it[modality]) for it in items]
         lengths = torch.tensor([len(m) for m in mats], dtype=torch.long)
         padded = torch.empty((len(mats), int(lengths.max()), mats[0].shape[1]))

@@ -23,6 +23,7 @@ from mser.nets.model import EmotionModel
 from mser.utils.checkpoint import load_checkpoint
 from mser.utils.conditions import FULL_SET_NAMES, STREAM_NAME
 from mser.utils.config import load_config
+from mser.utils.tasks import auxiliary, resolve_tasks
 
 MODALITIES = ("audio", "text")  # the streams with their own feature options and defaults
 # A stream's options when the config leaves them out: audio and text as the paper's model,
@@ -52,6 +53,11 @@ MODEL_OPTIONS = {
                     "each stream's keys override the base's and '<name>: null' removes it; "
                     "feats: the stream's feats.scp (audio and text: --audio-feats, "
                     "--text-feats)"),
+    "tasks": ({}, "what the model predicts, in order, each a head on the fused features: "
+                  "{name: {type: classification|regression, weight: w (default 1), loss: "
+                  "ce | ccc (default) or mse}}; emotion (utt2emo, classes.txt) is required, the "
+                  "others auxiliary, their labels the data dir's utt2<name> (mser.utils.tasks); "
+                  "{} is emotion alone"),
     "fusion": ("query", f"fusion of the streams: {', '.join(FUSIONS)}"),
     "d_model": (128, "width of projections, encoders and decoder"),
     "input_dropout": (0.1, "dropout after the input projections"),
@@ -115,6 +121,7 @@ def resolve_model_conf(model_conf):
         if conf[key] not in allowed:
             raise ModelConfigError(f"{key}: {conf[key]!r} is not one of {list(allowed)}")
     conf["streams"] = resolve_streams(conf["streams"], legacy)
+    conf["tasks"] = resolve_tasks(conf["tasks"])
     conf["modalities"] = list(conf["streams"])
     if conf["projection"] == "conv":  # stride-2 convolutions: one or two
         for name, stream in conf["streams"].items():
@@ -195,20 +202,26 @@ def load_model(exp_dir, device="cpu", checkpoint="best.pt"):
     """
     config = load_config(os.path.join(exp_dir, "config.yaml"))
     config["model_conf"] = resolve_model_conf(config["model_conf"])
-    model = build_model(config["model_conf"], feat_infos(config), len(config["classes"]))
+    model = build_model(config["model_conf"], feat_infos(config), len(config["classes"]),
+                        config.get("task_classes"))
     state = load_checkpoint(os.path.join(exp_dir, checkpoint), device)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config
 
 
-def build_model(model_conf, infos, num_classes):
-    """The model of ``model_conf`` for features described by ``infos`` (stream -> feat_conf)."""
+def build_model(model_conf, infos, num_classes, task_classes=None):
+    """The model of ``model_conf`` for features described by ``infos`` (stream -> feat_conf);
+    ``task_classes``: task -> classes of each auxiliary classification task."""
     conf = resolve_model_conf(model_conf)
     missing = [m for m in conf["streams"] if not (infos or {}).get(m)]
     if missing:
         raise ModelConfigError(f"streams {missing} are in the model conf but no feature info "
                                f"(feat_conf.yaml) was given for them")
-    return EmotionModel(conf, infos, num_classes)
+    unlisted = [t for t, spec in auxiliary(conf["tasks"]).items()
+                if spec["type"] == "classification" and not (task_classes or {}).get(t)]
+    if unlisted:
+        raise ModelConfigError(f"classification task(s) {unlisted} without their classes")
+    return EmotionModel(conf, infos, num_classes, task_classes)
 
 
 __all__ = ["LEGACY_KEYS", "MODALITIES", "MODEL_DEFAULTS", "MODEL_OPTIONS", "ModelConfigError",

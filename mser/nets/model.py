@@ -6,6 +6,7 @@ from mser.nets.dropout import Dropout
 from mser.nets.frontend import StreamFrontend, UnimodalEncoder, padding_mask
 from mser.nets.fusion import FUSIONS, StatsPoolFusion
 from mser.utils.frames import input_normalization
+from mser.utils.tasks import PRIMARY, auxiliary, task_type
 
 SPEC_AUGMENT_KEYS = ("time_masks", "time_mask_width", "feature_masks", "feature_mask_width")
 
@@ -17,8 +18,10 @@ def spec_augment(conf, stream):
 
 
 class EmotionModel(nn.Module):
-    def __init__(self, conf, infos, num_classes):
-        """``conf``: resolved model conf; ``infos``: stream -> feat_conf dict (dim, num_layers)."""
+    def __init__(self, conf, infos, num_classes, task_classes=None):
+        """``conf``: resolved model conf; ``infos``: stream -> feat_conf dict (dim, num_layers);
+        ``task_classes``: the classes of each auxiliary classification task of ``conf["tasks"]``
+        (mser.utils.tasks)."""
         super().__init__()
         self.conf = conf
         self.modalities = tuple(conf["streams"])
@@ -34,13 +37,7 @@ class EmotionModel(nn.Module):
             for m in self.modalities})
         self.fusion = FUSIONS[conf["fusion"]](
             conf, {m: self.frontends[m].out_dim for m in self.modalities})
-        hidden = conf["classifier_hidden"]
-        self.classifier = (nn.Sequential(Dropout(conf["dropout"]),
-                                         nn.Linear(self.fusion.out_dim, hidden), nn.GELU(),
-                                         Dropout(conf["dropout"]), nn.Linear(hidden, num_classes))
-                           if hidden else
-                           nn.Sequential(Dropout(conf["dropout"]),
-                                         nn.Linear(self.fusion.out_dim, num_classes)))
+        self.classifier = self.head(num_classes)
 
         # The probe inside the model: a linear classifier on the statistics of each stream's
         # combined input frames, trained by its own loss, averaged with the main classifier.
@@ -49,8 +46,24 @@ class EmotionModel(nn.Module):
                 m: self.frontends[m].combined_dim for m in self.modalities})
             self.probe_classifier = nn.Sequential(Dropout(conf["dropout"]),
                                                   nn.Linear(self.probe_pool.out_dim, num_classes))
+        # The auxiliary tasks' heads, on the classifier's input, built after it (a model
+        # without them draws the same initial weights as before they existed).
+        self.tasks = conf["tasks"]
+        self.task_classes = task_classes or {}
+        self.task_heads = nn.ModuleDict({
+            name: self.head(task_type(spec).outputs(self.task_classes.get(name)))
+            for name, spec in auxiliary(self.tasks).items()})
 
         self.set_loss()
+
+    def head(self, outputs):
+        """A head on the fused features: the classifier MLP's shape (linear without
+        ``classifier_hidden``) with ``outputs`` outputs."""
+        conf, hidden = self.conf, self.conf["classifier_hidden"]
+        if not hidden:
+            return nn.Sequential(Dropout(conf["dropout"]), nn.Linear(self.fusion.out_dim, outputs))
+        return nn.Sequential(Dropout(conf["dropout"]), nn.Linear(self.fusion.out_dim, hidden),
+                             nn.GELU(), Dropout(conf["dropout"]), nn.Linear(hidden, outputs))
 
     def normalizer(self, modality):
         return self.frontends[modality].normalizer
@@ -71,9 +84,11 @@ class EmotionModel(nn.Module):
         self.register_buffer("logit_offset", logit_offset, persistent=False)
         self.label_smoothing = label_smoothing
 
-    def loss(self, output, labels):
-        """The mean loss of the heads (one, or the classifier and the probe head), and each
-        head's own."""
+    def loss(self, output, labels, targets=None):
+        """The training loss and each part of it: the mean loss of the emotion heads (one, or
+        the classifier and the probe head), plus each auxiliary task's loss on ``targets``
+        (task -> (B,), its missing value where an utterance has no label) times its weight
+        (relative to the emotion task's)."""
         heads = output.get("head_logits", {"classifier": output["logits"]})
         losses = {}
         for name, logits in heads.items():
@@ -82,7 +97,14 @@ class EmotionModel(nn.Module):
                 logits = logits + self.logit_offset
             losses[name] = nn.functional.cross_entropy(logits, labels, weight=self.class_weight,
                                                        label_smoothing=self.label_smoothing)
-        return sum(losses.values()) / len(losses), losses
+        total = sum(losses.values()) / len(losses)
+        tasks = auxiliary(self.tasks)
+        if tasks:  # without them, the loss of the emotion heads as it is
+            total = total * self.tasks[PRIMARY]["weight"]
+            for name, spec in tasks.items():
+                losses[name] = task_type(spec).loss(output["tasks"][name], targets[name], spec)
+                total = total + spec["weight"] * losses[name]
+        return total, losses
 
     def training_keep_masks(self, batch, device):
         """Random stream masking: per sample one stream is dropped with its ``mask_prob`` (one
@@ -113,14 +135,15 @@ class EmotionModel(nn.Module):
         output = self.classify(self.encode(batch, used), self.keep_masks(keep, used, size, device),
                                return_attention)
         if self.training and batch.get("labels") is not None:
-            output["loss"], losses = self.loss(output, batch["labels"])
+            output["loss"], losses = self.loss(output, batch["labels"], batch.get("targets"))
             output["stats"] = {f"loss_{name}": loss.detach() for name, loss in losses.items()}
         return output
 
     @torch.no_grad()
-    def condition_logits(self, batch, condition_streams, keep_for=None):
-        """{condition: logits (B, C)} of every condition of ``condition_streams`` (condition ->
-        its streams), in eval mode: each stream is encoded once, only the fusion and the heads
+    def condition_outputs(self, batch, condition_streams, keep_for=None):
+        """{condition: {task: outputs (B, C) float32}} of every condition of
+        ``condition_streams`` (condition -> its streams), in eval mode, the emotion task's
+        outputs its logits: each stream is encoded once, only the fusion and the heads
         run per condition (the streams' encoders never see each other, so this equals one
         forward per condition). ``keep_for(batch, streams)``, if given, gives the ``keep``
         masks of a condition (see :meth:`forward`)."""
@@ -128,13 +151,14 @@ class EmotionModel(nn.Module):
                                                 for m in streams}))
         encoded = self.encode(batch, used)
         size, device = batch[f"{used[0]}_lens"].shape[0], batch[f"{used[0]}_lens"].device
-        logits = {}
+        outputs = {}
         for condition, streams in condition_streams.items():
             keep = self.keep_masks(keep_for(batch, streams) if keep_for else None, streams,
                                    size, device)
-            subset = {m: encoded[m] for m in self.modalities if m in streams}
-            logits[condition] = self.classify(subset, keep)["logits"].float()
-        return logits
+            output = self.classify({m: encoded[m] for m in self.modalities if m in streams}, keep)
+            outputs[condition] = {PRIMARY: output["logits"].float(),
+                                  **{t: o.float() for t, o in output.get("tasks", {}).items()}}
+        return outputs
 
     def used_streams(self, batch, streams):
         """The model's streams among ``streams`` (None: all), in the model's order; each must
@@ -173,12 +197,15 @@ class EmotionModel(nn.Module):
         return encoded
 
     def classify(self, encoded, keep, return_attention=False):
-        """The output dict (logits, ``<stream>_lens_out``[, head_logits, attention]) of the
-        encoded streams (:meth:`encode`) with their ``keep`` masks."""
+        """The output dict (logits, ``<stream>_lens_out``[, head_logits, tasks, attention]) of
+        the encoded streams (:meth:`encode`) with their ``keep`` masks; ``tasks``: each
+        auxiliary task's outputs."""
         output = {f"{m}_lens_out": lengths for m, (*_, lengths) in encoded.items()}
         features, attention = self.fusion(
             {m: (x, pad, keep[m]) for m, (_, _, x, pad, _) in encoded.items()}, return_attention)
         output["logits"] = self.classifier(features)
+        if self.task_heads:
+            output["tasks"] = {name: head(features) for name, head in self.task_heads.items()}
         if self.conf["probe_head"]:
             probe = self.probe_classifier(self.probe_pool(
                 {m: (x, pad, keep[m]) for m, (x, pad, *_) in encoded.items()})[0])

@@ -5,22 +5,22 @@ import os
 
 import numpy as np
 
-from mser.scoring.decodes import (CALIBRATED_POSTERIORS, decoded_conditions, load_condition,
-                                  load_posteriors, subset_suffix)
+from mser.scoring.decodes import (CALIBRATED_POSTERIORS, decoded_conditions, decoded_tasks,
+                                  load_condition, load_posteriors, load_task, subset_suffix)
 from mser.scoring.plots import plot_confusions
 from mser.utils.calibration import (ECE_BINS, expected_calibration_error, load_temperatures,
                                     negative_log_likelihood, plot_reliability)
 from mser.utils.config import load_config
 from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.metrics import score
+from mser.utils.tasks import METRIC_NAMES, TASK_TYPES
 
 SUMMARY_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
 POSTERIORS = ("posteriors", CALIBRATED_POSTERIORS)
-METRIC_NAMES = {"ua": "UA", "wa": "WA", "macro_f1": "F1", "weighted_f1": "wF1"}
 
 
-def _summary(fold_scores):
-    values = {m: np.array([s[m] for s in fold_scores]) for m in SUMMARY_METRICS}
+def _summary(fold_scores, metrics=SUMMARY_METRICS):
+    values = {m: np.array([s[m] for s in fold_scores]) for m in metrics}
     ddof = 1 if len(fold_scores) > 1 else 0  # sample std over folds
     return ({m: float(v.mean()) for m, v in values.items()},
             {m: float(v.std(ddof=ddof)) for m, v in values.items()})
@@ -50,6 +50,11 @@ def score_condition(exp_dir, folds, condition, subset="test"):
     ref, pred = np.concatenate(pooled["ref"]), np.concatenate(pooled["pred"])
     result = {"folds": per_fold, "mean": mean, "std": std, "pooled": score(ref, pred, classes),
               "classes": classes, "_pooled_predictions": (pooled["utts"], ref, pred)}
+    tasks = {task: scored for task, kind in decoded_tasks(
+        os.path.join(exp_dir, f"fold{folds[0]}"), condition, subset).items()
+        if (scored := score_task(exp_dir, folds, condition, task, kind, subset)) is not None}
+    if tasks:
+        result["tasks"] = tasks
     if all(p is not None for p in probs["posteriors"]):
         result["_pooled_posteriors"] = {name: np.concatenate(found) for name, found in probs.items()
                                         if all(p is not None for p in found)}
@@ -57,6 +62,29 @@ def score_condition(exp_dir, folds, condition, subset="test"):
             load_temperatures(os.path.join(exp_dir, f"fold{fold}")).get(condition)
             for fold in folds])
     return result
+
+
+def score_task(exp_dir, folds, condition, task, kind, subset="test"):
+    """An auxiliary task's scores under ``condition`` over ``folds``, as
+    :func:`score_condition`'s (its type's metrics; ``_pooled_predictions``: class indices or
+    numbers); None when the test sets have no labels of it."""
+    task_kind = TASK_TYPES[kind]
+    per_fold, utts, refs, preds = [], [], [], []
+    for fold in folds:
+        loaded = load_task(os.path.join(exp_dir, f"fold{fold}"), condition, task, kind, subset)
+        if loaded is None:
+            return None
+        fold_utts, ref, outputs, classes = loaded
+        per_fold.append(dict(fold=int(fold), **task_kind.score(ref, outputs, classes)))
+        utts += [f"fold{fold}/{u}" for u in fold_utts]
+        refs.append(ref)
+        preds.append(outputs)
+    ref, outputs = np.concatenate(refs), np.concatenate(preds)
+    mean, std = _summary(per_fold, task_kind.metrics)
+    pred = outputs.argmax(-1) if classes else outputs[:, 0]
+    return {"type": kind, "folds": per_fold, "mean": mean, "std": std,
+            "pooled": task_kind.score(ref, outputs, classes), "classes": classes,
+            "headline": task_kind.headline, "_pooled_predictions": (utts, ref, pred)}
 
 
 def pooled_calibration(posteriors, ref, temperatures):
@@ -133,7 +161,10 @@ def other_conditions(scores):
 def _public(scores):
     """Drop the private pooled-prediction arrays before writing JSON."""
     def public(result):
-        return {k: v for k, v in result.items() if not k.startswith("_")}
+        out = {k: v for k, v in result.items() if not k.startswith("_")}
+        if "tasks" in result:
+            out["tasks"] = {t: public(r) for t, r in result["tasks"].items()}
+        return out
     out = public(scores)
     out.update({c: public(scores[c]) for c in scores.get("conditions", ())})
     return out
@@ -156,6 +187,14 @@ def format_scores(scores):
         m, s = result["mean"], result["std"]
         lines.append(f"{name:<12} {'mean':>5} " + " ".join(
             f"{100 * m[k]:5.2f}+/-{100 * s[k]:.2f}" for k in metrics))
+    for task, result in scores.get("tasks", {}).items():
+        metrics = TASK_TYPES[result["type"]].metrics
+        lines.append(f"task {task} ({result['type']}), condition {scores['condition']}: "
+                     f"mean+/-std over folds; pooled")
+        value = TASK_TYPES[result["type"]].text
+        lines.append(", ".join(f"{METRIC_NAMES[k]} {value(result['mean'][k])}+/-"
+                               f"{value(result['std'][k])}; {value(result['pooled'][k])}"
+                               for k in metrics))
     if "calibration" in scores:
         lines.append(f"calibration of {scores['condition']}: {calibration_text(scores['calibration'])}")
     if "wer" in scores:

@@ -5,6 +5,7 @@ import numpy as np
 
 from mser.io.datadir import read_classes, read_table
 from mser.utils.conditions import condition_order
+from mser.utils.tasks import TASK_TYPES, labels_file
 
 CALIBRATED_POSTERIORS = "posteriors_calibrated"  # with calibration.yaml (mser.utils.calibration)
 
@@ -66,3 +67,40 @@ def load_posteriors(fold_dir, condition, utts, name="posteriors", subset="test")
         raise ValueError(f"{path}: {len(missing)} test utterance(s) have no posteriors (e.g. "
                          f"{missing[0]}); re-run the decoding stage")
     return np.array([table[u] for u in utts])
+
+
+def decoded_tasks(fold_dir, condition, subset="test"):
+    """{task: type} of the auxiliary tasks decoded under ``condition`` (``predictions_<task>``;
+    a classification has ``classes_<task>.txt`` beside it)."""
+    cond_dir = os.path.join(fold_dir, decode_name(subset), condition)
+    names = sorted(os.listdir(cond_dir)) if os.path.isdir(cond_dir) else []
+    return {n[len("predictions_"):]: "classification" if os.path.exists(os.path.join(
+        cond_dir, f"classes_{n[len('predictions_'):]}.txt")) else "regression"
+            for n in names if n.startswith("predictions_")}
+
+
+def load_task(fold_dir, condition, task, kind, subset="test"):
+    """(labelled utt ids, references (class indices or numbers), outputs (N, C): one-hot rows or
+    numbers, classes or None) of an auxiliary task decoded under ``condition``; None when the
+    test data dir had no labels of it."""
+    decode = os.path.join(fold_dir, decode_name(subset))
+    ref_path = os.path.join(decode, labels_file(task))
+    if not os.path.exists(ref_path):
+        return None
+    pred_path = os.path.join(decode, condition, f"predictions_{task}")
+    classes_path = os.path.join(decode, condition, f"classes_{task}.txt")
+    classes = read_classes(classes_path) if kind == "classification" else None
+    task_kind = TASK_TYPES[kind]
+    refs, preds = read_table(ref_path), read_table(pred_path)
+    missing = sorted(set(refs) - set(preds))
+    if missing:
+        raise ValueError(f"{pred_path}: {len(missing)} labelled test utterance(s) have no "
+                         f"prediction (e.g. {missing[0]}); re-run the decoding stage")
+    utts = sorted(refs)
+    targets = [task_kind.target(refs[u], classes) for u in utts]
+    unknown = [u for u, t in zip(utts, targets) if t is None]
+    if unknown:
+        raise ValueError(f"{ref_path}: utterance {unknown[0]}: {task} {refs[unknown[0]]!r} is "
+                         + (f"not in {classes_path}" if classes else "not a number"))
+    return (utts, np.array(targets),
+            np.stack([task_kind.read_prediction(preds[u], classes) for u in utts]), classes)

@@ -1,8 +1,8 @@
 """The one evaluation loop, shared by dev evaluation in training and by decoding: every batch
 read and every stream encoded once, the fusion run under each stream condition.
 
-    for batch, logits in condition_logits(model, loader, device, ["both", "audio_only"]):
-        ...  # logits: condition -> (B, C) float32
+    for batch, outputs in condition_outputs(model, loader, device, ["both", "audio_only"]):
+        ...  # outputs: condition -> task -> (B, C) float32 (emotion: the logits)
 """
 import torch
 
@@ -10,9 +10,11 @@ from mser.utils.conditions import stream_conditions
 
 
 def to_device(batch, device):
-    """The batch's tensors on ``device`` (utterance ids stay)."""
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-            for k, v in batch.items()}
+    """The batch's tensors on ``device``, those of nested dicts (targets) too; utterance ids
+    stay."""
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True) if torch.is_tensor(batch) else batch
 
 
 def condition_streams(model, conditions):
@@ -26,13 +28,13 @@ def condition_streams(model, conditions):
 
 
 @torch.no_grad()
-def condition_logits(model, loader, device, conditions, keep_for=None):
-    """Yield ``(batch on device, {condition: logits})`` for every batch of ``loader``, ``model``
-    in eval mode, each stream encoded once for all conditions
-    (:meth:`~mser.nets.model.EmotionModel.condition_logits`). ``keep_for(batch, streams)``, if
+def condition_outputs(model, loader, device, conditions, keep_for=None):
+    """Yield ``(batch on device, {condition: {task: outputs}})`` for every batch of ``loader``,
+    ``model`` in eval mode, each stream encoded once for all conditions
+    (:meth:`~mser.nets.model.EmotionModel.condition_outputs`). ``keep_for(batch, streams)``, if
     given, returns the ``keep`` masks of a condition (e.g. no text for an empty transcript)."""
     model.eval()
     streams_of = condition_streams(model, conditions)
     for batch in loader:
         batch = to_device(batch, device)
-        yield batch, model.condition_logits(batch, streams_of, keep_for)
+        yield batch, model.condition_outputs(batch, streams_of, keep_for)

@@ -180,6 +180,8 @@ def resolve_config(args, train_set):
             raise ValueError(f"{feats_option(stream)} {scp} holds {info['modality']} features "
                              f"(feat_conf.yaml); swap the options?")
         config.update({f"{stream}_feats": scp, f"{stream}_info": info})
+    if train_set.task_classes:  # (an emotion-only config has none: older runs resume)
+        config["task_classes"] = train_set.task_classes
     config.update({
         "classes": train_set.classes,
         "train_utts": len(train_set),

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from mser.data.dataset import EmotionDataset, LengthBucketBatchSampler, collate
 from mser.io.datadir import read_classes
 from mser.nets import build_model, feat_infos
-from mser.train.evaluate import condition_logits, to_device
+from mser.train.evaluate import condition_outputs, to_device
 from mser.train.options import check_same_run, model_conf_from_args, resolve_config, stream_feats
 from mser.train.schedule import lr_lambda, training_length
 from mser.utils import distributed
@@ -38,6 +38,7 @@ from mser.utils.logging import setup_logging
 from mser.utils.frames import input_pooling
 from mser.utils.metrics import macro_f1, unweighted_accuracy, weighted_accuracy, weighted_f1
 from mser.utils.plotting import pyplot, save_figure
+from mser.utils.tasks import METRIC_NAMES, PRIMARY, auxiliary, task_type
 from mser.utils.timing import SectionTimer
 
 BEST = "best.pt"
@@ -206,7 +207,8 @@ class Trainer:
     def build_model(self):
         args, conf = self.args, self.model_conf
         torch.manual_seed(args.seed)  # identical initialisation on every rank
-        self.model = build_model(conf, feat_infos(self.config), len(self.train_set.classes))
+        self.model = build_model(conf, feat_infos(self.config), len(self.train_set.classes),
+                                 self.train_set.task_classes)
         weights, offsets = class_balance(self.train_set, args.class_weight)
         self.model.set_loss(weights, args.label_smoothing, logit_offset=offsets)
         self.model.to(self.device)
@@ -291,7 +293,7 @@ class Trainer:
             return None
         with self.timer("dev evaluation"):
             return evaluate(self.ctx, self.model, self.dev_loader, len(self.train_set.classes),
-                            self.select_conditions)
+                            self.select_conditions, self.train_set.task_classes)
 
     def record(self, epoch, train_stats, train_utts, dev, elapsed):
         """Update the selection state and history, log, check the ranks agree, save."""
@@ -320,7 +322,7 @@ class Trainer:
             by_condition = "" if len(self.select_conditions) == 1 else " (UA %s)" % ", ".join(
                 f"{c} {m['ua']:.4f}" for c, m in dev["conditions"].items())
             dev_text = (f"dev loss {dev['loss']:.4f} UA {dev['ua']:.4f} WA {dev['wa']:.4f}"
-                        f"{by_condition}")
+                        f"{by_condition}{tasks_text(dev, self.model.tasks)}")
             best = ", new best" if improved else ""
         logging.info("epoch %d/%d: train loss %.4f%s, %s, lr %.2e, %.1f s (%.1f utt/s)%s",
                      epoch, self.length.epochs, train_stats["loss"], heads, dev_text, lr,
@@ -394,7 +396,8 @@ class Trainer:
         self.model.load_state_dict(load_checkpoint(os.path.join(self.exp_dir, BEST),
                                                    self.device)["model"])
         conditions = conditions_for(self.model_conf["streams"])
-        _, labels, logits = gather_logits(self.ctx, self.model, self.dev_loader, conditions)
+        _, labels, outputs, _ = gather_outputs(self.ctx, self.model, self.dev_loader, conditions)
+        logits = {c: outputs[c][PRIMARY] for c in conditions}
         if not self.ctx.is_main:
             return
         temperatures = {c: fit_temperature(logits[c], labels) for c in conditions}
@@ -520,7 +523,8 @@ def load_datasets(args, model_conf):
     feats = stream_feats(args, model_conf["streams"])
     pool = input_pooling(model_conf)
     train_dir, dev_dir = (os.path.join(args.data_dir, s) for s in ("train", "dev"))
-    train_set = EmotionDataset(train_dir, feats, cache=args.cache_feats, pool=pool)
+    train_set = EmotionDataset(train_dir, feats, cache=args.cache_feats, pool=pool,
+                               tasks=model_conf["tasks"])
     dev_set = None
     if not args.no_dev:
         dev_classes_path = os.path.join(dev_dir, "classes.txt")
@@ -529,7 +533,8 @@ def load_datasets(args, model_conf):
             raise ValueError(f"{dev_classes_path} differs from {train_dir}/classes.txt; re-run "
                              f"data preparation")
         dev_set = EmotionDataset(dev_dir, feats, classes=train_set.classes,
-                                 cache=args.cache_feats, pool=pool)
+                                 cache=args.cache_feats, pool=pool, tasks=model_conf["tasks"],
+                                 task_classes=train_set.task_classes)
     for subset in (d for d in (train_set, dev_set) if d is not None):
         if not subset.has_labels:
             raise ValueError(f"{subset.data_dir}/utt2emo: not found; training needs labels")
@@ -616,27 +621,38 @@ def selection_conditions(requested, streams):
     return [c for c in requested if c in supported] or supported
 
 
-def gather_logits(ctx, model, loader, conditions):
-    """(sorted utterance ids, their labels (N,), {condition: logits (N, C)}) of the whole set
-    behind ``loader``: each rank runs its share (every condition in one pass, one read per
-    batch) and the per-utterance results are gathered on every rank."""
-    scored = {}  # utt -> (label, per condition: logits)
-    for batch, logits in condition_logits(model, loader, ctx.device, conditions):
-        rows = zip(*(logits[c].cpu().numpy() for c in conditions))
-        for utt, label, per_condition in zip(batch["utts"], batch["labels"].tolist(), rows):
-            scored[utt] = (label, per_condition)
+def gather_outputs(ctx, model, loader, conditions):
+    """(sorted utterance ids, their labels (N,), {condition: {task: outputs (N, C)}}, {task:
+    targets (N,)}) of the whole set behind ``loader`` (the emotion task's outputs: its logits;
+    targets: the auxiliary tasks'): each rank runs its share (every condition in one pass, one
+    read per batch) and the per-utterance results are gathered on every rank."""
+    scored = {}  # utt -> (label, {task: target}, {condition: {task: outputs}})
+    for batch, outputs in condition_outputs(model, loader, ctx.device, conditions):
+        arrays = {c: {t: o.cpu().numpy() for t, o in by_task.items()}
+                  for c, by_task in outputs.items()}
+        targets = {t: v.tolist() for t, v in batch.get("targets", {}).items()}
+        for i, (utt, label) in enumerate(zip(batch["utts"], batch["labels"].tolist())):
+            scored[utt] = (label, {t: v[i] for t, v in targets.items()},
+                           {c: {t: o[i] for t, o in by_task.items()}
+                            for c, by_task in arrays.items()})
     for share in distributed.all_gather_object(ctx, scored):  # a padded batch repeats an utt
         scored.update(share)
     utts = sorted(scored)
     labels = np.array([scored[u][0] for u in utts])
-    return utts, labels, {c: np.stack([scored[u][1][i] for u in utts])
-                          for i, c in enumerate(conditions)}
+    tasks = scored[utts[0]][2][conditions[0]] if utts else {}
+    return (utts, labels,
+            {c: {t: np.stack([scored[u][2][c][t] for u in utts]) for t in tasks}
+             for c in conditions},
+            {t: np.array([scored[u][1][t] for u in utts]) for t in scored[utts[0]][1]}
+            if utts else {})
 
 
-def evaluate(ctx, model, loader, num_classes, conditions):
+def evaluate(ctx, model, loader, num_classes, conditions, task_classes=None):
     """Dev loss, UA, WA, macro and weighted F1 per condition, and their means, on every rank
-    (:func:`gather_logits`: the metrics are those of the whole dev set)."""
-    _, y_true, logits = gather_logits(ctx, model, loader, conditions)
+    (:func:`gather_outputs`: the metrics are those of the whole dev set); with auxiliary
+    tasks, each one's metrics per condition under ``tasks`` (labelled utterances only)."""
+    _, y_true, outputs, targets = gather_outputs(ctx, model, loader, conditions)
+    logits = {c: outputs[c][PRIMARY] for c in conditions}
     per_condition = {}
     for condition in conditions:
         losses = torch.nn.functional.cross_entropy(torch.from_numpy(logits[condition]),
@@ -647,9 +663,35 @@ def evaluate(ctx, model, loader, num_classes, conditions):
                                     "wa": weighted_accuracy(y_true, y_pred),
                                     "macro_f1": macro_f1(y_true, y_pred, num_classes),
                                     "weighted_f1": weighted_f1(y_true, y_pred, num_classes)}
+        if targets:
+            per_condition[condition]["tasks"] = task_scores(
+                model.tasks, task_classes, targets, outputs[condition])
     means = {k: float(np.mean([m[k] for m in per_condition.values()]))
              for k in ("loss", "ua", "wa", "macro_f1", "weighted_f1")}
     return {**means, "conditions": per_condition}
+
+
+def task_scores(tasks, task_classes, targets, outputs):
+    """{task: metrics} of the auxiliary tasks' ``outputs`` against ``targets`` (the labelled
+    utterances)."""
+    scores = {}
+    for task, spec in auxiliary(tasks).items():
+        kind = task_type(spec)
+        labelled = kind.labelled(targets[task])
+        scores[task] = kind.score(targets[task][labelled], outputs[task][labelled],
+                                  (task_classes or {}).get(task))
+    return scores
+
+
+def tasks_text(dev, tasks):
+    """', sentiment UA 0.6123 (both)' of the auxiliary tasks' headline dev metrics under the
+    first selection condition; '' without them."""
+    condition, metrics = next(iter(dev["conditions"].items()))
+    if not metrics.get("tasks"):
+        return ""
+    return "".join(f", {task} {METRIC_NAMES[task_type(tasks[task]).headline]} "
+                   f"{scores[task_type(tasks[task]).headline]:.4f}"
+                   for task, scores in metrics["tasks"].items()) + f" ({condition})"
 
 
 def is_better(metric, value, best):

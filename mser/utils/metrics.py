@@ -2,6 +2,7 @@
 
 UA (unweighted accuracy) is the mean per-class recall over the classes that occur in the
 reference; WA (weighted accuracy) is the overall accuracy. Labels are integer class indices.
+Of numbers (a rated dimension): CCC (concordance correlation) and PCC (Pearson).
 """
 import numpy as np
 
@@ -55,6 +56,30 @@ def weighted_f1(y_true, y_pred, num_classes):
     present = support > 0
     f1 = 2 * tp[present] / (support[present] + predicted[present])
     return float(np.dot(f1, support[present]) / support.sum())
+
+
+def ccc(ref, pred):
+    """Concordance correlation coefficient (numpy); NaN for fewer than two values."""
+    ref, pred = np.asarray(ref, dtype=float), np.asarray(pred, dtype=float)
+    if len(ref) < 2:
+        return float("nan")
+    covariance = np.mean((ref - ref.mean()) * (pred - pred.mean()))
+    denominator = ref.var() + pred.var() + (ref.mean() - pred.mean()) ** 2
+    return float(2 * covariance / denominator) if denominator > 0 else float("nan")
+
+
+def pcc(ref, pred):
+    """Pearson correlation; NaN where either side is constant."""
+    ref, pred = np.asarray(ref, dtype=float), np.asarray(pred, dtype=float)
+    if len(ref) < 2 or ref.std() == 0 or pred.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ref, pred)[0, 1])
+
+
+def mae(ref, pred):
+    """Mean absolute error; NaN of nothing."""
+    ref, pred = np.asarray(ref, dtype=float), np.asarray(pred, dtype=float)
+    return float(np.mean(np.abs(ref - pred))) if len(ref) else float("nan")
 
 
 def score(y_true, y_pred, class_names):
@@ -120,6 +145,9 @@ def paired_bootstrap(y_true, pred_a, pred_b, num_classes, metric="ua", num_sampl
     return float(observed), (float(low), float(high)), p
 
 
-# Metrics of (y_true, y_pred, num_classes) that the paired bootstrap can compare.
+# Metrics of (y_true, y_pred, num_classes) that the paired bootstrap can compare: of classes,
+# and of numbers (a regression task's; MAE: lower is better).
 PAIRED_METRICS = {"ua": unweighted_accuracy, "wa": lambda y, p, _: weighted_accuracy(y, p),
-                  "macro_f1": macro_f1, "weighted_f1": weighted_f1}
+                  "macro_f1": macro_f1, "weighted_f1": weighted_f1,
+                  "ccc": lambda y, p, _: ccc(y, p), "pcc": lambda y, p, _: pcc(y, p),
+                  "mae": lambda y, p, _: mae(y, p)}

@@ -690,3 +690,92 @@ def test_class_balance_of_the_loss_from_the_training_counts():
     assert weights is None
     torch.testing.assert_close(offset, torch.log(torch.tensor([0.5, 0.375, 0.125])))
     assert trainer.class_balance(_Labels(), "none") == (None, None)
+
+
+def add_task_labels(fold, drop=()):
+    """utt2polarity (neg for ang and sad, pos for hap, neu) and utt2arousal (the class index
+    plus noise) in every split of the fold, without the utterances in ``drop``."""
+    rng = np.random.default_rng(11)
+    polarity = {"neu": "neu", "hap": "pos", "ang": "neg", "sad": "neg"}
+    for split in ("train", "dev", "test"):
+        split_dir = os.path.join(fold["data_dir"], split)
+        with open(os.path.join(split_dir, "utt2emo")) as f:
+            labels = [line.split() for line in f if line.strip()]
+        with open(os.path.join(split_dir, "utt2polarity"), "w") as f:
+            f.writelines(f"{utt} {polarity[label]}\n" for utt, label in labels if utt not in drop)
+        with open(os.path.join(split_dir, "utt2arousal"), "w") as f:
+            f.writelines(f"{utt} {CLASSES.index(label) + 0.3 * rng.normal():.3f}\n"
+                         for utt, label in labels if utt not in drop)
+
+
+def test_auxiliary_tasks_train_decode_score_and_compare_from_the_config(tmp_path):
+    """tasks: a classification (labels of its own, classes from the training split) and a
+    regression (CCC loss) beside the emotion categories: each head is trained, evaluated on
+    dev, decoded under every condition, scored (its metrics, per fold and pooled) and
+    compared with the paired test; an utterance without a label is left out of that task."""
+    fold = make_fold(tmp_path / "corpus")  # its own: labels are added
+    add_task_labels(fold, drop={"trainspk0_utt0000"})
+    config = tmp_path / "tasks.yaml"
+    config.write_text(yaml.safe_dump({"tasks": {
+        "emotion": {}, "polarity": {"type": "classification", "weight": 0.5},
+        "arousal": {"type": "regression", "loss": "ccc", "weight": 0.5}}}, sort_keys=False))
+    exp = tmp_path / "exp"
+    for tag, seed in (("multi", "3"), ("multi_seed1", "4")):
+        result = run_train(fold, exp / tag / "fold1", "--config", str(config), "--epochs", "8",
+                           "--seed", seed)
+        assert "1 of 32 utterance(s) have no polarity label" in result.stderr
+        subprocess.run([sys.executable, "-m", "mser.bin.decode", "--exp-dir",
+                        str(exp / tag / "fold1"), "--data-dir",
+                        os.path.join(fold["data_dir"], "test")], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir", str(exp / tag),
+                        "--folds", "1"], check=True, capture_output=True)
+    saved = yaml.safe_load((exp / "multi" / "fold1" / "config.yaml").read_text())
+    assert saved["task_classes"] == {"polarity": ["neg", "neu", "pos"], "arousal": None}
+    assert list(saved["model_conf"]["tasks"]) == ["emotion", "polarity", "arousal"]
+    assert "polarity UA" in result.stderr and "arousal CCC" in result.stderr
+    history = torch.load(exp / "multi" / "fold1" / "best.pt", weights_only=True)["state"]["history"]
+    assert set(history[-1]["dev_conditions"]["both"]["tasks"]) == {"polarity", "arousal"}
+    decode = exp / "multi" / "fold1" / "decode"
+    assert (decode / "text_only" / "classes_polarity.txt").read_text().split() == ["neg", "neu",
+                                                                                 "pos"]
+    values = [float(line.split()[1])
+              for line in (decode / "audio_only" / "predictions_arousal").read_text().splitlines()]
+    assert len(values) == 12 and len(set(values)) > 1
+    import json
+    scores = json.loads((exp / "multi" / "scores.json").read_text())
+    tasks = scores["tasks"]
+    assert tasks["polarity"]["pooled"]["num_utts"] == 12 and tasks["polarity"]["type"] == (
+        "classification")
+    assert tasks["polarity"]["mean"]["ua"] > 0.5  # chance 1/3: the features carry the class
+    assert tasks["arousal"]["pooled"]["ccc"] > 0.5 and tasks["arousal"]["pooled"]["mae"] < 1.5
+    assert set(scores["text_only"]["tasks"]) == {"polarity", "arousal"}
+    assert "task arousal (regression)" in (exp / "multi" / "scores.txt").read_text()
+    compared = subprocess.run(
+        [sys.executable, "-m", "mser.bin.compare", str(exp / "multi"), str(exp / "multi_seed1"),
+         "--folds", "1", "--task", "arousal", "--metric", "ccc", "--num-samples", "200"],
+        check=True, capture_output=True, text=True).stdout
+    assert '"task": "arousal"' in compared and "arousal CCC(multi) - arousal CCC(multi_seed1)" in (
+        compared)
+    wrong = subprocess.run(
+        [sys.executable, "-m", "mser.bin.compare", str(exp / "multi"), str(exp / "multi_seed1"),
+         "--folds", "1", "--task", "arousal", "--metric", "ua"], capture_output=True, text=True)
+    assert wrong.returncode and "task arousal is scored by ccc, pcc, mae" in wrong.stderr
+
+
+def test_a_task_without_labels_or_with_a_bad_label_fails_naming_the_file(tmp_path):
+    fold = make_fold(tmp_path / "corpus")
+    config = tmp_path / "tasks.yaml"
+    config.write_text(yaml.safe_dump({"tasks": {"emotion": {}, "arousal": {"type": "regression"}}}))
+    result = run_train(fold, tmp_path / "exp", "--config", str(config), "--epochs", "1",
+                       check=False)
+    assert result.returncode and "train/utt2arousal: not found" in result.stderr
+    add_task_labels(fold)
+    dev_labels = os.path.join(fold["data_dir"], "dev", "utt2arousal")
+    with open(dev_labels) as f:
+        first, *rest = f.read().splitlines()
+    with open(dev_labels, "w") as f:
+        f.write("\n".join([f"{first.split()[0]} high", *rest]) + "\n")
+    result = run_train(fold, tmp_path / "exp", "--config", str(config), "--epochs", "1",
+                       check=False)
+    assert result.returncode and f"{first.split()[0]} has arousal 'high', which is not a number" in (
+        result.stderr)

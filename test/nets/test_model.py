@@ -88,10 +88,10 @@ def test_padding_does_not_change_outputs(variant):
 
 
 @pytest.mark.parametrize("variant", TWO_STREAM)
-def test_condition_logits_equal_one_forward_per_condition(variant):
-    """Dev evaluation and decoding encode each stream once for every condition: the logits are
-    those of a forward per condition (with its keep masks)."""
-    model = make(variant).eval()
+def test_condition_outputs_equal_one_forward_per_condition(variant):
+    """Dev evaluation and decoding encode each stream once for every condition: the logits and
+    an auxiliary task's outputs are those of a forward per condition (with its keep masks)."""
+    model = make(variant, tasks={"emotion": {}, "arousal": {"type": "regression"}}).eval()
     data = as_batch(*batch())
     conditions = {"both": ("audio", "text"), "audio_only": ("audio",), "text_only": ("text",)}
     no_text = {"text": torch.tensor([True, False, True])}
@@ -99,11 +99,13 @@ def test_condition_logits_equal_one_forward_per_condition(variant):
     def keep_for(_, streams):
         return no_text if streams == ("audio", "text") else None
 
-    shared = model.condition_logits(data, conditions, keep_for)
+    shared = model.condition_outputs(data, conditions, keep_for)
     for condition, streams in conditions.items():
         with torch.no_grad():
-            alone = model(data, streams=streams, keep=keep_for(data, streams))["logits"]
-        assert torch.equal(shared[condition], alone), condition
+            alone = model(data, streams=streams, keep=keep_for(data, streams))
+        assert torch.equal(shared[condition]["emotion"], alone["logits"]), condition
+        assert shared[condition]["arousal"].shape == (3, 1)
+        assert torch.equal(shared[condition]["arousal"], alone["tasks"]["arousal"]), condition
 
 
 @pytest.mark.parametrize("variant", TWO_STREAM)

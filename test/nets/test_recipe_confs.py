@@ -36,7 +36,10 @@ def test_conf_builds_a_model(conf):
     conf = model_conf_from_args(args)
     # Streams other than audio (text, a dialogue's context) are token features.
     infos = {name: AUDIO_INFO if name == "audio" else TEXT_INFO for name in conf["streams"]}
-    model = build_model(conf, infos, 4).eval()
+    # An auxiliary classification task's classes come from the training labels: three here.
+    task_classes = {t: ["a", "b", "c"] for t, spec in conf["tasks"].items()
+                    if t != "emotion" and spec["type"] == "classification"}
+    model = build_model(conf, infos, 4, task_classes).eval()
     lens = {"audio": [16, 9]}
     batch = {}
     for name, info in infos.items():
@@ -44,8 +47,11 @@ def test_conf_builds_a_model(conf):
         batch[name] = torch.randn(2, max(name_lens), info["dim"] * info["num_layers"])
         batch[f"{name}_lens"] = torch.tensor(name_lens)
     with torch.no_grad():
-        logits = model(batch)["logits"]
+        output = model(batch)
+    logits = output["logits"]
     assert logits.shape == (2, 4) and torch.isfinite(logits).all()
+    for task, outputs in output.get("tasks", {}).items():
+        assert outputs.shape == (2, len(task_classes.get(task, [0]))), task
 
 
 TUNING = sorted({os.path.realpath(c) for c in CONFS if f"{os.sep}tuning{os.sep}" in c})
