@@ -45,6 +45,7 @@ from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.plotting import fitted_title, pyplot, save_figure
 from mser.utils.prediction import (InputError, Prediction, check_utf8, mono_float,  # noqa: F401
                                    usable_streams)
+from mser.utils.tasks import task_type
 
 EXPORTED_WEIGHTS = "model.pt"
 TRAINED_WEIGHTS = "best.pt"
@@ -131,7 +132,10 @@ class EmotionRecognizer:
             emotion=self.classes[int(probs.argmax())],
             probabilities={c: float(p) for c, p in zip(self.classes, probs)}, modalities=used,
             duration=0.0 if waveform is None else len(waveform) / sample_rate,
-            calibrated=temperature is not None)
+            calibrated=temperature is not None,
+            tasks={task: task_type(self.model.tasks[task]).prediction(
+                values[0].float().cpu().numpy(), self.model.task_classes.get(task))
+                for task, values in out.get("tasks", {}).items()} or None)
         if return_attention:
             if out.get("attention") is None:
                 raise ValueError(f"fusion {self.config['model_conf']['fusion']!r} has no emotion "

@@ -33,6 +33,7 @@ from mser.scoring.decodes import decode_name, subset_suffix
 from mser.scoring.paired import compare_experiments
 from mser.utils.calibration import ECE_BINS
 from mser.utils.fileio import atomic_write_text
+from mser.utils.tasks import TASK_TYPES
 
 BASE_METRICS = ("ua", "wa", "macro_f1")
 # The single-stream columns the main table always has; a recipe with another stream adds its
@@ -162,6 +163,49 @@ def _test_row(exp_dir, reference, folds, condition, metric):
                     f"{c['p_mcnemar']:.3g} |")
 
 
+TASK_HEADER = "| tag | task | condition | metrics: mean ± std over folds (pooled) |"
+TASK_TEST_HEADER = ("| tag | against | task | Δ headline [95% CI] | p (bootstrap) |")
+
+
+def _task_rows(scores):
+    """Rows of the auxiliary tasks' scores of a tag (its main condition), each metric as its
+    task type reports it."""
+    rows = []
+    for task, result in scores.get("tasks", {}).items():
+        kind = TASK_TYPES[result["type"]]
+        cells = ", ".join(f"{METRIC_NAMES[m]} {kind.text(result['mean'][m])} ± "
+                          f"{kind.text(result['std'][m])} ({kind.text(result['pooled'][m])})"
+                          for m in kind.metrics)
+        rows.append(f"| {scores['tag']} | {task} ({result['type']}) | {scores['condition']} | "
+                    f"{cells} |")
+    return rows
+
+
+def _task_test_rows(exp_dir, scores, exp_root, folds):
+    """Paired tests of each auxiliary task of a tag against its reference and its probe where
+    those have the task too, on the task type's headline metric."""
+    rows = []
+    others = [_other_tag(exp_root, scores, key) for key in ("reference_tag", "probe_tag")]
+    for task, result in scores.get("tasks", {}).items():
+        kind = TASK_TYPES[result["type"]]
+        for other in others:
+            if other is None or not _has_task(other, task):
+                continue
+            c = compare_experiments(exp_dir, other, folds, None, kind.headline, task=task)
+            low, high = (kind.text(v) for v in c["diff_95ci"])
+            rows.append(f"| {c['a']} | {c['b']} | {task} | {METRIC_NAMES[kind.headline]} "
+                        f"{kind.text(c['diff'])} [{low}, {high}] | {c['p_bootstrap']:.3g} |")
+    return rows
+
+
+def _has_task(exp_dir, task):
+    path = os.path.join(exp_dir, "scores.json")
+    if not os.path.exists(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        return task in json.load(f).get("tasks", {})
+
+
 CALIBRATION_HEADER = ("| tag | condition | ECE raw | ECE calibrated | NLL raw | NLL calibrated "
                       "| temperature per fold |")
 
@@ -289,6 +333,18 @@ def write_results_md(path, exp_root, folds, title, protocol, notes=None):
                  "(mser.utils.calibration; the argmax, so every score above, is unchanged). "
                  "Reliability diagrams: exp/<tag>/reliability.png.", "",
                  CALIBRATION_HEADER, _rule(CALIBRATION_HEADER), *calibrated, ""]
+    task_rows = [row for scores in scored.values() for row in _task_rows(scores)]
+    if task_rows:
+        task_tests = [row for exp_dir, scores in scored.items()
+                      for row in _task_test_rows(exp_dir, scores, exp_root, folds)]
+        text += ["Auxiliary tasks (a config's `tasks:` beside the emotion categories; "
+                 "mser.utils.tasks): each tag's scores of them under its main condition, "
+                 "classifications in %, regressions as CCC / PCC and the MAE in the labels' "
+                 "units:", "", TASK_HEADER, _rule(TASK_HEADER), *task_rows, ""]
+        if task_tests:
+            text += ["Their paired tests against the reference and the probe where those have "
+                     "the task too (bootstrap over the pooled labelled test utterances):", "",
+                     TASK_TEST_HEADER, _rule(TASK_TEST_HEADER), *task_tests, ""]
     for subset in subsets[1:]:
         text += _subset_table(scored, folds, subset, headline)
     atomic_write_text(path, "\n".join(text))

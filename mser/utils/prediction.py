@@ -20,10 +20,12 @@ class Prediction:
     text_tokens: list = None       # token strings (rows of the text features), if text was used
     duration: float = 0.0          # seconds of audio
     calibrated: bool = False       # probabilities temperature-scaled (the model dir's calibration.yaml)
+    tasks: dict = None             # auxiliary task -> its class or number (mser.utils.tasks)
 
     def format(self):
         probs = " ".join(f"{c}={p:.3f}" for c, p in self.probabilities.items())
-        return f"{self.emotion} {probs} ({'+'.join(self.modalities)})"
+        tasks = "".join(f" {task}={value}" for task, value in (self.tasks or {}).items())
+        return f"{self.emotion} {probs}{tasks} ({'+'.join(self.modalities)})"
 
 
 def usable_streams(modalities, has_audio, has_text):

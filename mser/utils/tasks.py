@@ -71,6 +71,7 @@ class Classification:
 
     @staticmethod
     def prediction(row, classes):
+        """The class of an output row (logits)."""
         return classes[int(np.argmax(row))]
 
     @staticmethod
@@ -130,7 +131,8 @@ class Regression:
 
     @staticmethod
     def prediction(row, classes):
-        return f"{float(row[0]):.4f}"
+        """The number of an output row (4 decimals)."""
+        return round(float(row[0]), 4)
 
     @staticmethod
     def read_prediction(text, classes):

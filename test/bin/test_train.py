@@ -720,7 +720,7 @@ def test_auxiliary_tasks_train_decode_score_and_compare_from_the_config(tmp_path
         "emotion": {}, "polarity": {"type": "classification", "weight": 0.5},
         "arousal": {"type": "regression", "loss": "ccc", "weight": 0.5}}}, sort_keys=False))
     exp = tmp_path / "exp"
-    for tag, seed in (("multi", "3"), ("multi_seed1", "4")):
+    for tag, seed in (("multi_seed1", "4"), ("multi", "3")):
         result = run_train(fold, exp / tag / "fold1", "--config", str(config), "--epochs", "8",
                            "--seed", seed)
         assert "1 of 32 utterance(s) have no polarity label" in result.stderr
@@ -728,7 +728,8 @@ def test_auxiliary_tasks_train_decode_score_and_compare_from_the_config(tmp_path
                         str(exp / tag / "fold1"), "--data-dir",
                         os.path.join(fold["data_dir"], "test")], check=True, capture_output=True)
         subprocess.run([sys.executable, "-m", "mser.bin.score", "--exp-dir", str(exp / tag),
-                        "--folds", "1"], check=True, capture_output=True)
+                        "--folds", "1", "--reference-tag", "multi_seed1"], check=True,
+                       capture_output=True)
     saved = yaml.safe_load((exp / "multi" / "fold1" / "config.yaml").read_text())
     assert saved["task_classes"] == {"polarity": ["neg", "neu", "pos"], "arousal": None}
     assert list(saved["model_conf"]["tasks"]) == ["emotion", "polarity", "arousal"]
@@ -760,6 +761,15 @@ def test_auxiliary_tasks_train_decode_score_and_compare_from_the_config(tmp_path
         [sys.executable, "-m", "mser.bin.compare", str(exp / "multi"), str(exp / "multi_seed1"),
          "--folds", "1", "--task", "arousal", "--metric", "ua"], capture_output=True, text=True)
     assert wrong.returncode and "task arousal is scored by ccc, pcc, mae" in wrong.stderr
+    from mser.scoring.results_md import write_results_md
+
+    results = tmp_path / "RESULTS.md"
+    write_results_md(str(results), str(exp), [1], "Results: tasks",
+                     {"headline": "ua", "tests": ["test"], "corpus": "toy",
+                      "description": "one fold"})
+    lines = results.read_text().splitlines()
+    assert any(line.startswith("| multi | arousal (regression) | both | CCC 0.") for line in lines)
+    assert any(line.startswith("| multi | multi_seed1 | polarity | UA ") for line in lines)
 
 
 def test_a_task_without_labels_or_with_a_bad_label_fails_naming_the_file(tmp_path):
