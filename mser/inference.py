@@ -45,7 +45,7 @@ from mser.utils.fileio import atomic_open, atomic_write_text
 from mser.utils.plotting import fitted_title, pyplot, save_figure
 from mser.utils.prediction import (InputError, Prediction, check_utf8, mono_float,  # noqa: F401
                                    usable_streams)
-from mser.utils.tasks import task_type
+from mser.utils.tasks import auxiliary, task_type
 
 EXPORTED_WEIGHTS = "model.pt"
 TRAINED_WEIGHTS = "best.pt"
@@ -77,6 +77,7 @@ class EmotionRecognizer:
                                              checkpoint or default_weights(model_dir))
         self.classes = self.config["classes"]
         self.has_attention = self.config["model_conf"]["fusion"] == "query"  # emotion queries
+        self.tasks = {t: spec["type"] for t, spec in auxiliary(self.model.tasks).items()}
         self.modalities = tuple(self.config["model_conf"]["modalities"])
         others = [m for m in self.modalities if m not in MODALITIES]
         if others:

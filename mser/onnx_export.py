@@ -207,6 +207,10 @@ def export_model_graph(model_dir, checkpoint, path):
     import onnx
 
     model, config = load_model(model_dir, "cpu", checkpoint)
+    if model.task_heads:
+        logging.warning("%s: the export holds the emotion head only, not the auxiliary "
+                        "task(s) %s (mser-infer on the model dir gives them)", model_dir,
+                        ", ".join(model.task_heads))
     dims = {m: int(config[f"{m}_info"]["dim"]) * int(config[f"{m}_info"].get("num_layers", 1))
             for m in model.modalities}
     graph = StreamGraph(model).eval()

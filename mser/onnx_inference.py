@@ -120,6 +120,7 @@ class OnnxEmotionRecognizer:
         self.model = OnnxEmotionModel(os.path.join(export_dir, manifest["model"]), threads)
         self.classes, self.modalities = self.model.classes, tuple(self.model.streams)
         self.temperatures, self.has_attention = self.model.temperatures, False
+        self.tasks = {}  # an export holds the emotion head only
         unknown = [m for m in self.modalities if m not in ("audio", "text")]
         if unknown:
             raise ValueError(f"{export_dir}: stream(s) {unknown} besides audio and text; run the "

@@ -153,85 +153,84 @@ def readable_audio(path, work):
     return decoded
 
 
-def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work_dir=None,
-               max_concurrent=1, on_shutdown=None, max_requests=8):
-    """The FastAPI app over a :class:`mser.timeline.TimelineRecognizer`; ``on_shutdown()`` runs
-    when the server stops (uvicorn re-raises SIGTERM/SIGINT after that, so code after
-    ``uvicorn.run`` may never run). ``max_concurrent``: segment batches through the model at
-    once; ``max_requests``: timeline requests in progress (working or waiting) beyond which a
-    new one is refused at once (503 with Retry-After)."""
-    from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+def http_error(status, detail, headers=None):
+    """The FastAPI exception of an error answer (FastAPI is imported only by the server)."""
+    from fastapi import HTTPException
 
-    from mser.timeline import Cancelled, Timeline
+    return HTTPException(status, detail, headers=headers)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        yield
-        if on_shutdown:
-            on_shutdown()
 
-    app = FastAPI(title="mser-serve", version="1", lifespan=lifespan, docs_url=None,
-                  redoc_url=None,
-                  description="Emotion timeline of a recording: speech segments, transcripts, "
-                              "emotions (see mser/serve.py)")
-    app.add_middleware(UploadLimit, max_bytes=int(max_upload_mb * 1e6))
-    slots = FairSlots(max_concurrent)
-    admitted = threading.BoundedSemaphore(max_requests)
-    stopping = app.state.stopping = threading.Event()  # set by mser-serve on SIGTERM / Ctrl-C
-    recognizer = timeline_recognizer.recognizer
-    page = resources.files("mser").joinpath(WEB_DIR, "index.html").read_text(encoding="utf-8")
+def table_response(timeline, fmt):
+    """The TSV or CSV table of a timeline as a response."""
+    from fastapi.responses import PlainTextResponse
 
-    @app.exception_handler(RequestValidationError)
-    async def malformed_request(request: Request, error: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
-                             for e in error.errors())
-        return JSONResponse({"detail": f"malformed request: {problems}"}, status_code=422)
+    if fmt not in ("tsv", "csv"):
+        raise http_error(400, f"format {fmt!r}: choose json, tsv or csv")
+    return PlainTextResponse(timeline.table("\t" if fmt == "tsv" else ","),
+                             media_type=f"text/{'tab-separated-values' if fmt == 'tsv' else 'csv'}")
 
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, error: Exception):
-        logging.exception("%s %s failed", request.method, request.url.path)
-        return JSONResponse({"detail": f"internal error ({type(error).__name__}: {error}); "
-                                       f"see the server's log"}, status_code=500)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index():
-        return page
+async def malformed_request(request, error):
+    """422 with one line per problem of a request FastAPI could not validate."""
+    from fastapi.responses import JSONResponse
 
-    @app.get("/api/info")
-    def info():
+    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+                         for e in error.errors())
+    return JSONResponse({"detail": f"malformed request: {problems}"}, status_code=422)
+
+
+async def internal_error(request, error):
+    """500 naming the error; the stack trace goes to the server's log."""
+    from fastapi.responses import JSONResponse
+
+    logging.exception("%s %s failed", request.method, request.url.path)
+    return JSONResponse({"detail": f"internal error ({type(error).__name__}: {error}); "
+                                   f"see the server's log"}, status_code=500)
+
+
+class TimelineService:
+    """What the routes of :func:`create_app` do: admission (``max_requests``), the upload's
+    checks and decoding, the timeline in a worker thread taking turns through the model
+    (``max_concurrent`` batches of segments at once), cancelled when the client goes away or
+    ``stopping`` is set."""
+
+    def __init__(self, timeline_recognizer, max_upload_mb, max_duration, work_dir,
+                 max_concurrent, max_requests):
+        self.timeline_recognizer = timeline_recognizer
+        self.recognizer = timeline_recognizer.recognizer
+        self.max_upload_mb, self.max_duration = max_upload_mb, max_duration
+        self.work_dir, self.max_requests = work_dir, max_requests
+        self.slots = FairSlots(max_concurrent)
+        self.admitted = threading.BoundedSemaphore(max_requests)
+        self.stopping = threading.Event()  # set by mser-serve on SIGTERM / Ctrl-C
+
+    def info(self):
+        recognizer = self.recognizer
         return {"classes": list(recognizer.classes), "modalities": list(recognizer.modalities),
-                "asr": timeline_recognizer.asr_name,
-                "segmenter": timeline_recognizer.segmenter_info(),
+                "tasks": recognizer.tasks,
+                "asr": self.timeline_recognizer.asr_name,
+                "segmenter": self.timeline_recognizer.segmenter_info(),
                 "attention": recognizer.has_attention,
                 "calibration": dict(recognizer.temperatures) or None,
-                "max_upload_mb": max_upload_mb, "max_duration": max_duration}
+                "max_upload_mb": self.max_upload_mb, "max_duration": self.max_duration}
 
-    def table_response(timeline, fmt):
-        if fmt not in ("tsv", "csv"):
-            raise HTTPException(400, f"format {fmt!r}: choose json, tsv or csv")
-        return PlainTextResponse(timeline.table("\t" if fmt == "tsv" else ","),
-                                 media_type=f"text/{'tab-separated-values' if fmt == 'tsv' else 'csv'}")
-
-    @app.post("/api/timeline")
-    async def timeline(request: Request,
-                       audio: UploadFile = File(..., description="the recording"),
-                       attention: bool = Form(False,
-                                              description="add each segment's query attention"),
-                       format: str = Query("json", description="json, tsv or csv")):
+    async def timeline(self, request, audio, attention, format):
         if format not in ("json", "tsv", "csv"):
-            raise HTTPException(400, f"format {format!r}: choose json, tsv or csv")
-        if not admitted.acquire(blocking=False):
-            raise HTTPException(503, f"busy: {max_requests} requests in progress (mser-serve "
-                                     f"--max-requests); try again later",
-                                headers={"Retry-After": str(RETRY_AFTER)})
+            raise http_error(400, f"format {format!r}: choose json, tsv or csv")
+        if not self.admitted.acquire(blocking=False):
+            raise http_error(503, f"busy: {self.max_requests} requests in progress (mser-serve "
+                                  f"--max-requests); try again later",
+                             headers={"Retry-After": str(RETRY_AFTER)})
         try:
-            return await timeline_response(request, audio, attention, format)
+            return await self.timeline_response(request, audio, attention, format)
         finally:
-            admitted.release()
+            self.admitted.release()
 
-    async def timeline_response(request, audio, attention, format):
+    async def timeline_response(self, request, audio, attention, format):
+        from fastapi.responses import JSONResponse
+
+        from mser.timeline import Cancelled
+
         gone = threading.Event()  # the client disconnected: its work stops at the next batch
 
         async def watch_client():
@@ -243,10 +242,11 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
         watcher = asyncio.create_task(watch_client())
         try:
             result, seconds = await asyncio.to_thread(
-                run_request, audio, attention, lambda: gone.is_set() or stopping.is_set())
+                self.run_request, audio, attention,
+                lambda: gone.is_set() or self.stopping.is_set())
         except Cancelled as e:
-            if stopping.is_set():
-                raise HTTPException(503, "the server is stopping; try again later") from None
+            if self.stopping.is_set():
+                raise http_error(503, "the server is stopping; try again later") from None
             logging.info("%s: the client went away; its timeline was stopped (%s)",
                          audio.filename, e)
             return JSONResponse({"detail": "cancelled: the client went away"}, status_code=499)
@@ -260,37 +260,88 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
             return table_response(result, format)
         return result.to_dict(attention=attention)
 
-    def run_request(audio, attention, cancelled):
+    def run_request(self, audio, attention, cancelled):
         """(timeline, duration) of an upload, in a worker thread; raises Cancelled as soon as
         ``cancelled()`` says so, waiting for a model slot too."""
-        with tempfile.TemporaryDirectory(dir=work_dir, prefix="request-") as work:
-            upload = os.path.join(work, "upload")
-            with open(upload, "wb") as f:
-                while chunk := audio.file.read(UPLOAD_CHUNK):
-                    f.write(chunk)
-            name = audio.filename or "upload"
-            if os.path.getsize(upload) == 0:
-                raise HTTPException(400, f"{name}: the upload is empty")
-            try:
-                path = readable_audio(upload, work)
-            except NoSamplesError:
-                raise HTTPException(400, f"{name}: the recording has no samples (0 s of "
-                                         f"audio)") from None
-            except ValueError:
-                raise HTTPException(415, f"{name}: unsupported or corrupt audio (neither "
-                                         f"libsndfile nor FFmpeg can decode it); send wav, flac, "
-                                         f"ogg, mp3, m4a or webm") from None
+        name = audio.filename or "upload"
+        with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="request-") as work:
+            path = self.readable_upload(audio, name, work)
             seconds = soundfile.info(path).duration
-            if seconds > max_duration:
-                raise HTTPException(413, f"{name}: {seconds:.1f} s of audio; this server takes "
-                                         f"at most {max_duration:.0f} s (mser-serve "
-                                         f"--max-duration)")
+            if seconds > self.max_duration:
+                raise http_error(413, f"{name}: {seconds:.1f} s of audio; this server takes "
+                                      f"at most {self.max_duration:.0f} s (mser-serve "
+                                      f"--max-duration)")
             try:
-                return timeline_recognizer.timeline_file(
+                return self.timeline_recognizer.timeline_file(
                     path, recording_name(name), return_attention=attention, progress=False,
-                    cancelled=cancelled, gate=lambda: slots.slot(cancelled, name)), seconds
+                    cancelled=cancelled, gate=lambda: self.slots.slot(cancelled, name)), seconds
             except BadUtteranceError as e:
-                raise HTTPException(415, f"{name}: corrupt audio ({e.reason})") from None
+                raise http_error(415, f"{name}: corrupt audio ({e.reason})") from None
+
+    @staticmethod
+    def readable_upload(audio, name, work):
+        """The upload written under ``work`` and decoded to a file soundfile reads."""
+        upload = os.path.join(work, "upload")
+        with open(upload, "wb") as f:
+            while chunk := audio.file.read(UPLOAD_CHUNK):
+                f.write(chunk)
+        if os.path.getsize(upload) == 0:
+            raise http_error(400, f"{name}: the upload is empty")
+        try:
+            return readable_audio(upload, work)
+        except NoSamplesError:
+            raise http_error(400, f"{name}: the recording has no samples (0 s of "
+                                  f"audio)") from None
+        except ValueError:
+            raise http_error(415, f"{name}: unsupported or corrupt audio (neither "
+                                  f"libsndfile nor FFmpeg can decode it); send wav, flac, "
+                                  f"ogg, mp3, m4a or webm") from None
+
+
+def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work_dir=None,
+               max_concurrent=1, on_shutdown=None, max_requests=8):
+    """The FastAPI app over a :class:`mser.timeline.TimelineRecognizer`; ``on_shutdown()`` runs
+    when the server stops (uvicorn re-raises SIGTERM/SIGINT after that, so code after
+    ``uvicorn.run`` may never run). ``max_concurrent``: segment batches through the model at
+    once; ``max_requests``: timeline requests in progress (working or waiting) beyond which a
+    new one is refused at once (503 with Retry-After)."""
+    from fastapi import Body, FastAPI, File, Form, Query, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse
+
+    from mser.timeline import Timeline
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if on_shutdown:
+            on_shutdown()
+
+    app = FastAPI(title="mser-serve", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
+                  description="Emotion timeline of a recording: speech segments, transcripts, "
+                              "emotions (see mser/serve.py)")
+    app.add_middleware(UploadLimit, max_bytes=int(max_upload_mb * 1e6))
+    app.add_exception_handler(RequestValidationError, malformed_request)
+    app.add_exception_handler(Exception, internal_error)
+    service = TimelineService(timeline_recognizer, max_upload_mb, max_duration, work_dir,
+                              max_concurrent, max_requests)
+    app.state.stopping = service.stopping
+    page = resources.files("mser").joinpath(WEB_DIR, "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index():
+        return page
+
+    app.get("/api/info")(service.info)
+
+    @app.post("/api/timeline")
+    async def timeline(request: Request,
+                       audio: UploadFile = File(..., description="the recording"),
+                       attention: bool = Form(False,
+                                              description="add each segment's query attention"),
+                       format: str = Query("json", description="json, tsv or csv")):
+        return await service.timeline(request, audio, attention, format)
 
     @app.post("/api/table")
     def table(timeline: dict = Body(..., description="a timeline JSON"),
@@ -298,7 +349,7 @@ def create_app(timeline_recognizer, max_upload_mb=50.0, max_duration=600.0, work
         try:
             parsed = Timeline.from_dict(timeline)
         except (KeyError, TypeError, AttributeError, ValueError) as e:
-            raise HTTPException(422, f"not a timeline JSON (missing or wrong {e})") from None
+            raise http_error(422, f"not a timeline JSON (missing or wrong {e})") from None
         return table_response(parsed, format)
 
     return app

@@ -58,6 +58,7 @@ class Segment:
     modalities: tuple = ()
     error: str = None
     attention: dict = None         # {"weights", "audio_frames", "tokens"} when asked for
+    tasks: dict = None             # the model's auxiliary tasks: task -> class or number
 
     def segment_id(self, recording):
         """Kaldi segment id: ``<recording>-<start cs>-<end cs>`` (begins with the recording)."""
@@ -78,6 +79,10 @@ class Timeline:
     def failed(self):
         return [s for s in self.segments if s.error]
 
+    def task_names(self):
+        """The auxiliary tasks the segments have outputs of (mser.utils.tasks), in order."""
+        return list(dict.fromkeys(t for s in self.segments for t in (s.tasks or {})))
+
     def to_dict(self, attention=False):
         segments = []
         for s in self.segments:
@@ -86,6 +91,8 @@ class Timeline:
                     "probabilities": s.probabilities and {c: round(p, 5) for c, p in
                                                           s.probabilities.items()}, "modalities": list(s.modalities),
                     "error": s.error}
+            if s.tasks:
+                item["tasks"] = s.tasks
             if attention and s.attention is not None:
                 item["attention"] = s.attention
             segments.append(item)
@@ -110,25 +117,29 @@ class Timeline:
                                  f"{classes}")
         segments = [Segment(s["start"], s["end"], s.get("transcript"), s.get("emotion"),
                             s.get("probabilities"), tuple(s.get("modalities") or ()),
-                            s.get("error"), s.get("attention")) for s in data["segments"]]
+                            s.get("error"), s.get("attention"), s.get("tasks"))
+                    for s in data["segments"]]
         return cls(data["recording"], data["duration"], data["classes"], segments,
                    data.get("source"), data.get("asr"), data.get("segmenter"),
                    data.get("calibration"))
 
     def table(self, delimiter="\t"):
-        """One row per segment: segment start end transcript emotion p(<class>)... modalities
-        error (TSV, or CSV with ``delimiter=','``, quoted as needed)."""
+        """One row per segment: segment start end transcript emotion p(<class>)... <task>...
+        modalities error (TSV, or CSV with ``delimiter=','``, quoted as needed); <task>: each
+        auxiliary task's class or number."""
         out = io.StringIO()
         writer = csv.writer(out, delimiter=delimiter, lineterminator="\n",
                             quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE,
                             escapechar=None if delimiter == "," else "\\")
+        tasks = self.task_names()
         writer.writerow(["segment", "start", "end", "transcript", "emotion",
-                         *(f"p({c})" for c in self.classes), "modalities", "error"])
+                         *(f"p({c})" for c in self.classes), *tasks, "modalities", "error"])
         for s in self.segments:
             probs = [f"{s.probabilities[c]:.4f}" for c in self.classes] if s.probabilities \
                 else [""] * len(self.classes)
             writer.writerow([s.segment_id(self.recording), f"{s.start:.2f}", f"{s.end:.2f}",
                              " ".join((s.transcript or "").split()), s.emotion or "", *probs,
+                             *((s.tasks or {}).get(t, "") for t in tasks),
                              "+".join(s.modalities), s.error or ""])
         return out.getvalue()
 
@@ -281,7 +292,7 @@ class TimelineRecognizer:
             segment.error = " ".join(str(e).split())
             return segment
         segment.emotion, segment.probabilities = prediction.emotion, prediction.probabilities
-        segment.modalities = prediction.modalities
+        segment.modalities, segment.tasks = prediction.modalities, prediction.tasks
         if attention:
             segment.attention = {"weights": np.round(prediction.attention, 4).tolist(),
                                  "audio_frames": prediction.audio_frames,
@@ -397,6 +408,39 @@ def emotion_colours(classes):
     return {c: EMOTION_COLOURS.get(c[:3].lower()) or next(palette) for c in classes}
 
 
+TASK_COLOURS = ("black", "#8b0000", "#00008b")
+
+
+def numeric_tasks(timeline):
+    """{task: [(segment midpoint, value)]} of the auxiliary tasks with numbers (a regression:
+    arousal, valence, ...)."""
+    curves = {}
+    for s in timeline.segments:
+        for task, value in (s.tasks or {}).items():
+            if isinstance(value, (int, float)):
+                curves.setdefault(task, []).append(((s.start + s.end) / 2, float(value)))
+    return curves
+
+
+def plot_task_curves(band, timeline, lo, hi):
+    """The numeric tasks' values as curves over the emotion band of one row (time ``lo`` to
+    ``hi``), on a right-hand axis spanning every value of the recording."""
+    curves = numeric_tasks(timeline)
+    if not curves:
+        return
+    values = [v for points in curves.values() for _, v in points]
+    axis = band.twinx()
+    margin = 0.05 * (max(values) - min(values) or 1.0)
+    axis.set_ylim(min(values) - margin, max(values) + margin)
+    axis.tick_params(labelsize=8)
+    for (task, points), colour in zip(curves.items(), TASK_COLOURS * len(curves)):
+        shown = [(t, v) for t, v in points if lo <= t <= hi]
+        if shown:
+            axis.plot(*zip(*shown), "o-", color=colour, linewidth=1.2, markersize=3, label=task)
+    if axis.lines:
+        axis.legend(loc="upper left", fontsize=7, frameon=False)
+
+
 def plot_timeline(timeline, path, row_seconds=None, max_rows=12, dpi=100):
     """Emotion bands over time (each segment a stack of its class probabilities, the winning
     emotion and its probability written above) with the transcripts under them, in rows of
@@ -461,6 +505,7 @@ def timeline_figure(timeline, row_seconds=None, max_rows=12):
                 strip.text(s.start, 0.95, text, ha="left", va="top", fontsize=7.5,
                            clip_on=True, wrap=False)
             strip.axvspan(s.start, s.end, ymin=0, ymax=0.06, color=colours.get(s.emotion, "#666"))
+        plot_task_curves(band, timeline, lo, hi)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in timeline.classes]
     fig.legend(handles, timeline.classes, loc="upper right", ncol=len(handles), fontsize=8,
                frameon=False)

@@ -1,4 +1,6 @@
 """Fixtures for every test: nothing is downloaded, tiny random speech encoders built on disk."""
+import os
+
 import pytest
 
 
@@ -69,15 +71,16 @@ def _offline(monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
 
 
+DEMO_RECIPE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "egs",
+                           "synth_iemocap")
+
+
 @pytest.fixture(scope="session")
-def demo_model(tmp_path_factory):
-    """A model trained on a small demo corpus (20 utterances per session; egs/synth_iemocap's
-    fbank (without pitch) + MiniLM features and conf/train.yaml, made smaller, fold 1, 12
-    epochs) and its data dir: {"model_dir", "data"}. Needs espeak-ng (tools/install.sh)."""
-    import os
+def demo_corpus(tmp_path_factory):
+    """A small demo corpus (20 utterances per session), prepared, with egs/synth_iemocap's
+    fbank (without pitch) and MiniLM features: {"work", "data", "fbank", "minilm"} (the last two
+    feats.scp). Needs espeak-ng (tools/install.sh)."""
     import shutil
-    import subprocess
-    import sys
 
     from mser.bin import prepare_iemocap
     from mser.data.synth import SynthOptions, generate_corpus
@@ -85,25 +88,47 @@ def demo_model(tmp_path_factory):
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("needs espeak-ng for the demo corpus: run bash tools/install.sh")
-    recipe = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "egs",
-                          "synth_iemocap")
     work = tmp_path_factory.mktemp("demo")
     generate_corpus(str(work / "corpus"), SynthOptions(utts_per_session=20), nj=2)
     prepare_iemocap.main(["--iemocap", str(work / "corpus"), str(work / "data")])
-    feats = {}
+    corpus = {"work": work, "data": work / "data"}
     for name, overrides in (("fbank", {"use_pitch": False}), ("minilm", {})):
-        conf = load_config_file(os.path.join(recipe, "conf", "feats", f"{name}.yaml"), overrides)
+        conf = load_config_file(os.path.join(DEMO_RECIPE, "conf", "feats", f"{name}.yaml"),
+                                overrides)
         dump.run_job(conf, str(work / "data" / "all"), str(work / name), 1, 1)
         dump.merge(conf, str(work / "data" / "all"), str(work / name), 1)
-        feats[name] = str(work / name / "feats.scp")
-    exp = work / "exp"
-    subprocess.run([sys.executable, "-m", "mser.bin.train", "--config",
-                    os.path.join(recipe, "conf", "train.yaml"), "--data-dir",
-                    str(work / "data" / "fold1"), "--audio-feats", feats["fbank"],
-                    "--text-feats", feats["minilm"], "--exp-dir", str(exp), "--epochs", "12",
+        corpus[name] = str(work / name / "feats.scp")
+    return corpus
+
+
+def train_demo(corpus, exp, config):
+    """Train fold 1 of the demo corpus with ``config``, made smaller, for 12 epochs."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "mser.bin.train", "--config", config, "--data-dir",
+                    str(corpus["data"] / "fold1"), "--audio-feats", corpus["fbank"],
+                    "--text-feats", corpus["minilm"], "--exp-dir", str(exp), "--epochs", "12",
                     "--warmup-steps", "10", "--min-steps", "0", "--max-frames", "2500",
                     "--lr", "0.002", "--d-model", "64", "--encoder-layers", "1",
                     "--decoder-layers", "1", "--encoder-ff-dim", "128", "--decoder-ff-dim", "128",
                     "--classifier-hidden", "64", "--verbose", "0"],
                    check=True, capture_output=True)
-    return {"model_dir": str(exp), "data": work / "data"}
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_corpus):
+    """A model trained on the demo corpus (conf/train.yaml, made smaller, fold 1, 12 epochs)
+    and its data dir: {"model_dir", "data"}."""
+    exp = demo_corpus["work"] / "exp"
+    train_demo(demo_corpus, exp, os.path.join(DEMO_RECIPE, "conf", "train.yaml"))
+    return {"model_dir": str(exp), "data": demo_corpus["data"]}
+
+
+@pytest.fixture(scope="session")
+def demo_dimensions_model(demo_corpus):
+    """The same with the demo corpus's rated dimensions as regression heads beside the
+    emotion classifier (conf/tuning/dimensions.yaml, IEMOCAP's)."""
+    exp = demo_corpus["work"] / "exp_dimensions"
+    train_demo(demo_corpus, exp, os.path.join(DEMO_RECIPE, "conf", "tuning", "dimensions.yaml"))
+    return {"model_dir": str(exp), "data": demo_corpus["data"]}

@@ -1,11 +1,14 @@
 """mser-serve: the JSON API (upload -> timeline JSON, tables), its limits and error messages,
 two requests at once, nothing left on disk; and the page in a real headless Chromium."""
 import contextlib
+import json
 import os
+import re
 import shutil
 import socket
 import threading
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -232,35 +235,50 @@ def test_two_requests_at_once_both_complete(server, recording):
 @pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                     reason="needs Debian's chromium and chromium-driver: bash tools/install.sh "
                            "(or apt-get install -y chromium chromium-driver)")
-def test_page_in_headless_chromium_shows_the_timeline(server, recording, tmp_path):
-    """The page loads, a wav is uploaded through its file input, the timeline (SVG bands), the
-    segment table and, on a click, a segment's query attention appear; screenshot in
-    test/artifacts/page.png."""
+def chromium(tmp_path):
+    """A headless Chromium driven by selenium."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    url, _ = server
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def analyse_in_page(driver, url, recording):
+    """Open the page, upload ``recording`` through its file input and wait for the segment
+    table (no error); its rows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url + "/")
+    WebDriverWait(driver, 30).until(
+        lambda d: "classes: neu, hap, ang, sad" in d.find_element(By.ID, "info").text)
+    driver.find_element(By.ID, "file").send_keys(str(recording))
+    driver.find_element(By.ID, "analyse").click()
+    WebDriverWait(driver, 240).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#segments tbody tr")
+        or d.find_element(By.ID, "error").text)
+    assert driver.find_element(By.ID, "error").text == ""
+    return driver.find_elements(By.CSS_SELECTOR, "#segments tbody tr")
+
+
+def test_page_in_headless_chromium_shows_the_timeline(server, recording, tmp_path):
+    """The page loads, a wav is uploaded through its file input, the timeline (SVG bands), the
+    segment table and, on a click, a segment's query attention appear; screenshot in
+    test/artifacts/page.png."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = server
+    driver = chromium(tmp_path)
     try:
-        driver.get(url + "/")
-        WebDriverWait(driver, 30).until(
-            lambda d: "classes: neu, hap, ang, sad" in d.find_element(By.ID, "info").text)
+        rows = analyse_in_page(driver, url, recording)
         assert "probabilities: calibrated on dev (temperature both " in driver.find_element(
             By.ID, "info").text
-        driver.find_element(By.ID, "file").send_keys(str(recording))
-        driver.find_element(By.ID, "analyse").click()
-        WebDriverWait(driver, 240).until(
-            lambda d: d.find_elements(By.CSS_SELECTOR, "#segments tbody tr")
-            or d.find_element(By.ID, "error").text)
-        assert driver.find_element(By.ID, "error").text == ""
-        rows = driver.find_elements(By.CSS_SELECTOR, "#segments tbody tr")
         assert len(rows) == 3
         bands = driver.find_elements(By.CSS_SELECTOR, "#timeline g")
         assert len(bands) == 3 and all(len(g.find_elements(By.CSS_SELECTOR, "rect")) == 4
@@ -278,6 +296,34 @@ def test_page_in_headless_chromium_shows_the_timeline(server, recording, tmp_pat
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                    reason="needs Debian's chromium and chromium-driver: bash tools/install.sh")
+def test_the_page_shows_a_models_dimensions(demo_dimensions_model, recording, tmp_path):
+    """A model with regression heads (the demo's dimensions): /api/info names them, the page's
+    table has a column each and its timeline a curve each."""
+    from selenium.webdriver.common.by import By
+
+    app = create_app(TimelineRecognizer(demo_dimensions_model["model_dir"], asr=None),
+                     work_dir=str(tmp_path))
+    server, thread, url = serve_in_thread(app)
+    driver = chromium(tmp_path)
+    try:
+        info = json.loads(urllib.request.urlopen(url + "/api/info").read())
+        assert info["tasks"] == {"valence": "regression", "arousal": "regression",
+                                 "dominance": "regression"}
+        rows = analyse_in_page(driver, url, recording)
+        header = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#segments-head th")]
+        assert header[-4:] == ["valence", "arousal", "dominance", "transcript"]
+        dominance = rows[0].find_elements(By.TAG_NAME, "td")[-2].text
+        assert re.fullmatch(r"-?\d+\.\d\d", dominance), dominance
+        curves = driver.find_elements(By.CSS_SELECTOR, "#timeline polyline")
+        assert len(curves) == 3
+    finally:
+        driver.quit()
+        server.should_exit = True
+        thread.join(10)
+
+
 class SlowTimeline:
     """A stand-in TimelineRecognizer: a recording named long* takes 60 s in batches of 0.1 s,
     short* 0.5 s, asking ``cancelled()`` before each batch and holding ``gate()`` during it (as
@@ -287,7 +333,7 @@ class SlowTimeline:
         from types import SimpleNamespace
 
         self.recognizer = SimpleNamespace(classes=["neu", "ang"], modalities=("audio",),
-                                          config={"model_conf": {"fusion": "query"}})
+                                          config={"model_conf": {"fusion": "query"}}, tasks={})
         self.asr_name, self.stopped = None, threading.Event()
 
     def segmenter_info(self):

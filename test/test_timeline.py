@@ -351,3 +351,40 @@ def test_each_rows_time_labels_stay_clear_of_the_next_row():
         assert labels
         lowest = min(t.get_window_extent(renderer).y0 for t in labels)
         assert lowest > next_band.get_window_extent(renderer).y1  # display y grows upwards
+
+
+@needs_espeak
+def test_a_model_with_dimensions_puts_them_on_the_timeline(demo_dimensions_model, tmp_path):
+    """A demo model with the rated dimensions as regression heads: mser-infer's prediction,
+    the timeline's segments, its JSON (read back), its table and its plot carry each one;
+    the demo corpus's arousal follows the voice's class, so louder, faster speech rates
+    higher on average than the calm utterances."""
+    from mser.timeline import numeric_tasks, timeline_figure
+
+    recognizer = EmotionRecognizer(demo_dimensions_model["model_dir"])
+    data = demo_dimensions_model["data"] / "fold1" / "test"
+    wavs, texts = read_table(data / "wav.scp"), read_table(data / "text")
+    arousal, predicted = read_table(data / "utt2arousal"), {}
+    for utt in sorted(wavs)[:24]:
+        wave, rate = read_wav(utt, wavs[utt], RATE)
+        prediction = recognizer.predict(wave, rate, texts[utt])
+        assert set(prediction.tasks) == {"valence", "arousal", "dominance"}
+        assert f"arousal={prediction.tasks['arousal']}" in prediction.format()
+        predicted[utt] = prediction.tasks["arousal"]
+    rated = np.array([float(arousal[u]) for u in predicted])
+    assert np.corrcoef(rated, list(predicted.values()))[0, 1] > 0.3
+    waves = [read_wav(u, wavs[u], RATE)[0] for u in sorted(wavs)[:3]]
+    recording, _ = concatenate(waves, [1.0, 1.5, 1.2, 1.0], noise_db=30)
+    timeline = TimelineRecognizer(recognizer=recognizer, asr=None).timeline(
+        recording, RATE, "three")
+    assert timeline.task_names() == ["valence", "arousal", "dominance"]
+    assert all(isinstance(s.tasks["arousal"], float) for s in timeline.segments)
+    again = Timeline.from_dict(json.loads(json.dumps(timeline.to_dict())))
+    assert [s.tasks for s in again.segments] == [s.tasks for s in timeline.segments]
+    header, *rows = timeline.table().splitlines()
+    assert header.split("\t")[-5:] == ["valence", "arousal", "dominance", "modalities", "error"]
+    assert float(rows[0].split("\t")[-4]) == timeline.segments[0].tasks["arousal"]
+    fig = timeline_figure(timeline)
+    curves = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert sorted(curves) == ["arousal", "dominance", "valence"]
+    assert set(numeric_tasks(timeline)) == {"valence", "arousal", "dominance"}

@@ -46,24 +46,28 @@ def untranscribed(config, data_dir):
     return empty
 
 
+def use_text_feats(config, text_feats, exp_dir):
+    """Replace the training config's text feats.scp with ``text_feats`` (e.g. features of ASR
+    transcripts for a model trained on gold ones), which must be the same features."""
+    if "text" not in config["model_conf"]["modalities"]:
+        raise SystemExit(f"decode: --text-feats {text_feats}, but {exp_dir} uses no text")
+    info, trained = load_feat_info(text_feats), config["text_info"]
+    if dump_identity(info) != dump_identity(trained):
+        differ = sorted(k for k in set(info) | set(trained) if info.get(k) != trained.get(k))
+        raise SystemExit(f"decode: {text_feats}: its features are not those {exp_dir} was "
+                         f"trained on: " + ", ".join(f"{k} {info.get(k)!r} (trained: "
+                                                     f"{trained.get(k)!r})" for k in differ))
+    config["text_feats"] = text_feats
+
+
 @torch.inference_mode()
 def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32, subset="test",
            text_feats=None):
-    """``text_feats`` replaces the training config's text feats.scp (e.g. features of ASR
-    transcripts for a model trained on gold ones)."""
+    """``text_feats`` replaces the training config's text feats.scp (:func:`use_text_feats`)."""
     model, config = load_model(exp_dir, device=device, checkpoint=checkpoint)
     if text_feats:
-        if "text" not in config["model_conf"]["modalities"]:
-            raise SystemExit(f"decode: --text-feats {text_feats}, but {exp_dir} uses no text")
-        info, trained = load_feat_info(text_feats), config["text_info"]
-        if dump_identity(info) != dump_identity(trained):
-            differ = sorted(k for k in set(info) | set(trained) if info.get(k) != trained.get(k))
-            raise SystemExit(f"decode: {text_feats}: its features are not those {exp_dir} was "
-                             f"trained on: " + ", ".join(f"{k} {info.get(k)!r} (trained: "
-                                                         f"{trained.get(k)!r})" for k in differ))
-        config["text_feats"] = text_feats
+        use_text_feats(config, text_feats, exp_dir)
     dataset = dataset_from_config(config, data_dir)
-    classes = config["classes"]
     sampler = LengthBucketBatchSampler(dataset.lengths, batch_size=batch_size, shuffle=False)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
     conditions = conditions_for(model.modalities)
@@ -75,51 +79,64 @@ def decode(exp_dir, data_dir, checkpoint="best.pt", device="cpu", batch_size=32,
             return None
         return {"text": torch.tensor([u not in no_text for u in batch["utts"]], device=device)}
 
-    temperatures = load_temperatures(exp_dir)
+    decoded = decode_conditions(model, tqdm(loader, desc=f"decode {exp_dir}", unit="batch"),
+                                device, conditions, keep_for, load_temperatures(exp_dir))
+    out_dir = os.path.join(exp_dir, decode_name(subset))
+    write_decode(out_dir, data_dir, model, config["classes"], decoded)
+    logging.info("%s: decoded %d utterance(s) under %s", out_dir, len(dataset), ", ".join(conditions))
+
+
+def decode_conditions(model, loader, device, conditions, keep_for, temperatures):
+    """{condition: {"posteriors": {utt: probs}, "posteriors_calibrated" (where ``temperatures``
+    has the condition), task: {utt: outputs} of each auxiliary task}}."""
     tasks = auxiliary(model.tasks)
-    posteriors = {c: {} for c in conditions}
-    calibrated = {c: {} for c in conditions if c in temperatures}
-    task_outputs = {c: {t: {} for t in tasks} for c in conditions}
-    for batch, outputs in condition_outputs(model, tqdm(loader, desc=f"decode {exp_dir}",
-                                                        unit="batch"), device, conditions,
-                                            keep_for):
-        for condition in conditions:
+    decoded = {c: {"posteriors": {}, **{t: {} for t in tasks},
+                   **({CALIBRATED_POSTERIORS: {}} if c in temperatures else {})}
+               for c in conditions}
+    for batch, outputs in condition_outputs(model, loader, device, conditions, keep_for):
+        for condition, tables in decoded.items():
             logits = outputs[condition][PRIMARY].cpu()
-            posteriors[condition].update(zip(batch["utts"], softmax(logits)))
-            if condition in calibrated:
-                calibrated[condition].update(zip(batch["utts"], softmax(
+            tables["posteriors"].update(zip(batch["utts"], softmax(logits)))
+            if CALIBRATED_POSTERIORS in tables:
+                tables[CALIBRATED_POSTERIORS].update(zip(batch["utts"], softmax(
                     logits, temperatures[condition])))
             for task in tasks:
-                task_outputs[condition][task].update(zip(batch["utts"],
-                                                         outputs[condition][task].cpu().numpy()))
-    out_dir = os.path.join(exp_dir, decode_name(subset))
+                tables[task].update(zip(batch["utts"], outputs[condition][task].cpu().numpy()))
+    return decoded
+
+
+def write_decode(out_dir, data_dir, model, classes, decoded):
+    """<out_dir>: classes.txt, the references of the data dir (utt2emo, and utt2<task> of the
+    auxiliary tasks where it has them), per condition the posteriors (calibrated ones where
+    fitted), the predictions and each auxiliary task's predictions (stale files of an earlier
+    decode removed)."""
+    tasks = auxiliary(model.tasks)
     os.makedirs(out_dir, exist_ok=True)
     atomic_write_text(os.path.join(out_dir, "classes.txt"), "\n".join(classes) + "\n")
-    for task in (PRIMARY, *tasks):  # the references, where the data dir has them
+    for task in (PRIMARY, *tasks):
         reference = os.path.join(data_dir, labels_file(task))
         if task == PRIMARY or os.path.exists(reference):
             with atomic_open(os.path.join(out_dir, labels_file(task)), "wb") as f, \
                     open(reference, "rb") as src:
                 shutil.copyfileobj(src, f)
-    for condition, table in posteriors.items():
+    for condition, tables in decoded.items():
         cond_dir = os.path.join(out_dir, condition)
         os.makedirs(cond_dir, exist_ok=True)
+        for stale in os.listdir(cond_dir):
+            if stale == CALIBRATED_POSTERIORS or stale.startswith(("predictions_", "classes_")):
+                os.remove(os.path.join(cond_dir, stale))
+        table = tables["posteriors"]
         utts = sorted(table)
-        for name, probs in (("posteriors", table),
-                            (CALIBRATED_POSTERIORS, calibrated.get(condition))):
-            path = os.path.join(cond_dir, name)
-            if probs is None:  # no calibration (any more): no stale calibrated posteriors
-                if os.path.exists(path):
-                    os.remove(path)
-                continue
-            with atomic_open(path, "w", encoding="utf-8") as f:
-                f.writelines(f"{u} {' '.join(f'{p:.6f}' for p in probs[u])}\n" for u in utts)
+        for name in ("posteriors", CALIBRATED_POSTERIORS):
+            if name in tables:
+                with atomic_open(os.path.join(cond_dir, name), "w", encoding="utf-8") as f:
+                    f.writelines(f"{u} {' '.join(f'{p:.6f}' for p in tables[name][u])}\n"
+                                 for u in utts)
         with atomic_open(os.path.join(cond_dir, "predictions"), "w", encoding="utf-8") as f:
             f.writelines(f"{u} {classes[int(table[u].argmax())]}\n" for u in utts)
         for task, spec in tasks.items():
-            write_task_predictions(cond_dir, task, spec, task_outputs[condition][task],
+            write_task_predictions(cond_dir, task, spec, tables[task],
                                    model.task_classes.get(task))
-    logging.info("%s: decoded %d utterance(s) under %s", out_dir, len(dataset), ", ".join(conditions))
 
 
 def write_task_predictions(cond_dir, task, spec, outputs, classes):

@@ -152,7 +152,73 @@ def feature_text(info):
            f"{info.get('dim')}-dim)"
 
 
+CARD = """---
+language: {language}
+tags: [speech-emotion-recognition, mser]
+datasets: [{corpus}]
+metrics: [{metrics}]
+---
+
+# {corpus} emotion model: `{tag}`, all training speakers
+
+An emotion-query fusion model of the mser toolkit (streams: {streams}), trained with
+`{train_config}` at commit {git_commit} on every utterance of the
+protocol's training data: {utterances} utterances of {speakers} speakers
+({description}; the union of every fold's train and dev sets).
+
+**Classes** ({num_classes}): {classes}.
+
+**Features.** Audio: {audio_feature}. Text: {text_feature}.
+
+{notes}## How good it is: cross-validation
+
+The same config trained and tested fold by fold ({num_folds} folds, selection on each
+fold's dev set, never on test): mean ± std over folds, pooled over all
+{pooled_utts} test utterances in
+brackets, in %, condition `{main}`. This model is not one of them: it is the same recipe on all
+speakers, so these numbers estimate it on new speakers of the same corpus, not on other speech.
+
+{header}
+|---|{rule}
+{rows}
+
+## Training
+
+{epochs} epochs without a dev set (the median over the folds of the last epoch their
+dev-selected best.pt averaged: {fold_last_epochs});
+`best.pt` is the mean of the last {average_checkpoints} epochs' weights.
+
+## Calibration
+
+The probabilities are temperature-scaled (`calibration.yaml`; mser-infer, the timeline and the
+page apply it): one temperature per condition, fitted on the pooled out-of-fold test posteriors
+of the cross-validation folds. Expected calibration error (15 bins) of those posteriors before
+and after, in %:
+
+| condition | temperature | ECE raw | ECE calibrated |
+|---|---:|---:|---:|
+{calibration_rows}
+
+## Use
+
+```bash
+mser-infer --model-dir {final} my.wav{text_option}
+mser-timeline --model-dir {final} call.wav --out-dir timeline/
+mser-serve --model-dir {final}
+```
+
+## Limits
+
+- Trained on {corpus} only: its speakers, recording conditions, language and its
+  way of expressing emotion. Expect lower accuracy on other speech, other languages and
+  spontaneous (non-acted) speech; measure it on your own labelled data before relying on it.
+- An emotion label is a guess about expression, not about what a person feels. Not for
+  clinical, hiring, policing or other decisions about people.
+"""
+
+
 def card(args):
+    """<exp-dir>/final/README.md (the model card) and calibration.yaml of stage 6's model."""
     final = os.path.join(args.exp_dir, FINAL)
     for name in ("best.pt", ".done", PLAN):
         if not os.path.exists(os.path.join(final, name)):
@@ -167,84 +233,33 @@ def card(args):
     if scores is None:
         raise SystemExit(f"{args.exp_dir}/scores.json: not found; run stage 5 first")
     temperatures, summaries = calibrate(args.exp_dir, args.folds, final)
-    main = scores["condition"]
     metrics, row = score_rows(scores, f"this config (`{tag}`)")
     rows = [row]
     probe = load_scores(exp_root, args.probe_tag) if args.probe_tag else None
     if probe:
         rows.append(score_rows(probe, f"linear probe (`{args.probe_tag}`)")[1])
-    header = "| | " + " | ".join(METRIC_NAMES[m] for m in metrics) + " |"
     streams = list(config["model_conf"]["streams"])
     notes = ""
     if args.notes and os.path.exists(args.notes):
         with open(args.notes, encoding="utf-8") as f:
             notes = f.read().strip() + "\n\n"
-    calibration_rows = [f"| {c} | {t:.3f} | {100 * summaries[c]['ece']:.2f} | "
-                        f"{100 * summaries[c]['ece_calibrated']:.2f} |"
-                        for c, t in temperatures.items()]
-    text = f"""---
-language: {args.language}
-tags: [speech-emotion-recognition, mser]
-datasets: [{protocol['corpus']}]
-metrics: [{', '.join(metrics)}]
----
-
-# {protocol['corpus']} emotion model: `{tag}`, all training speakers
-
-An emotion-query fusion model of the mser toolkit (streams: {' + '.join(streams)}), trained with
-`{config.get('train_config')}` at commit {config.get('git_commit')} on every utterance of the
-protocol's training data: {plan['utterances']} utterances of {plan['speakers']} speakers
-({protocol['description']}; the union of every fold's train and dev sets).
-
-**Classes** ({len(config['classes'])}): {' '.join(config['classes'])}.
-
-**Features.** Audio: {feature_text(config.get('audio_info'))}. Text: {feature_text(config.get('text_info'))}.
-
-{notes}## How good it is: cross-validation
-
-The same config trained and tested fold by fold ({len(args.folds)} folds, selection on each
-fold's dev set, never on test): mean ± std over folds, pooled over all
-{scores['pooled']['num_utts'] if 'num_utts' in scores['pooled'] else 'the'} test utterances in
-brackets, in %, condition `{main}`. This model is not one of them: it is the same recipe on all
-speakers, so these numbers estimate it on new speakers of the same corpus, not on other speech.
-
-{header}
-|---|{'---:|' * len(metrics)}
-{chr(10).join(rows)}
-
-## Training
-
-{plan['epochs']} epochs without a dev set (the median over the folds of the last epoch their
-dev-selected best.pt averaged: {', '.join(f'fold {k} {e}' for k, e in plan['fold_last_epochs'].items())});
-`best.pt` is the mean of the last {plan['average_checkpoints']} epochs' weights.
-
-## Calibration
-
-The probabilities are temperature-scaled (`calibration.yaml`; mser-infer, the timeline and the
-page apply it): one temperature per condition, fitted on the pooled out-of-fold test posteriors
-of the cross-validation folds. Expected calibration error (15 bins) of those posteriors before
-and after, in %:
-
-| condition | temperature | ECE raw | ECE calibrated |
-|---|---:|---:|---:|
-{chr(10).join(calibration_rows)}
-
-## Use
-
-```bash
-mser-infer --model-dir {final} my.wav{' --text "what was said"' if 'text' in streams else ''}
-mser-timeline --model-dir {final} call.wav --out-dir timeline/
-mser-serve --model-dir {final}
-```
-
-## Limits
-
-- Trained on {protocol['corpus']} only: its speakers, recording conditions, language and its
-  way of expressing emotion. Expect lower accuracy on other speech, other languages and
-  spontaneous (non-acted) speech; measure it on your own labelled data before relying on it.
-- An emotion label is a guess about expression, not about what a person feels. Not for
-  clinical, hiring, policing or other decisions about people.
-"""
+    text = CARD.format(
+        language=args.language, metrics=", ".join(metrics), corpus=protocol["corpus"], tag=tag,
+        streams=" + ".join(streams), train_config=config.get("train_config"),
+        git_commit=config.get("git_commit"), utterances=plan["utterances"],
+        speakers=plan["speakers"], description=protocol["description"],
+        num_classes=len(config["classes"]), classes=" ".join(config["classes"]),
+        audio_feature=feature_text(config.get("audio_info")),
+        text_feature=feature_text(config.get("text_info")), notes=notes,
+        num_folds=len(args.folds), pooled_utts=scores["pooled"].get("num_utts", "the"),
+        main=scores["condition"], header="| | " + " | ".join(METRIC_NAMES[m] for m in metrics) + " |",
+        rule="---:|" * len(metrics), rows="\n".join(rows), epochs=plan["epochs"],
+        fold_last_epochs=", ".join(f"fold {k} {e}" for k, e in plan["fold_last_epochs"].items()),
+        average_checkpoints=plan["average_checkpoints"], final=final,
+        calibration_rows="\n".join(f"| {c} | {t:.3f} | {100 * summaries[c]['ece']:.2f} | "
+                                   f"{100 * summaries[c]['ece_calibrated']:.2f} |"
+                                   for c, t in temperatures.items()),
+        text_option=' --text "what was said"' if "text" in streams else "")
     atomic_write_text(os.path.join(final, "README.md"), text)
     print(f"{final}/README.md: the model card; {final}/calibration.yaml: "
           + ", ".join(f"{c} T {t:.3f}" for c, t in temperatures.items()))
