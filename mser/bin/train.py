@@ -43,7 +43,7 @@ def main(argv=None):
     keep_freed_memory()
     parser = get_parser()
     args = parse_args(parser, argv)
-    check_args(parser, args)
+    cfg = check_args(parser, args)  # the typed config the trainer receives
     if args.max_frames > 0 and any(a.split("=")[0] == "--batch-size" for a in argv):
         parser.error(f"--batch-size is not used when batches are sized in frames (--max-frames "
                      f"{args.max_frames}, e.g. from the config); give --max-frames instead, or "
@@ -72,7 +72,7 @@ def main(argv=None):
                                       1 if launched_by == "srun" else ctx.local_world_size)
     distributed.init_process_group(ctx, threads[0])
     try:
-        train(args, ctx, threads)
+        train(cfg, ctx, threads)
     finally:
         distributed.destroy_process_group(ctx)
     if launched_by:

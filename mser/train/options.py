@@ -1,5 +1,9 @@
 """The training options, one :class:`~mser.utils.config.Option` each (default, help, choices,
-whether a resumed run may change it), the checks on them, and the resolved config they give."""
+whether a resumed run may change it), the checks on them, the typed :class:`TrainConfig` they
+are parsed into once (what the trainer receives), and the resolved config.yaml it writes."""
+import dataclasses
+import types
+
 import torch
 
 from mser.io.storage import load_feat_info
@@ -106,6 +110,23 @@ RESUMABLE = {key for key, spec in OPTIONS.items() if spec.resumable}
 PROVENANCE = ("git_commit", "torch_version", "train_config")
 
 
+@dataclasses.dataclass
+class TrainConfig:
+    """A training run's options, parsed and checked once by :func:`check_args`: ``run`` and
+    ``optim`` hold the options of those sections of :data:`TRAIN_OPTIONS` (``cfg.optim.lr``),
+    ``model`` the resolved model conf (streams, tasks, ...), ``feats`` each stream's feats.scp,
+    ``config_file`` the YAML given (--config)."""
+    run: types.SimpleNamespace
+    optim: types.SimpleNamespace
+    model: dict
+    feats: dict
+    config_file: str = None
+
+    def options(self):
+        """{option: value} of every training option, in :data:`OPTIONS`' order."""
+        return {**vars(self.run), **vars(self.optim)}
+
+
 def add_train_options(parser):
     for group, options in TRAIN_OPTIONS.items():
         add_options(parser, options, group)
@@ -148,6 +169,7 @@ def stream_feats(args, streams):
 
 
 def check_args(parser, args):
+    """The :class:`TrainConfig` of parsed ``args``; a parser error names what is wrong."""
     for key in ("data_dir", "exp_dir"):
         if not getattr(args, key):
             parser.error(f"--{key.replace('_', '-')} is required")
@@ -155,26 +177,32 @@ def check_args(parser, args):
     if not args.select_conditions or malformed:
         parser.error(f"--select-conditions {' '.join(malformed)}: give conditions such as both, "
                      f"all, <stream>_only, <stream>+<stream> (mser.utils.conditions)")
-    streams = model_conf_from_args(args)["streams"]
+    model = model_conf_from_args(args)
     try:
-        unknown = sorted(set(parse_stream_feats(args.stream_feats)) - set(streams))
+        unknown = sorted(set(parse_stream_feats(args.stream_feats)) - set(model["streams"]))
     except ValueError as e:
         parser.error(str(e))
     if unknown:
         parser.error(f"--stream-feats {', '.join(unknown)}: no such stream in the model "
-                     f"(streams: {', '.join(streams)})")
-    for stream, scp in stream_feats(args, streams).items():
+                     f"(streams: {', '.join(model['streams'])})")
+    feats = stream_feats(args, model["streams"])
+    for stream, scp in feats.items():
         if not scp:
             parser.error(f"the model uses {stream} but {feats_option(stream)} is not given")
+    return TrainConfig(
+        run=types.SimpleNamespace(**{k: getattr(args, k) for k in TRAIN_OPTIONS["run"]}),
+        optim=types.SimpleNamespace(**{k: getattr(args, k)
+                                       for k in TRAIN_OPTIONS["optimisation"]}),
+        model=model, feats=feats, config_file=args.config)
 
 
-def resolve_config(args, train_set):
-    """Everything inference needs, besides the checkpoint: the options, the resolved model
-    conf, and per stream ``<stream>_feats`` and ``<stream>_info`` (its feat_conf.yaml)."""
-    model_conf = model_conf_from_args(args)
-    config = {key: getattr(args, key) for key in OPTIONS}
-    config.update({"train_config": args.config, "model_conf": model_conf})
-    for stream, scp in stream_feats(args, model_conf["streams"]).items():
+def resolve_config(cfg, train_set):
+    """Everything inference needs, besides the checkpoint: the options of ``cfg`` (a
+    :class:`TrainConfig`), the resolved model conf, and per stream ``<stream>_feats`` and
+    ``<stream>_info`` (its feat_conf.yaml)."""
+    config = cfg.options()
+    config.update({"train_config": cfg.config_file, "model_conf": cfg.model})
+    for stream, scp in cfg.feats.items():
         info = load_feat_info(scp)
         if stream in MODALITIES and info["modality"] in MODALITIES and info["modality"] != stream:
             raise ValueError(f"{feats_option(stream)} {scp} holds {info['modality']} features "

@@ -23,7 +23,7 @@ from mser.data.dataset import EmotionDataset, LengthBucketBatchSampler, collate
 from mser.io.datadir import read_classes
 from mser.nets import build_model, feat_infos
 from mser.train.evaluate import condition_outputs, to_device
-from mser.train.options import check_same_run, model_conf_from_args, resolve_config, stream_feats
+from mser.train.options import check_same_run, resolve_config
 from mser.train.schedule import lr_lambda, training_length
 from mser.utils import distributed
 from mser.utils.checkpoint import (average_checkpoints, checkpoint_path, copy_checkpoint,
@@ -47,10 +47,11 @@ DONE = ".done"
 DROPPED = "dropped_utts"  # <split> <utt> <reason> of utterances left out for lack of features
 
 
-def train(args, ctx, threads):
-    """Train ``args.exp_dir`` (resuming it if it holds checkpoints) on process ``ctx``;
+def train(cfg, ctx, threads):
+    """Train ``cfg.run.exp_dir`` (``cfg``: a :class:`~mser.train.options.TrainConfig`; resuming
+    the dir if it holds checkpoints) on process ``ctx``;
     ``threads``: (CPU threads of this process, why) from :func:`distributed.cpu_threads`."""
-    Trainer(args, ctx, threads).run()
+    Trainer(cfg, ctx, threads).run()
 
 
 class Reporter:
@@ -75,9 +76,9 @@ class Trainer:
     """One fold's run: :meth:`run` sets up (or resumes), then per epoch :meth:`train_one_epoch`,
     :meth:`validate` and :meth:`save`, until the last epoch or early stopping."""
 
-    def __init__(self, args, ctx, threads):
-        self.args, self.ctx, self.threads = args, ctx, threads
-        self.exp_dir, self.device = args.exp_dir, ctx.device
+    def __init__(self, cfg, ctx, threads):
+        self.cfg, self.ctx, self.threads = cfg, ctx, threads
+        self.exp_dir, self.device = cfg.run.exp_dir, ctx.device
         self.writer = None
         self.timer = SectionTimer()  # where the run's time goes: train.log at the end
         self.last_plot = float("-inf")
@@ -85,13 +86,13 @@ class Trainer:
     def run(self):
         if not self.set_up():
             return
-        args, ctx, length, state = self.args, self.ctx, self.length, self.state
+        cfg, ctx, length, state = self.cfg, self.ctx, self.length, self.state
         reason, epoch = "max_epochs", self.resume_epoch
         for epoch in range(self.resume_epoch + 1, length.epochs + 1):
             if length.patience and state["bad_epochs"] >= length.patience:
                 reason, epoch = "early_stop", epoch - 1
                 break
-            seed_epoch(args.seed, epoch, ctx.rank)
+            seed_epoch(cfg.run.seed, epoch, ctx.rank)
             # The one draw a new DataLoader iterator made here before the loaders had
             # persistent workers and a generator of their own: earlier runs' random streams,
             # whatever --num-workers.
@@ -106,20 +107,20 @@ class Trainer:
 
     def set_up(self):
         """Logging, data, model, optimiser, resume; False when the run is finished already."""
-        args, ctx = self.args, self.ctx
+        cfg, ctx = self.cfg, self.ctx
         os.makedirs(self.exp_dir, exist_ok=True)
-        setup_logging(args.verbose, os.path.join(self.exp_dir, "train.log") if ctx.is_main
+        setup_logging(cfg.run.verbose, os.path.join(self.exp_dir, "train.log") if ctx.is_main
                       else None, ctx.rank)
         done = read_done(self.exp_dir)
         distributed.barrier(ctx)  # every rank has read .done before rank 0 may remove it
-        if args.amp != "none" and self.device.type != "cuda":
-            logging.warning("--amp %s is GPU-only; training in fp32 on CPU", args.amp)
-            args.amp = "none"
+        if cfg.optim.amp != "none" and self.device.type != "cuda":
+            logging.warning("--amp %s is GPU-only; training in fp32 on CPU", cfg.optim.amp)
+            cfg.optim.amp = "none"
         logging.info("command: python -m mser.bin.train %s", " ".join(sys.argv[1:]))
         logging.info("rank %d of %d on %s, %d CPU thread(s) (%s)", ctx.rank, ctx.world_size,
                      self.device, *self.threads)
-        self.model_conf = model_conf_from_args(args)
-        self.select_conditions = selection_conditions(args.select_conditions,
+        self.model_conf = cfg.model
+        self.select_conditions = selection_conditions(cfg.optim.select_conditions,
                                                       self.model_conf["streams"])
         self.set_up_data()
         if done and not self.continues(done):
@@ -133,7 +134,7 @@ class Trainer:
         else:
             with self.timer("normalisation statistics"):
                 compute_normalization(ctx, self.model, self.train_set, self.model_conf["streams"],
-                                      fill_cache=args.cache_feats and self.workers == 0)
+                                      fill_cache=cfg.run.cache_feats and self.workers == 0)
         for dataset in self.datasets():  # the model's, fresh or resumed
             dataset.normalize_with(self.model.input_statistics())
         self.ddp_model = self.model
@@ -150,22 +151,24 @@ class Trainer:
         return [d for d in (self.train_set, self.dev_set) if d is not None]
 
     def set_up_data(self):
-        args, ctx = self.args, self.ctx
-        self.train_set, self.dev_set = load_datasets(args, self.model_conf)
-        self.workers = workers = resolve_num_workers(args.num_workers, args.cache_feats,
+        cfg, ctx = self.cfg, self.ctx
+        self.train_set, self.dev_set = load_datasets(cfg)
+        self.workers = workers = resolve_num_workers(cfg.run.num_workers, cfg.run.cache_feats,
                                                      self.threads[0])
-        if args.cache_feats:
+        if cfg.run.cache_feats:
             check_cache_fits(self.datasets(), max(1, workers),
-                             *cache_budget(args.cache_memory_gb, ctx.local_world_size))
+                             *cache_budget(cfg.run.cache_memory_gb, ctx.local_world_size))
         self.sampler = LengthBucketBatchSampler(
-            self.train_set.lengths, args.batch_size, args.max_frames, args.bucketing,
-            shuffle=True, seed=args.seed, num_replicas=ctx.world_size, rank=ctx.rank)
-        self.length = training_length(args.epochs, 0 if args.no_dev else args.patience,
-                                      args.min_steps, len(self.sampler))
+            self.train_set.lengths, cfg.optim.batch_size, cfg.optim.max_frames,
+            cfg.optim.bucketing, shuffle=True, seed=cfg.run.seed, num_replicas=ctx.world_size,
+            rank=ctx.rank)
+        self.length = training_length(cfg.optim.epochs,
+                                      0 if cfg.optim.no_dev else cfg.optim.patience,
+                                      cfg.optim.min_steps, len(self.sampler))
         self.loader = make_loader(self.train_set, self.sampler, workers, self.device)
-        self.dev_loader = None if args.no_dev else make_loader(
+        self.dev_loader = None if cfg.optim.no_dev else make_loader(
             self.dev_set, LengthBucketBatchSampler(
-                self.dev_set.lengths, args.batch_size, args.max_frames, shuffle=False,
+                self.dev_set.lengths, cfg.optim.batch_size, cfg.optim.max_frames, shuffle=False,
                 num_replicas=ctx.world_size, rank=ctx.rank), workers, self.device)
 
     def continues(self, done):
@@ -183,8 +186,8 @@ class Trainer:
 
     def write_config(self):
         """<exp-dir>/config.yaml (a resumed run must have the saved one) and dropped_utts."""
-        args, length = self.args, self.length
-        self.config = resolve_config(args, self.train_set)
+        cfg, length = self.cfg, self.length
+        self.config = resolve_config(cfg, self.train_set)
         self.config["dev_utts"] = len(self.dev_set) if self.dev_set is not None else 0
         config_path = os.path.join(self.exp_dir, "config.yaml")
         if saved_epochs(self.exp_dir) and os.path.exists(config_path):
@@ -195,35 +198,37 @@ class Trainer:
                                                                   ("dev", self.dev_set)) if d})
         logging.info("%d training / %d dev utterances, classes %s", len(self.train_set),
                      self.config["dev_utts"], " ".join(self.train_set.classes))
-        if args.no_dev:
+        if cfg.optim.no_dev:
             logging.info("--no-dev: no dev set, no early stopping: %d epochs; best.pt is %s",
-                         length.epochs, "the last epoch" if args.average_checkpoints <= 1 else
-                         f"the mean of the last {args.average_checkpoints} epochs")
-        if length.epochs != args.epochs:
+                         length.epochs, "the last epoch" if cfg.optim.average_checkpoints <= 1
+                         else f"the mean of the last {cfg.optim.average_checkpoints} epochs")
+        if length.epochs != cfg.optim.epochs:
             logging.info("%d epochs of %d optimiser steps are fewer than --min-steps %d: "
-                         "training up to %d epochs with patience %d", args.epochs,
-                         length.steps_per_epoch, args.min_steps, length.epochs, length.patience)
+                         "training up to %d epochs with patience %d", cfg.optim.epochs,
+                         length.steps_per_epoch, cfg.optim.min_steps, length.epochs,
+                         length.patience)
 
     def build_model(self):
-        args, conf = self.args, self.model_conf
-        torch.manual_seed(args.seed)  # identical initialisation on every rank
+        cfg, conf = self.cfg, self.model_conf
+        torch.manual_seed(cfg.run.seed)  # identical initialisation on every rank
         self.model = build_model(conf, feat_infos(self.config), len(self.train_set.classes),
                                  self.train_set.task_classes)
-        weights, offsets = class_balance(self.train_set, args.class_weight)
-        self.model.set_loss(weights, args.label_smoothing, logit_offset=offsets)
+        weights, offsets = class_balance(self.train_set, cfg.optim.class_weight)
+        self.model.set_loss(weights, cfg.optim.label_smoothing, logit_offset=offsets)
         self.model.to(self.device)
         logging.info("model: %s fusion, %s; %.2fM parameters; selected on dev %s of %s",
                      conf["fusion"], "+".join(conf["streams"]),
-                     sum(p.numel() for p in self.model.parameters()) / 1e6, args.select_metric,
+                     sum(p.numel() for p in self.model.parameters()) / 1e6,
+                     cfg.optim.select_metric,
                      " + ".join(self.select_conditions))
         # The fused kernel: one call per step instead of a dozen per parameter tensor (4x faster
         # on CPU; the same update up to rounding).
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr,
-                                           weight_decay=args.weight_decay,
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr,
+                                           weight_decay=cfg.optim.weight_decay,
                                            fused=self.device.type in ("cpu", "cuda"))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
-            args.scheduler, args.warmup_steps, self.length.total_steps))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=args.amp == "fp16")
+            cfg.optim.scheduler, cfg.optim.warmup_steps, self.length.total_steps))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.optim.amp == "fp16")
 
     def resume(self):
         ctx = self.ctx
@@ -242,11 +247,12 @@ class Trainer:
             copy_checkpoint(checkpoint_path(self.exp_dir, self.state["best_epoch"]),
                             os.path.join(self.exp_dir, BEST))
         logging.info("resumed from %s (%s at epoch %d)", path,
-                     selected_text(self.args, self.state), self.state["best_epoch"])
+                     selected_text(self.cfg.optim.select_metric, self.state),
+                     self.state["best_epoch"])
 
     def train_one_epoch(self, epoch):
         """The mean training stats (loss, each head's) over all ranks, and the utterances."""
-        args, ctx, model = self.args, self.ctx, self.ddp_model
+        cfg, ctx, model = self.cfg, self.ctx, self.ddp_model
         model.train()
         reporter = Reporter()
         timer = self.timer
@@ -260,7 +266,7 @@ class Trainer:
             if batch is None:
                 break
             labels = batch["labels"]
-            with timer("forward"), autocast(args, self.device):
+            with timer("forward"), autocast(cfg.optim.amp, self.device):
                 output = model(batch)
             loss = output["loss"]
             if not torch.isfinite(loss):
@@ -272,9 +278,9 @@ class Trainer:
                 self.scaler.scale(loss * batch_share(ctx, self.model.class_weight,
                                                      labels)).backward()
             with timer("optimiser"):
-                if args.grad_clip > 0:
+                if cfg.optim.grad_clip > 0:
                     self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
@@ -297,9 +303,10 @@ class Trainer:
 
     def record(self, epoch, train_stats, train_utts, dev, elapsed):
         """Update the selection state and history, log, check the ranks agree, save."""
-        args, ctx, state = self.args, self.ctx, self.state
-        value = None if dev is None else dev[args.select_metric]
-        improved = dev is None or is_better(args.select_metric, value, state["best_metric"])
+        cfg, ctx, state = self.cfg, self.ctx, self.state
+        value = None if dev is None else dev[cfg.optim.select_metric]
+        improved = dev is None or is_better(cfg.optim.select_metric, value,
+                                            state["best_metric"])
         if improved:  # without a dev set, the latest epoch
             state.update(best_metric=value, best_epoch=epoch, bad_epochs=0)
         else:
@@ -343,18 +350,18 @@ class Trainer:
 
     def save(self, epoch, improved):
         """checkpoints/epoch<N>.pt, best.pt when ``improved``, then prune the old ones."""
-        args = self.args
+        cfg = self.cfg
         checkpoint = {"model": self.model.state_dict(),
                       "optimizer": self.optimizer.state_dict(),
                       "scheduler": self.scheduler.state_dict(),
                       "scaler": self.scaler.state_dict(), "epoch": epoch, "state": self.state,
-                      "seed": args.seed, "world_size": self.ctx.world_size,
+                      "seed": cfg.run.seed, "world_size": self.ctx.world_size,
                       "git_commit": self.config["git_commit"]}
         save_checkpoint(checkpoint_path(self.exp_dir, epoch), checkpoint)
         if improved:
             save_checkpoint(os.path.join(self.exp_dir, BEST), checkpoint)
-        prune_checkpoints(self.exp_dir, args.keep_checkpoints, protect=set(best_epochs(
-            self.state["history"], args.select_metric, args.average_checkpoints)))
+        prune_checkpoints(self.exp_dir, cfg.optim.keep_checkpoints, protect=set(best_epochs(
+            self.state["history"], cfg.optim.select_metric, cfg.optim.average_checkpoints)))
 
     def plot(self):
         with self.timer("plots"):
@@ -363,18 +370,18 @@ class Trainer:
 
     def finish(self, reason, epoch):
         """The last curves, best.pt averaged if asked, its calibration, <exp-dir>/.done."""
-        args, state, ctx = self.args, self.state, self.ctx
+        cfg, state, ctx = self.cfg, self.state, self.ctx
         summary = {"reason": reason, "epoch": epoch, "best_epoch": state["best_epoch"],
-                   f"best_dev_{args.select_metric}": state["best_metric"]}
+                   f"best_dev_{cfg.optim.select_metric}": state["best_metric"]}
         if ctx.is_main:
             self.writer.close()
             if state["history"]:
                 self.plot()
-            if args.average_checkpoints > 1:
+            if cfg.optim.average_checkpoints > 1:
                 with self.timer("checkpoints"):
                     summary["averaged_epochs"] = write_average(
-                        self.exp_dir, state["history"], args.select_metric,
-                        args.average_checkpoints, args.warmup_steps)
+                        self.exp_dir, state["history"], cfg.optim.select_metric,
+                        cfg.optim.average_checkpoints, cfg.optim.warmup_steps)
         distributed.barrier(ctx)  # best.pt is final
         if state["history"] and self.dev_loader is not None:
             with self.timer("calibration"):
@@ -385,7 +392,7 @@ class Trainer:
             summary["seconds"] = {k: round(v, 2) for k, v in self.timer.sections().items()}
             atomic_write_text(os.path.join(self.exp_dir, DONE), yaml.safe_dump(summary))
             logging.info("finished (%s): %s at epoch %d -> %s", reason,
-                         selected_text(args, state), state["best_epoch"],
+                         selected_text(cfg.optim.select_metric, state), state["best_epoch"],
                          os.path.join(self.exp_dir, BEST))
             logging.info("time per section: %s", self.timer.summary())
         distributed.barrier(ctx)
@@ -408,11 +415,11 @@ class Trainer:
             f"{100 * summaries[c]['ece_calibrated']:.2f} %" for c, t in temperatures.items()))
 
 
-def selected_text(args, state):
+def selected_text(metric, state):
     """'best dev ua 0.7123' of the selection state; without a dev set, 'no dev set, the latest'."""
     if state["best_metric"] is None:
         return "no dev set, the latest"
-    return f"best dev {args.select_metric} {state['best_metric']:.4f}"
+    return f"best dev {metric} {state['best_metric']:.4f}"
 
 
 def best_epochs(history, metric, count):
@@ -517,23 +524,23 @@ def check_cache_fits(datasets, copies, budget, why):
                  need / 1e9, detail, budget / 1e9, why)
 
 
-def load_datasets(args, model_conf):
+def load_datasets(cfg):
     """The train and dev sets (dev None with ``--no-dev``), their frames averaged as the model's
     front ends do first."""
-    feats = stream_feats(args, model_conf["streams"])
+    feats, model_conf = cfg.feats, cfg.model
     pool = input_pooling(model_conf)
-    train_dir, dev_dir = (os.path.join(args.data_dir, s) for s in ("train", "dev"))
-    train_set = EmotionDataset(train_dir, feats, cache=args.cache_feats, pool=pool,
+    train_dir, dev_dir = (os.path.join(cfg.run.data_dir, s) for s in ("train", "dev"))
+    train_set = EmotionDataset(train_dir, feats, cache=cfg.run.cache_feats, pool=pool,
                                tasks=model_conf["tasks"])
     dev_set = None
-    if not args.no_dev:
+    if not cfg.optim.no_dev:
         dev_classes_path = os.path.join(dev_dir, "classes.txt")
         if (os.path.exists(dev_classes_path)
                 and read_classes(dev_classes_path) != train_set.classes):
             raise ValueError(f"{dev_classes_path} differs from {train_dir}/classes.txt; re-run "
                              f"data preparation")
         dev_set = EmotionDataset(dev_dir, feats, classes=train_set.classes,
-                                 cache=args.cache_feats, pool=pool, tasks=model_conf["tasks"],
+                                 cache=cfg.run.cache_feats, pool=pool, tasks=model_conf["tasks"],
                                  task_classes=train_set.task_classes)
     for subset in (d for d in (train_set, dev_set) if d is not None):
         if not subset.has_labels:
@@ -605,8 +612,8 @@ def class_balance(train_set, mode):
     return torch.tensor(weights, dtype=torch.float32), None
 
 
-def autocast(args, device):
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
+def autocast(amp, device):
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
