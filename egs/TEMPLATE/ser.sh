@@ -28,6 +28,7 @@ train_config=conf/train.yaml  # training YAML (a tuning YAML names its base)
 train_opts=                # extra options of mser.bin.train, e.g. "--epochs 5"
 tag=                       # experiment name; empty: <config name>_<features the config uses>
 reference_tag=             # RESULTS.md tests this tag against it; empty: conf/train.yaml's tag on these features, gold text
+probe_tag=                 # ... and against this linear probe; empty: conf/tuning/probe*.yaml's tag of the same streams (a config with tasks: the probe with those tasks, e.g. probe_dimensions.yaml)
 language=en                # language of the corpus (stage 6: the model card)
 help_message="Usage: ./run.sh [--option value ...]   (run from egs/<corpus>; stages in README.md)"
 . utils/parse_options.sh
@@ -65,7 +66,7 @@ case $modalities in
   *audio*) probe_config=conf/tuning/probe_audio.yaml ;;
   *) probe_config=conf/tuning/probe_text.yaml ;;
 esac
-probe_tag=$(tag_of $probe_config "$modalities")
+probe_tag=${probe_tag:-$(tag_of $probe_config "$modalities")}
 exp=exp/$tag
 # ASR text (stage 2): data/all_asr, its text features dump/<text_feat>_asr and per fold
 # data/fold<k>/asr/{train,dev,test}: the fold's sets with ASR transcripts.
