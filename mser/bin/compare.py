@@ -18,7 +18,7 @@ import numpy as np
 from mser.scoring.aggregate import METRIC_NAMES
 from mser.scoring.paired import compare_experiments
 from mser.utils.metrics import PAIRED_METRICS
-from mser.utils.tasks import PRIMARY, TASK_TYPES
+from mser.utils.tasks import PRIMARY, TASK_TYPES, signed_text
 
 
 def main(argv=None):
@@ -51,7 +51,8 @@ def main(argv=None):
     name = METRIC_NAMES[args.metric]
     if args.task != PRIMARY:
         name = f"{args.task} {name}"
-    value = TASK_TYPES[result["type"]].text
+    kind = TASK_TYPES[result["type"]]
+    value = kind.text
     for side in ("runs_a", "runs_b"):
         runs = result[side]
         for run in runs:
@@ -63,11 +64,8 @@ def main(argv=None):
                 print(f"  {len(runs)} seeds, {what}: {value(values.mean())} +/- "
                       f"{value(values.std(ddof=1))}")
     mcnemar = "" if result["p_mcnemar"] is None else f", {result['p_mcnemar']:.3g} (McNemar)"
-    def signed(v):
-        return ("+" if v >= 0 else "") + value(v)
-
-    low, high = (signed(v) for v in result["diff_95ci"])
-    print(f"{name}({result['a']}) - {name}({result['b']}) = {signed(result['diff'])}, "
+    low, high = (signed_text(kind, v) for v in result["diff_95ci"])
+    print(f"{name}({result['a']}) - {name}({result['b']}) = {signed_text(kind, result['diff'])}, "
           f"95% CI [{low}, {high}], p = {result['p_bootstrap']:.3g} (bootstrap){mcnemar}")
 
 if __name__ == "__main__":

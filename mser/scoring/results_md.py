@@ -33,7 +33,7 @@ from mser.scoring.decodes import decode_name, subset_suffix
 from mser.scoring.paired import compare_experiments
 from mser.utils.calibration import ECE_BINS
 from mser.utils.fileio import atomic_write_text
-from mser.utils.tasks import TASK_TYPES
+from mser.utils.tasks import TASK_TYPES, signed_text
 
 BASE_METRICS = ("ua", "wa", "macro_f1")
 # The single-stream columns the main table always has; a recipe with another stream adds its
@@ -192,9 +192,10 @@ def _task_test_rows(exp_dir, scores, exp_root, folds):
             if other is None or not _has_task(other, task):
                 continue
             c = compare_experiments(exp_dir, other, folds, None, kind.headline, task=task)
-            low, high = (kind.text(v) for v in c["diff_95ci"])
+            low, high = (signed_text(kind, v) for v in c["diff_95ci"])
             rows.append(f"| {c['a']} | {c['b']} | {task} | {METRIC_NAMES[kind.headline]} "
-                        f"{kind.text(c['diff'])} [{low}, {high}] | {c['p_bootstrap']:.3g} |")
+                        f"{signed_text(kind, c['diff'])} [{low}, {high}] | "
+                        f"{c['p_bootstrap']:.3g} |")
     return rows
 
 

@@ -201,5 +201,10 @@ def auxiliary(tasks):
     return {name: spec for name, spec in tasks.items() if name != PRIMARY}
 
 
+def signed_text(kind, value):
+    """A difference in a metric of task type ``kind``, as it reports it, with its sign."""
+    return ("+" if value >= 0 else "") + kind.text(value)
+
+
 def task_type(spec):
     return TASK_TYPES[spec["type"]]
