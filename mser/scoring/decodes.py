@@ -74,9 +74,9 @@ def decoded_tasks(fold_dir, condition, subset="test"):
     a classification has ``classes_<task>.txt`` beside it)."""
     cond_dir = os.path.join(fold_dir, decode_name(subset), condition)
     names = sorted(os.listdir(cond_dir)) if os.path.isdir(cond_dir) else []
-    return {n[len("predictions_"):]: "classification" if os.path.exists(os.path.join(
-        cond_dir, f"classes_{n[len('predictions_'):]}.txt")) else "regression"
-            for n in names if n.startswith("predictions_")}
+    tasks = [n.removeprefix("predictions_") for n in names if n.startswith("predictions_")]
+    return {task: "classification" if f"classes_{task}.txt" in names else "regression"
+            for task in tasks}
 
 
 def load_task(fold_dir, condition, task, kind, subset="test"):

@@ -181,15 +181,16 @@ def _task_rows(scores):
     return rows
 
 
-def _task_test_rows(exp_dir, scores, exp_root, folds):
+def _task_test_rows(exp_dir, scored, exp_root, folds):
     """Paired tests of each auxiliary task of a tag against its reference and its probe where
-    those have the task too, on the task type's headline metric."""
-    rows = []
+    those have the task too (``scored``: exp dir -> its scores.json), on the task type's
+    headline metric."""
+    rows, scores = [], scored[exp_dir]
     others = [_other_tag(exp_root, scores, key) for key in ("reference_tag", "probe_tag")]
     for task, result in scores.get("tasks", {}).items():
         kind = TASK_TYPES[result["type"]]
         for other in others:
-            if other is None or not _has_task(other, task):
+            if task not in scored.get(other, {}).get("tasks", {}):
                 continue
             c = compare_experiments(exp_dir, other, folds, None, kind.headline, task=task)
             low, high = (signed_text(kind, v) for v in c["diff_95ci"])
@@ -197,14 +198,6 @@ def _task_test_rows(exp_dir, scores, exp_root, folds):
                         f"{signed_text(kind, c['diff'])} [{low}, {high}] | "
                         f"{c['p_bootstrap']:.3g} |")
     return rows
-
-
-def _has_task(exp_dir, task):
-    path = os.path.join(exp_dir, "scores.json")
-    if not os.path.exists(path):
-        return False
-    with open(path, encoding="utf-8") as f:
-        return task in json.load(f).get("tasks", {})
 
 
 CALIBRATION_HEADER = ("| tag | condition | ECE raw | ECE calibrated | NLL raw | NLL calibrated "
@@ -336,8 +329,8 @@ def write_results_md(path, exp_root, folds, title, protocol, notes=None):
                  CALIBRATION_HEADER, _rule(CALIBRATION_HEADER), *calibrated, ""]
     task_rows = [row for scores in scored.values() for row in _task_rows(scores)]
     if task_rows:
-        task_tests = [row for exp_dir, scores in scored.items()
-                      for row in _task_test_rows(exp_dir, scores, exp_root, folds)]
+        task_tests = [row for exp_dir in scored
+                      for row in _task_test_rows(exp_dir, scored, exp_root, folds)]
         text += ["Auxiliary tasks (a config's `tasks:` beside the emotion categories; "
                  "mser.utils.tasks): each tag's scores of them under its main condition, "
                  "classifications in %, regressions as CCC / PCC and the MAE in the labels' "

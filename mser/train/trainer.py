@@ -119,9 +119,8 @@ class Trainer:
         logging.info("command: python -m mser.bin.train %s", " ".join(sys.argv[1:]))
         logging.info("rank %d of %d on %s, %d CPU thread(s) (%s)", ctx.rank, ctx.world_size,
                      self.device, *self.threads)
-        self.model_conf = cfg.model
         self.select_conditions = selection_conditions(cfg.optim.select_conditions,
-                                                      self.model_conf["streams"])
+                                                      cfg.model["streams"])
         self.set_up_data()
         if done and not self.continues(done):
             return False
@@ -133,7 +132,7 @@ class Trainer:
             self.resume()
         else:
             with self.timer("normalisation statistics"):
-                compute_normalization(ctx, self.model, self.train_set, self.model_conf["streams"],
+                compute_normalization(ctx, self.model, self.train_set, cfg.model["streams"],
                                       fill_cache=cfg.run.cache_feats and self.workers == 0)
         for dataset in self.datasets():  # the model's, fresh or resumed
             dataset.normalize_with(self.model.input_statistics())
@@ -209,7 +208,7 @@ class Trainer:
                          length.patience)
 
     def build_model(self):
-        cfg, conf = self.cfg, self.model_conf
+        cfg, conf = self.cfg, self.cfg.model
         torch.manual_seed(cfg.run.seed)  # identical initialisation on every rank
         self.model = build_model(conf, feat_infos(self.config), len(self.train_set.classes),
                                  self.train_set.task_classes)
@@ -402,7 +401,7 @@ class Trainer:
         (mser.utils.calibration); the main process writes <exp-dir>/calibration.yaml."""
         self.model.load_state_dict(load_checkpoint(os.path.join(self.exp_dir, BEST),
                                                    self.device)["model"])
-        conditions = conditions_for(self.model_conf["streams"])
+        conditions = conditions_for(self.cfg.model["streams"])
         _, labels, outputs, _ = gather_outputs(self.ctx, self.model, self.dev_loader, conditions)
         logits = {c: outputs[c][PRIMARY] for c in conditions}
         if not self.ctx.is_main:
@@ -527,11 +526,10 @@ def check_cache_fits(datasets, copies, budget, why):
 def load_datasets(cfg):
     """The train and dev sets (dev None with ``--no-dev``), their frames averaged as the model's
     front ends do first."""
-    feats, model_conf = cfg.feats, cfg.model
-    pool = input_pooling(model_conf)
+    feats, tasks, pool = cfg.feats, cfg.model["tasks"], input_pooling(cfg.model)
     train_dir, dev_dir = (os.path.join(cfg.run.data_dir, s) for s in ("train", "dev"))
     train_set = EmotionDataset(train_dir, feats, cache=cfg.run.cache_feats, pool=pool,
-                               tasks=model_conf["tasks"])
+                               tasks=tasks)
     dev_set = None
     if not cfg.optim.no_dev:
         dev_classes_path = os.path.join(dev_dir, "classes.txt")
@@ -540,7 +538,7 @@ def load_datasets(cfg):
             raise ValueError(f"{dev_classes_path} differs from {train_dir}/classes.txt; re-run "
                              f"data preparation")
         dev_set = EmotionDataset(dev_dir, feats, classes=train_set.classes,
-                                 cache=cfg.run.cache_feats, pool=pool, tasks=model_conf["tasks"],
+                                 cache=cfg.run.cache_feats, pool=pool, tasks=tasks,
                                  task_classes=train_set.task_classes)
     for subset in (d for d in (train_set, dev_set) if d is not None):
         if not subset.has_labels:
@@ -646,12 +644,11 @@ def gather_outputs(ctx, model, loader, conditions):
         scored.update(share)
     utts = sorted(scored)
     labels = np.array([scored[u][0] for u in utts])
-    tasks = scored[utts[0]][2][conditions[0]] if utts else {}
+    aux = list(auxiliary(model.tasks))
     return (utts, labels,
-            {c: {t: np.stack([scored[u][2][c][t] for u in utts]) for t in tasks}
+            {c: {t: np.stack([scored[u][2][c][t] for u in utts]) for t in (PRIMARY, *aux)}
              for c in conditions},
-            {t: np.array([scored[u][1][t] for u in utts]) for t in scored[utts[0]][1]}
-            if utts else {})
+            {t: np.array([scored[u][1][t] for u in utts]) for t in aux})
 
 
 def evaluate(ctx, model, loader, num_classes, conditions, task_classes=None):

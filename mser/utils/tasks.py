@@ -18,8 +18,7 @@ of :class:`Classification`, registered in :data:`TASK_TYPES`.
 import numpy as np
 import torch
 
-from mser.utils.metrics import (ccc, macro_f1, mae, pcc, unweighted_accuracy,
-                                weighted_accuracy, weighted_f1)
+from mser.utils.metrics import ccc, mae, pcc, score as category_scores
 
 PRIMARY = "emotion"
 
@@ -63,11 +62,9 @@ class Classification:
 
     @staticmethod
     def score(ref, output, classes):
-        pred = np.asarray(output).argmax(-1)
-        n = len(classes)
-        return {"ua": unweighted_accuracy(ref, pred, n), "wa": weighted_accuracy(ref, pred),
-                "macro_f1": macro_f1(ref, pred, n), "weighted_f1": weighted_f1(ref, pred, n),
-                "num_utts": int(len(ref))}
+        """The emotion categories' metrics (:func:`mser.utils.metrics.score`: with per-class
+        recall and the confusion matrix) of the argmax of ``output``."""
+        return category_scores(ref, np.asarray(output).argmax(-1), classes)
 
     @staticmethod
     def prediction(row, classes):
