@@ -69,12 +69,20 @@ def score_task(exp_dir, folds, condition, task, kind, subset="test"):
     :func:`score_condition`'s (its type's metrics; ``_pooled_predictions``: class indices or
     numbers); None when the test sets have no labels of it."""
     task_kind = TASK_TYPES[kind]
+    loaded = {fold: load_task(os.path.join(exp_dir, f"fold{fold}"), condition, task, kind, subset)
+              for fold in folds}
+    if any(found is None for found in loaded.values()):
+        return None
+    # A classification's classes are each fold's training labels: pooled, the folds' indices
+    # and one-hot columns are mapped onto their union.
+    classes = (sorted({c for *_, fold_classes in loaded.values() for c in fold_classes})
+               if kind == "classification" else None)
     per_fold, utts, refs, preds = [], [], [], []
-    for fold in folds:
-        loaded = load_task(os.path.join(exp_dir, f"fold{fold}"), condition, task, kind, subset)
-        if loaded is None:
-            return None
-        fold_utts, ref, outputs, classes = loaded
+    for fold, (fold_utts, ref, outputs, fold_classes) in loaded.items():
+        if classes:
+            columns = [classes.index(c) for c in fold_classes]
+            ref = np.array(columns)[ref]
+            outputs = np.eye(len(classes))[np.array(columns)[outputs.argmax(-1)]]
         per_fold.append(dict(fold=int(fold), **task_kind.score(ref, outputs, classes)))
         utts += [f"fold{fold}/{u}" for u in fold_utts]
         refs.append(ref)

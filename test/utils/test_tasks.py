@@ -88,3 +88,28 @@ def test_a_prediction_line_names_every_task():
         tasks={"arousal": regression.prediction(np.array([3.14159]), None),
                "sentiment": classification.prediction(np.array([0.1, 2.0]), ["neg", "pos"])})
     assert prediction.format() == "ang ang=0.750 neu=0.250 arousal=3.1416 sentiment=pos (audio)"
+
+
+def test_an_auxiliary_classification_pools_folds_with_other_training_classes(tmp_path):
+    """A classification's classes are each fold's training labels: a fold whose training split
+    lacked 'pos' numbers 'neu' 1, the other fold 2. Pooled, both folds' labels and predictions
+    mean the same classes."""
+    from mser.scoring.aggregate import score_task
+
+    folds = {1: (["neg", "neu", "pos"], {"a": "neg", "b": "neu", "c": "pos"},
+                 {"a": "neg", "b": "neu", "c": "pos"}),
+             2: (["neg", "neu"], {"d": "neu", "e": "neg"}, {"d": "neu", "e": "neu"})}
+    for fold, (classes, refs, preds) in folds.items():
+        decode = tmp_path / f"fold{fold}" / "decode"
+        (decode / "both").mkdir(parents=True)
+        (decode / "utt2polarity").write_text("".join(f"{u} {v}\n" for u, v in refs.items()))
+        (decode / "both" / "predictions_polarity").write_text(
+            "".join(f"{u} {v}\n" for u, v in preds.items()))
+        (decode / "both" / "classes_polarity.txt").write_text("\n".join(classes) + "\n")
+    scores = score_task(str(tmp_path), [1, 2], "both", "polarity", "classification")
+    assert scores["classes"] == ["neg", "neu", "pos"]
+    utts, ref, pred = scores["_pooled_predictions"]
+    assert utts == ["fold1/a", "fold1/b", "fold1/c", "fold2/d", "fold2/e"]
+    assert list(ref) == [0, 1, 2, 1, 0] and list(pred) == [0, 1, 2, 1, 1]
+    assert scores["pooled"]["wa"] == pytest.approx(4 / 5)
+    assert scores["pooled"]["recall"] == {"neg": 0.5, "neu": 1.0, "pos": 1.0}
